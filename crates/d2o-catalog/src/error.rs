@@ -1,0 +1,24 @@
+/// Errors of a [`crate::Catalog`], each one a thing the caller can act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    /// The share, schema or table does not exist, or the caller may not see it (the two are
+    /// indistinguishable on purpose).
+    #[error("{kind} '{name}' does not exist")]
+    NotFound { kind: &'static str, name: String },
+    /// No credential, or one that is wrong, expired or revoked.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A parameter has a bad value (for example a page token that does not fit the request).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The catalog itself failed; the message is for logs, not for clients.
+    #[error("catalog failure: {0}")]
+    Internal(String),
+}
+
+impl CatalogError {
+    pub fn not_found(kind: &'static str, name: impl Into<String>) -> Self {
+        CatalogError::NotFound { kind, name: name.into() }
+    }
+}

@@ -1,0 +1,210 @@
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use async_trait::async_trait;
+use d2o_protocol::model::{Page, Schema, Share, Table};
+use subtle::ConstantTimeEq;
+use url::Url;
+
+use crate::config::{ServerConfig, resolve_location};
+use crate::page::page_of;
+use crate::{Catalog, CatalogError, PageRequest, Principal, SharedTable};
+
+/// A read-only catalog over the share tree of a reference-format YAML file.
+///
+/// Everyone who holds the one `authorization.bearerToken` sees everything; without that key the
+/// server is open (as the reference server). Order is the order of the file.
+#[derive(Debug, Clone)]
+pub struct YamlCatalog {
+    bearer_token: Option<String>,
+    shares: Vec<YamlShare>,
+}
+
+#[derive(Debug, Clone)]
+struct YamlShare {
+    share: Share,
+    schemas: Vec<(String, Vec<SharedTable>)>,
+}
+
+/// The principal of the YAML catalog's single token.
+const RECIPIENT: &str = "bearer-token";
+
+impl YamlCatalog {
+    /// Builds the catalog from a validated config; `base_dir` anchors relative locations.
+    pub fn new(config: &ServerConfig, base_dir: &Path) -> Result<Self, CatalogError> {
+        let mut shares = Vec::new();
+        for share in &config.shares {
+            let share_name = share.name.clone().unwrap_or_default();
+            let mut schemas = Vec::new();
+            for schema in &share.schemas {
+                let schema_name = schema.name.clone().unwrap_or_default();
+                let mut tables = Vec::new();
+                for table in &schema.tables {
+                    let location = resolve_location(table.location.as_deref().unwrap_or_default(), base_dir)
+                        .map_err(CatalogError::InvalidArgument)?;
+                    tables.push(SharedTable {
+                        share: share_name.clone(),
+                        schema: schema_name.clone(),
+                        name: table.name.clone().unwrap_or_default(),
+                        share_id: share.id.clone(),
+                        id: table.id.clone(),
+                        location,
+                        history_shared: table.history_shared,
+                        start_version: table.start_version,
+                        cdf_enabled: table.cdf_enabled,
+                    });
+                }
+                schemas.push((schema_name, tables));
+            }
+            shares.push(YamlShare {
+                share: Share {
+                    name: share_name,
+                    id: share.id.clone(),
+                    display_name: None,
+                    comment: None,
+                    properties: BTreeMap::new(),
+                },
+                schemas,
+            });
+        }
+        let bearer_token = config.authorization.as_ref().and_then(|a| a.bearer_token.clone());
+        Ok(YamlCatalog { bearer_token, shares })
+    }
+
+    fn share(&self, name: &str) -> Result<&YamlShare, CatalogError> {
+        self.shares
+            .iter()
+            .find(|s| s.share.name.eq_ignore_ascii_case(name))
+            .ok_or_else(|| CatalogError::not_found("share", name))
+    }
+
+    fn schema(&self, share: &str, schema: &str) -> Result<&[SharedTable], CatalogError> {
+        self.share(share)?
+            .schemas
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(schema))
+            .map(|(_, t)| t.as_slice())
+            .ok_or_else(|| CatalogError::not_found("schema", format!("{share}.{schema}")))
+    }
+}
+
+fn table_item(t: &SharedTable) -> Table {
+    Table {
+        name: t.name.clone(),
+        schema: t.schema.clone(),
+        share: t.share.clone(),
+        share_id: t.share_id.clone(),
+        id: t.id.clone(),
+    }
+}
+
+#[async_trait]
+impl Catalog for YamlCatalog {
+    async fn authenticate(&self, bearer_token: Option<&str>) -> Result<Principal, CatalogError> {
+        if let Some(expected) = &self.bearer_token {
+            let given = bearer_token.unwrap_or_default();
+            if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+                return Err(CatalogError::Unauthenticated(if bearer_token.is_none() {
+                    "a bearer token is required".into()
+                } else {
+                    "the bearer token is not valid".into()
+                }));
+            }
+        }
+        Ok(Principal { recipient: RECIPIENT.to_owned(), properties: BTreeMap::new() })
+    }
+
+    async fn list_shares(&self, _who: &Principal, page: &PageRequest) -> Result<Page<Share>, CatalogError> {
+        page_of(self.shares.iter().map(|s| s.share.clone()).collect(), "shares", page)
+    }
+
+    async fn get_share(&self, _who: &Principal, share: &str) -> Result<Share, CatalogError> {
+        Ok(self.share(share)?.share.clone())
+    }
+
+    async fn list_schemas(&self, _who: &Principal, share: &str, page: &PageRequest) -> Result<Page<Schema>, CatalogError> {
+        let s = self.share(share)?;
+        let items = s.schemas.iter().map(|(name, _)| Schema { name: name.clone(), share: s.share.name.clone() }).collect();
+        page_of(items, &format!("schemas/{}", share.to_lowercase()), page)
+    }
+
+    async fn list_tables(
+        &self,
+        _who: &Principal,
+        share: &str,
+        schema: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Table>, CatalogError> {
+        let items = self.schema(share, schema)?.iter().map(table_item).collect();
+        page_of(items, &format!("tables/{}/{}", share.to_lowercase(), schema.to_lowercase()), page)
+    }
+
+    async fn list_all_tables(&self, _who: &Principal, share: &str, page: &PageRequest) -> Result<Page<Table>, CatalogError> {
+        let items = self.share(share)?.schemas.iter().flat_map(|(_, t)| t.iter().map(table_item)).collect();
+        page_of(items, &format!("all-tables/{}", share.to_lowercase()), page)
+    }
+
+    async fn get_table(&self, _who: &Principal, share: &str, schema: &str, table: &str) -> Result<SharedTable, CatalogError> {
+        self.schema(share, schema)?
+            .iter()
+            .find(|t| t.name.eq_ignore_ascii_case(table))
+            .cloned()
+            .ok_or_else(|| CatalogError::not_found("table", format!("{share}.{schema}.{table}")))
+    }
+
+    async fn table_locations(&self) -> Result<Vec<Url>, CatalogError> {
+        Ok(self.shares.iter().flat_map(|s| s.schemas.iter().flat_map(|(_, t)| t.iter().map(|t| t.location.clone()))).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog(token: Option<&str>) -> YamlCatalog {
+        let auth = token.map(|t| format!("authorization:\n  bearerToken: {t}\n")).unwrap_or_default();
+        let text = format!(
+            "version: 1\n{auth}shares:\n- name: Share1\n  schemas:\n  - name: sc\n    tables:\n    - name: T1\n      location: /data/t1\n    - name: t2\n      location: t2\n- name: share2\n"
+        );
+        let (config, _) = ServerConfig::parse(&text, Path::new("/base")).expect("valid config");
+        YamlCatalog::new(&config, Path::new("/base")).expect("valid catalog")
+    }
+
+    fn block<F: std::future::Future>(f: F) -> F::Output {
+        // The YAML catalog never awaits anything; a trivial executor is enough.
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut f = std::pin::pin!(f);
+        loop {
+            if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+    }
+
+    #[test]
+    fn token_is_checked() {
+        let c = catalog(Some("secret"));
+        assert!(block(c.authenticate(Some("secret"))).is_ok());
+        assert!(matches!(block(c.authenticate(Some("wrong"))), Err(CatalogError::Unauthenticated(_))));
+        assert!(matches!(block(c.authenticate(None)), Err(CatalogError::Unauthenticated(_))));
+        assert!(block(catalog(None).authenticate(None)).is_ok());
+    }
+
+    #[test]
+    fn lookups_ignore_case_and_report_what_is_missing() {
+        let c = catalog(None);
+        let who = block(c.authenticate(None)).expect("open");
+        let t = block(c.get_table(&who, "share1", "SC", "t1")).expect("found");
+        assert_eq!(t.name, "T1");
+        assert_eq!(t.location.as_str(), "file:///data/t1/");
+        let t2 = block(c.get_table(&who, "share1", "sc", "T2")).expect("found");
+        assert_eq!(t2.location.as_str(), "file:///base/t2/");
+        assert!(matches!(block(c.get_table(&who, "nope", "sc", "t1")), Err(CatalogError::NotFound { kind: "share", .. })));
+        assert!(matches!(block(c.get_table(&who, "share1", "x", "t1")), Err(CatalogError::NotFound { kind: "schema", .. })));
+        assert!(matches!(block(c.get_table(&who, "share1", "sc", "x")), Err(CatalogError::NotFound { kind: "table", .. })));
+        let all = block(c.list_all_tables(&who, "SHARE1", &PageRequest::default())).expect("listed");
+        assert_eq!(all.items.len(), 2);
+        assert_eq!(block(c.table_locations()).map(|l| l.len()).ok(), Some(2));
+    }
+}

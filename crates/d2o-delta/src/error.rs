@@ -1,0 +1,80 @@
+use delta_kernel::{Error as KernelErrorWrapper, KernelError};
+
+/// What went wrong reading a Delta table, in terms a caller can act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeltaError {
+    /// No Delta table at the location (no `_delta_log`, or it is empty), or a file the log
+    /// names is gone.
+    #[error("table files missing: {0}")]
+    TableNotFound(String),
+    /// The version does not exist (any more) or cannot be reconstructed.
+    #[error("{0}")]
+    VersionNotFound(String),
+    /// A timestamp falls outside the table's history.
+    #[error("{0}")]
+    TimestampOutOfRange(String),
+    /// The table uses a feature this server cannot read.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The caller asked for something that does not make sense for this table.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Storage refused access.
+    #[error("permission denied reading the table")]
+    PermissionDenied,
+    /// Anything else: a bug, a corrupt log, an I/O failure. For logs, not for clients.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<KernelErrorWrapper> for DeltaError {
+    fn from(e: KernelErrorWrapper) -> Self {
+        match e {
+            KernelErrorWrapper::Kernel(k) => k.into(),
+            other => DeltaError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<KernelError> for DeltaError {
+    fn from(e: KernelError) -> Self {
+        use object_store::Error as OsError;
+        match e {
+            KernelError::FileNotFound(p) => DeltaError::TableNotFound(p),
+            KernelError::EmptyLog | KernelError::MissingMetadataAndProtocol | KernelError::MissingMetadata
+            | KernelError::MissingProtocol => DeltaError::TableNotFound("no Delta log found".into()),
+            KernelError::InvalidTableLocation(l) => DeltaError::TableNotFound(l),
+            KernelError::MissingVersion(v) => {
+                DeltaError::VersionNotFound(format!("version {v} of the table is missing or unavailable"))
+            }
+            KernelError::Unsupported(m) => DeltaError::Unsupported(m),
+            KernelError::ObjectStore(OsError::NotFound { path, .. }) => DeltaError::TableNotFound(path),
+            KernelError::ObjectStore(OsError::PermissionDenied { .. } | OsError::Unauthenticated { .. }) => {
+                DeltaError::PermissionDenied
+            }
+            KernelError::Backtraced { source, .. } => (*source).into(),
+            KernelError::LogHistory(h) => {
+                use delta_kernel::history_manager::error::LogHistoryError as H;
+                match *h {
+                    e @ (H::TimestampOutOfRange { .. } | H::EmptyTimestampRange { .. } | H::InvalidTimestampRange { .. }) => {
+                        DeltaError::TimestampOutOfRange(e.to_string())
+                    }
+                    H::NoCommitsFound { .. } => DeltaError::TableNotFound("no commits found".into()),
+                    other => DeltaError::Internal(other.to_string()),
+                }
+            }
+            other => {
+                let message = other.to_string();
+                // The kernel reports a version beyond the log as a generic error.
+                if message.contains("Requested snapshot version") || message.contains("is newer than") {
+                    DeltaError::VersionNotFound(message)
+                } else if message.contains("Unsupported") || message.contains("not supported") {
+                    DeltaError::Unsupported(message)
+                } else {
+                    DeltaError::Internal(message)
+                }
+            }
+        }
+    }
+}

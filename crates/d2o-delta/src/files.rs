@@ -1,0 +1,381 @@
+//! The active files of one table version, kept compactly.
+//!
+//! A [`FileList`] stores every string of every file in one arena and fixed-size records beside
+//! it, so a version with 100,000 files costs tens of megabytes and no per-file allocation. It is
+//! filled from the kernel's scan metadata batches and then served from the cache to later
+//! requests for the same version.
+
+use std::fmt::Write as _;
+use std::ops::ControlFlow;
+
+use delta_kernel::arrow::array::{Array, AsArray, MapArray, RecordBatch, StructArray};
+use delta_kernel::arrow::datatypes::{Int32Type, Int64Type};
+use delta_kernel::engine::arrow_data::ArrowEngineData;
+use delta_kernel::Engine;
+use md5::{Digest, Md5};
+
+use crate::{DeltaError, TableSnapshot};
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Record {
+    path: Span,
+    id: Span,
+    partition_values: Span,
+    stats: Option<Span>,
+    size: i64,
+    modification_time: i64,
+    num_records: Option<i64>,
+    dv: Option<DvRecord>,
+}
+
+#[derive(Debug, Clone)]
+struct DvRecord {
+    storage_type: Span,
+    path_or_inline_dv: Span,
+    offset: Option<i32>,
+    size_in_bytes: i32,
+    cardinality: i64,
+}
+
+/// The active files of one version, in scan order.
+#[derive(Debug, Default)]
+pub struct FileList {
+    text: String,
+    records: Vec<Record>,
+}
+
+/// A deletion vector descriptor, as in the Delta log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeletionVector<'a> {
+    pub storage_type: &'a str,
+    pub path_or_inline_dv: &'a str,
+    pub offset: Option<i32>,
+    pub size_in_bytes: i32,
+    pub cardinality: i64,
+}
+
+/// One active file.
+#[derive(Debug, Clone, Copy)]
+pub struct FileEntry<'a> {
+    list: &'a FileList,
+    record: &'a Record,
+}
+
+impl<'a> FileEntry<'a> {
+    fn str(&self, s: Span) -> &'a str {
+        &self.list.text[s.start as usize..(s.start + s.len) as usize]
+    }
+
+    /// The path as written in the Delta log: relative to the table root and URL-encoded, or an
+    /// absolute URI.
+    pub fn path(&self) -> &'a str {
+        self.str(self.record.path)
+    }
+
+    /// A stable id for the file: the MD5 hex digest of its path (as the reference server).
+    pub fn id(&self) -> &'a str {
+        self.str(self.record.id)
+    }
+
+    /// The partition values as a JSON object text (`{"date":"2021-04-28","x":null}`).
+    pub fn partition_values_json(&self) -> &'a str {
+        self.str(self.record.partition_values)
+    }
+
+    /// The statistics JSON text, if the log has it.
+    pub fn stats(&self) -> Option<&'a str> {
+        self.record.stats.map(|s| self.str(s))
+    }
+
+    pub fn size(&self) -> i64 {
+        self.record.size
+    }
+
+    pub fn modification_time(&self) -> i64 {
+        self.record.modification_time
+    }
+
+    /// `numRecords` from the statistics, if present.
+    pub fn num_records(&self) -> Option<i64> {
+        self.record.num_records
+    }
+
+    pub fn deletion_vector(&self) -> Option<DeletionVector<'a>> {
+        self.record.dv.as_ref().map(|dv| DeletionVector {
+            storage_type: self.str(dv.storage_type),
+            path_or_inline_dv: self.str(dv.path_or_inline_dv),
+            offset: dv.offset,
+            size_in_bytes: dv.size_in_bytes,
+            cardinality: dv.cardinality,
+        })
+    }
+
+    /// Rows that remain visible: `numRecords` less the deletion vector's cardinality.
+    pub fn live_rows(&self) -> Option<i64> {
+        let deleted = self.record.dv.as_ref().map_or(0, |dv| dv.cardinality);
+        self.record.num_records.map(|n| (n - deleted).max(0))
+    }
+}
+
+impl FileList {
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn get(&self, index: usize) -> Option<FileEntry<'_>> {
+        self.records.get(index).map(|record| FileEntry { list: self, record })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = FileEntry<'_>> {
+        self.records.iter().map(move |record| FileEntry { list: self, record })
+    }
+
+    /// Approximate heap bytes held, for cache accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.text.capacity() + self.records.capacity() * std::mem::size_of::<Record>()
+    }
+
+    pub(crate) fn shrink(&mut self) {
+        self.text.shrink_to_fit();
+        self.records.shrink_to_fit();
+    }
+
+    fn push_str(&mut self, s: &str) -> Result<Span, DeltaError> {
+        let start = u32::try_from(self.text.len()).map_err(|_| too_large())?;
+        let len = u32::try_from(s.len()).map_err(|_| too_large())?;
+        start.checked_add(len).ok_or_else(too_large)?;
+        self.text.push_str(s);
+        Ok(Span { start, len })
+    }
+
+    fn span_since(&self, start: usize) -> Result<Span, DeltaError> {
+        let s = u32::try_from(start).map_err(|_| too_large())?;
+        let len = u32::try_from(self.text.len() - start).map_err(|_| too_large())?;
+        Ok(Span { start: s, len })
+    }
+
+    /// Appends the selected rows of one kernel scan-metadata batch.
+    fn append_batch(&mut self, batch: &RecordBatch, selected: &[bool]) -> Result<(), DeltaError> {
+        let col = |name: &str| batch.column_by_name(name).ok_or_else(|| DeltaError::Internal(format!("scan metadata has no '{name}'")));
+        let paths = col("path")?.as_string_opt::<i32>().ok_or_else(|| bad("path"))?;
+        let sizes = col("size")?.as_primitive_opt::<Int64Type>().ok_or_else(|| bad("size"))?;
+        let mtimes = col("modificationTime")?.as_primitive_opt::<Int64Type>().ok_or_else(|| bad("modificationTime"))?;
+        let stats = col("stats")?.as_string_opt::<i32>().ok_or_else(|| bad("stats"))?;
+        let dvs = col("deletionVector")?.as_struct_opt().ok_or_else(|| bad("deletionVector"))?;
+        let constants = col("fileConstantValues")?.as_struct_opt().ok_or_else(|| bad("fileConstantValues"))?;
+        let partitions = constants
+            .column_by_name("partitionValues")
+            .and_then(|c| c.as_map_opt())
+            .ok_or_else(|| bad("partitionValues"))?;
+        let mut hasher = Md5::new();
+        for row in 0..batch.num_rows() {
+            if !selected.get(row).copied().unwrap_or(true) || paths.is_null(row) {
+                continue;
+            }
+            let path = self.push_str(paths.value(row))?;
+            hasher.update(paths.value(row).as_bytes());
+            let digest = hasher.finalize_reset();
+            let id_start = self.text.len();
+            for b in digest.iter() {
+                let _ = write!(self.text, "{b:02x}");
+            }
+            let id = self.span_since(id_start)?;
+            let pv_start = self.text.len();
+            write_partition_values(&mut self.text, partitions, row);
+            let partition_values = self.span_since(pv_start)?;
+            let (stats, num_records) = if stats.is_null(row) {
+                (None, None)
+            } else {
+                let s = stats.value(row);
+                (Some(self.push_str(s)?), num_records_of(s))
+            };
+            let dv = if dvs.is_null(row) { None } else { Some(self.dv_record(dvs, row)?) };
+            self.records.push(Record {
+                path,
+                id,
+                partition_values,
+                stats,
+                size: if sizes.is_null(row) { 0 } else { sizes.value(row) },
+                modification_time: if mtimes.is_null(row) { 0 } else { mtimes.value(row) },
+                num_records,
+                dv,
+            });
+        }
+        Ok(())
+    }
+
+    fn dv_record(&mut self, dvs: &StructArray, row: usize) -> Result<DvRecord, DeltaError> {
+        let string = |name: &str| dvs.column_by_name(name).and_then(|c| c.as_string_opt::<i32>()).ok_or_else(|| bad(name));
+        let storage_type = string("storageType")?;
+        let path = string("pathOrInlineDv")?;
+        let offset = dvs.column_by_name("offset").and_then(|c| c.as_primitive_opt::<Int32Type>()).ok_or_else(|| bad("offset"))?;
+        let size = dvs.column_by_name("sizeInBytes").and_then(|c| c.as_primitive_opt::<Int32Type>()).ok_or_else(|| bad("sizeInBytes"))?;
+        let cardinality = dvs.column_by_name("cardinality").and_then(|c| c.as_primitive_opt::<Int64Type>()).ok_or_else(|| bad("cardinality"))?;
+        Ok(DvRecord {
+            storage_type: self.push_str(storage_type.value(row))?,
+            path_or_inline_dv: self.push_str(path.value(row))?,
+            offset: (!offset.is_null(row)).then(|| offset.value(row)),
+            size_in_bytes: size.value(row),
+            cardinality: cardinality.value(row),
+        })
+    }
+}
+
+fn too_large() -> DeltaError {
+    DeltaError::Internal("file list larger than 4 GiB".into())
+}
+
+fn bad(column: &str) -> DeltaError {
+    DeltaError::Internal(format!("scan metadata column '{column}' has an unexpected type"))
+}
+
+/// Extracts the top-level `numRecords` without parsing the whole statistics object (a column
+/// may be called `numRecords` too, inside `minValues` and friends).
+fn num_records_of(stats: &str) -> Option<i64> {
+    let bytes = stats.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                if depth == 1 && stats.get(start..i) == Some("numRecords") {
+                    let rest = stats.get(i + 1..)?.trim_start().strip_prefix(':')?.trim_start();
+                    let end = rest.find(|c: char| !c.is_ascii_digit() && c != '-').unwrap_or(rest.len());
+                    return rest[..end].parse().ok();
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn write_partition_values(out: &mut String, map: &MapArray, row: usize) {
+    out.push('{');
+    if !map.is_null(row) {
+        let entries = map.value(row);
+        let keys = entries.column(0).as_string_opt::<i32>();
+        let values = entries.column(1).as_string_opt::<i32>();
+        if let (Some(keys), Some(values)) = (keys, values) {
+            for i in 0..keys.len() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_json_string(out, keys.value(i));
+                out.push(':');
+                if values.is_null(i) {
+                    out.push_str("null");
+                } else {
+                    push_json_string(out, values.value(i));
+                }
+            }
+        }
+    }
+    out.push('}');
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Scans the active files of `snapshot`, appending them to `list` and calling `visit` with the
+/// index of each new file. Once `visit` breaks it is not called again, but the scan continues
+/// so that `list` ends complete (and can be cached).
+pub(crate) fn scan(
+    snapshot: &TableSnapshot,
+    engine: &dyn Engine,
+    list: &mut FileList,
+    visit: &mut dyn FnMut(&FileList, usize) -> ControlFlow<()>,
+) -> Result<(), DeltaError> {
+    let scan = snapshot.inner.clone().scan_builder().build()?;
+    let mut visiting = true;
+    for metadata in scan.scan_metadata(engine)? {
+        let metadata = metadata?;
+        let (data, selected) = metadata.scan_files.into_parts();
+        let data = ArrowEngineData::try_from_engine_data(data)?;
+        let first = list.len();
+        list.append_batch(data.record_batch(), &selected)?;
+        if visiting {
+            for i in first..list.len() {
+                if visit(list, i).is_break() {
+                    visiting = false;
+                    break;
+                }
+            }
+        }
+    }
+    list.shrink();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_num_records() {
+        assert_eq!(num_records_of(r#"{"numRecords":42,"minValues":{}}"#), Some(42));
+        assert_eq!(num_records_of(r#"{"minValues":{"numRecords":1,"a\"":"}"}, "numRecords" : 7}"#), Some(7));
+        assert_eq!(num_records_of(r#"{"minValues":{}}"#), None);
+    }
+
+    #[test]
+    fn escapes_json_strings() {
+        let mut s = String::new();
+        push_json_string(&mut s, "a\"b\\c\n\u{1}é");
+        assert_eq!(s, r#""a\"b\\c\n\u0001é""#);
+        assert_eq!(serde_json::from_str::<String>(&s).ok().as_deref(), Some("a\"b\\c\n\u{1}é"));
+    }
+}
+
+/// The path, relative to the table root, of the file holding a deletion vector; `None` for an
+/// inline vector. Fails for a vector stored outside the table root.
+pub fn deletion_vector_path(dv: &DeletionVector<'_>, table_root: &url::Url) -> Result<Option<String>, DeltaError> {
+    let descriptor: delta_kernel::actions::deletion_vector::DeletionVectorDescriptor = serde_json::from_value(
+        serde_json::json!({
+            "storageType": dv.storage_type,
+            "pathOrInlineDv": dv.path_or_inline_dv,
+            "offset": dv.offset,
+            "sizeInBytes": dv.size_in_bytes,
+            "cardinality": dv.cardinality,
+        }),
+    )
+    .map_err(|e| DeltaError::Internal(format!("invalid deletion vector descriptor: {e}")))?;
+    let Some(url) = descriptor.absolute_path(table_root)? else { return Ok(None) };
+    url.as_str()
+        .strip_prefix(table_root.as_str())
+        .map(|p| Some(p.to_owned()))
+        .ok_or_else(|| DeltaError::Unsupported("a deletion vector is stored outside the table root".into()))
+}

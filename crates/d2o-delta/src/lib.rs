@@ -1,0 +1,33 @@
+//! Delta tables for d2o, read through `delta_kernel`.
+//!
+//! The server never touches the kernel directly: it asks [`DeltaTables`] for a [`TableSnapshot`]
+//! (latest, at a version, or at a timestamp), for the active files of a snapshot
+//! ([`DeltaTables::visit_files`], served from a per-version cache when warm), and for the commits
+//! of a version range ([`DeltaTables::commits`], for the change data feed and streaming).
+//!
+//! What this crate is not: it knows nothing of HTTP, recipients or URL signing; it hands out
+//! table-relative file paths and leaves turning them into URLs to the caller.
+//!
+//! # Layout
+//! - [`tables`]: the service, its engine and snapshot caches.
+//! - [`snapshot`]: [`TableSnapshot`], what the protocol needs of one version (metadata, protocol,
+//!   schema facts such as column mapping).
+//! - [`files`]: [`FileList`], a compact arena of a version's active files, and the scan that
+//!   fills it.
+//! - [`changes`]: the actions of each commit in a version range.
+//! - [`cache`]: a small LRU bounded by bytes.
+
+pub mod cache;
+pub mod changes;
+pub mod files;
+mod history;
+pub mod snapshot;
+pub mod tables;
+
+mod error;
+
+pub use changes::{Commit, FileChange, FileChangeKind};
+pub use error::DeltaError;
+pub use files::{DeletionVector, FileEntry, FileList, deletion_vector_path, push_json_string};
+pub use snapshot::TableSnapshot;
+pub use tables::{DeltaTables, DeltaTablesOptions, TimestampBound};

@@ -1,0 +1,284 @@
+//! [`DeltaTables`]: the one place the server reads Delta tables from.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use d2o_protocol::timestamp::format_timestamp_millis;
+use delta_kernel::{Engine, Snapshot};
+use delta_kernel_default_engine::DefaultEngineBuilder;
+use delta_kernel_default_engine::storage::store_from_url;
+use parking_lot::Mutex;
+use serde_json::Value;
+use url::Url;
+
+use crate::cache::ByteLru;
+use crate::files::{FileEntry, scan};
+use crate::history::History;
+use crate::{Commit, DeltaError, FileList, TableSnapshot};
+
+/// Tuning for [`DeltaTables`].
+#[derive(Debug, Clone)]
+pub struct DeltaTablesOptions {
+    /// How many tables keep their latest snapshot.
+    pub snapshot_cache_tables: usize,
+    /// Memory budget of the per-version file-list cache.
+    pub file_list_cache_bytes: usize,
+    /// When set, a cached latest snapshot younger than this is served without listing the log.
+    pub staleness: Option<Duration>,
+}
+
+impl Default for DeltaTablesOptions {
+    fn default() -> Self {
+        DeltaTablesOptions { snapshot_cache_tables: 64, file_list_cache_bytes: 256 << 20, staleness: None }
+    }
+}
+
+/// Which side of a timestamp to resolve a version on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampBound {
+    /// The latest version committed at or before the timestamp (time travel).
+    AtOrBefore,
+    /// The earliest version committed at or after the timestamp (a starting point).
+    AtOrAfter,
+}
+
+/// Reads Delta tables, with caches that make repeated requests cheap.
+///
+/// All methods block (the kernel is synchronous); call them from blocking threads.
+pub struct DeltaTables {
+    options: DeltaTablesOptions,
+    engines: Mutex<HashMap<String, Arc<dyn Engine>>>,
+    latest: Mutex<HashMap<Url, (TableSnapshot, Instant)>>,
+    pinned: Mutex<ByteLru<(Url, u64), TableSnapshot>>,
+    file_lists: Mutex<ByteLru<(Url, u64), Arc<FileList>>>,
+    histories: Mutex<HashMap<Url, Arc<History>>>,
+}
+
+impl std::fmt::Debug for DeltaTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeltaTables").field("options", &self.options).finish_non_exhaustive()
+    }
+}
+
+/// Snapshots of older versions kept for time travel (each counts as one unit).
+const PINNED_SNAPSHOTS: usize = 64;
+
+impl DeltaTables {
+    pub fn new(options: DeltaTablesOptions) -> Self {
+        let file_lists = Mutex::new(ByteLru::new(options.file_list_cache_bytes));
+        DeltaTables {
+            options,
+            engines: Mutex::new(HashMap::new()),
+            latest: Mutex::new(HashMap::new()),
+            pinned: Mutex::new(ByteLru::new(PINNED_SNAPSHOTS)),
+            file_lists,
+            histories: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The engine for a location; one per store (scheme and host or bucket).
+    fn engine(&self, location: &Url) -> Result<Arc<dyn Engine>, DeltaError> {
+        let key = format!("{}://{}", location.scheme(), location.host_str().unwrap_or_default());
+        if let Some(engine) = self.engines.lock().get(&key) {
+            return Ok(engine.clone());
+        }
+        let store = store_from_url(location).map_err(|e| DeltaError::Unsupported(format!("cannot open storage: {e}")))?;
+        let engine: Arc<dyn Engine> = Arc::new(DefaultEngineBuilder::new(store).build());
+        self.engines.lock().insert(key, engine.clone());
+        Ok(engine)
+    }
+
+    /// The newest committed version of the table (or, with staleness allowed, one at most that
+    /// old).
+    pub fn latest(&self, location: &Url) -> Result<TableSnapshot, DeltaError> {
+        let cached = self.latest.lock().get(location).cloned();
+        if let (Some((snapshot, checked)), Some(staleness)) = (&cached, self.options.staleness) {
+            if checked.elapsed() < staleness {
+                return Ok(snapshot.clone());
+            }
+        }
+        let engine = self.engine(location)?;
+        let snapshot = match cached {
+            Some((old, _)) => {
+                let fresh = Snapshot::builder_from(old.inner.clone()).build(engine.as_ref())?;
+                if fresh.version() == old.version() { old } else { TableSnapshot::new(fresh)? }
+            }
+            None => TableSnapshot::new(Snapshot::builder_for(location.as_str()).build(engine.as_ref())?)?,
+        };
+        let mut latest = self.latest.lock();
+        if latest.len() >= self.options.snapshot_cache_tables.max(1) && !latest.contains_key(location) {
+            // Evict the entry checked longest ago.
+            if let Some(oldest) = latest.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone()) {
+                latest.remove(&oldest);
+            }
+        }
+        latest.insert(location.clone(), (snapshot.clone(), Instant::now()));
+        Ok(snapshot)
+    }
+
+    /// The table at `version`. `latest` (if the caller has it) avoids a second log listing.
+    pub fn at_version(&self, location: &Url, version: u64, latest: Option<&TableSnapshot>) -> Result<TableSnapshot, DeltaError> {
+        if let Some(latest) = latest {
+            if latest.version() == version {
+                return Ok(latest.clone());
+            }
+            if version > latest.version() {
+                return Err(DeltaError::VersionNotFound(format!(
+                    "version {version} does not exist; the latest version of the table is {}",
+                    latest.version()
+                )));
+            }
+        }
+        let key = (location.clone(), version);
+        if let Some(s) = self.pinned.lock().get(&key) {
+            return Ok(s);
+        }
+        let engine = self.engine(location)?;
+        let snapshot = Snapshot::builder_for(location.as_str()).at_version(version).build(engine.as_ref()).map_err(|e| {
+            match DeltaError::from(e) {
+                DeltaError::Internal(m) | DeltaError::TableNotFound(m) => {
+                    DeltaError::VersionNotFound(format!("version {version} of the table cannot be read: {m}"))
+                }
+                other => other,
+            }
+        })?;
+        let snapshot = TableSnapshot::new(snapshot)?;
+        self.pinned.lock().insert(key, snapshot.clone(), 1);
+        Ok(snapshot)
+    }
+
+    /// The commit history of a table up to `latest`, cached and extended as the table grows.
+    fn history(&self, latest: &TableSnapshot) -> Result<Arc<History>, DeltaError> {
+        let root = latest.table_root();
+        let cached = self.histories.lock().get(root).cloned();
+        if let Some(h) = &cached {
+            if h.last_version().is_some_and(|v| v >= latest.version()) {
+                return Ok(h.clone());
+            }
+        }
+        let mut history = cached.map(|h| (*h).clone()).unwrap_or_default();
+        history.extend(self.engine(root)?.as_ref(), root, latest.version())?;
+        let history = Arc::new(history);
+        self.histories.lock().insert(root.clone(), history.clone());
+        Ok(history)
+    }
+
+    /// Resolves a timestamp (ms since the epoch) to a version, against the history of `latest`.
+    ///
+    /// [`TimestampBound::AtOrBefore`] fails with `TimestampOutOfRange` before the first commit
+    /// and after the last one; [`TimestampBound::AtOrAfter`] answers the first version for a
+    /// timestamp before the first commit and fails after the last one.
+    pub fn version_at(&self, latest: &TableSnapshot, timestamp: i64, bound: TimestampBound) -> Result<u64, DeltaError> {
+        let history = self.history(latest)?;
+        let (Some((_, first)), Some((_, last))) = (history.first(), history.last()) else {
+            return Err(DeltaError::TimestampOutOfRange("the table has no commits in its log".into()));
+        };
+        let show = format_timestamp_millis;
+        let after_latest = || {
+            DeltaError::TimestampOutOfRange(format!(
+                "The provided timestamp ({}) is after the latest version available to this table ({}).",
+                show(timestamp),
+                show(last)
+            ))
+        };
+        match bound {
+            TimestampBound::AtOrBefore => {
+                if timestamp > last {
+                    return Err(after_latest());
+                }
+                history.at_or_before(timestamp).ok_or_else(|| {
+                    DeltaError::TimestampOutOfRange(format!(
+                        "The provided timestamp ({}) is before the earliest version available to this table ({}).",
+                        show(timestamp),
+                        show(first)
+                    ))
+                })
+            }
+            TimestampBound::AtOrAfter => history.at_or_after(timestamp).ok_or_else(after_latest),
+        }
+    }
+
+    /// The commit timestamp of a snapshot's version (see the `history` module for its source).
+    pub fn commit_timestamp(&self, snapshot: &TableSnapshot) -> Result<i64, DeltaError> {
+        let history = self.history(snapshot)?;
+        match history.timestamp_of(snapshot.version()) {
+            Some(ts) => Ok(ts),
+            None => Ok(snapshot.inner.get_timestamp(self.engine(snapshot.table_root())?.as_ref())?),
+        }
+    }
+
+    /// Calls `visit` with each active file of `snapshot`, in a stable order, until it breaks.
+    ///
+    /// Served from the per-version cache when warm; otherwise the log is scanned, `visit` is
+    /// called as files arrive (so a response can stream), and the complete list is cached if it
+    /// fits the budget. The scan runs to the end even after `visit` breaks, to fill the cache.
+    pub fn visit_files(
+        &self,
+        snapshot: &TableSnapshot,
+        visit: &mut dyn FnMut(FileEntry<'_>) -> ControlFlow<()>,
+    ) -> Result<(), DeltaError> {
+        let list = self.file_list_cached(snapshot);
+        if let Some(list) = list {
+            for entry in list.iter() {
+                if visit(entry).is_break() {
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        let engine = self.engine(snapshot.table_root())?;
+        let mut list = FileList::default();
+        scan(snapshot, engine.as_ref(), &mut list, &mut |list, i| match list.get(i) {
+            Some(entry) => visit(entry),
+            None => ControlFlow::Continue(()),
+        })?;
+        let bytes = list.heap_bytes();
+        self.file_lists.lock().insert((snapshot.table_root().clone(), snapshot.version()), Arc::new(list), bytes);
+        Ok(())
+    }
+
+    /// The cached file list of a snapshot, if warm.
+    pub fn file_list_cached(&self, snapshot: &TableSnapshot) -> Option<Arc<FileList>> {
+        self.file_lists.lock().get(&(snapshot.table_root().clone(), snapshot.version()))
+    }
+
+    /// The commits `start..=end` of the table (`latest` must be at or after `end`), each with
+    /// its actions and timestamp.
+    pub fn commits(&self, latest: &TableSnapshot, start: u64, end: u64) -> Result<Vec<Commit>, DeltaError> {
+        let history = self.history(latest)?;
+        let root = latest.table_root();
+        let engine = self.engine(root)?;
+        let mut out = Vec::new();
+        for version in start..=end {
+            let missing = || {
+                DeltaError::VersionNotFound(format!(
+                    "commit {version} is not available in the log (it may have been cleaned up)"
+                ))
+            };
+            let timestamp = history.timestamp_of(version).ok_or_else(missing)?;
+            let url = root.join(&format!("_delta_log/{version:020}.json")).map_err(|e| DeltaError::Internal(e.to_string()))?;
+            let mut text = Vec::new();
+            for bytes in engine.storage_handler().read_files(vec![(url, None)]).map_err(|_| missing())? {
+                text.extend_from_slice(&bytes.map_err(|_| missing())?);
+            }
+            let actions = text
+                .split(|b| *b == b'\n')
+                .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+                .map(serde_json::from_slice::<Value>)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| DeltaError::Internal(format!("commit {version} is not valid JSON: {e}")))?;
+            out.push(Commit { version, timestamp, actions });
+        }
+        Ok(out)
+    }
+
+    /// Forgets everything cached about a table (after it was dropped or replaced).
+    pub fn forget(&self, location: &Url) {
+        self.latest.lock().remove(location);
+        self.pinned.lock().retain(|(l, _)| l != location);
+        self.file_lists.lock().retain(|(l, _)| l != location);
+        self.histories.lock().remove(location);
+    }
+}

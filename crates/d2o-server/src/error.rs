@@ -1,0 +1,130 @@
+//! The server's error type and the one place errors become HTTP responses.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use d2o_catalog::CatalogError;
+use d2o_delta::DeltaError;
+use d2o_protocol::{ErrorBody, ErrorCode};
+
+/// Every way a request can fail. Client mistakes are 4xx; only [`ApiError::Internal`] is a 5xx,
+/// and its message is logged, never sent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("{0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Unsupported(String),
+    /// Storage files of a table are missing or unreadable (400, as the reference server).
+    #[error("{0}")]
+    TableFiles(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    RangeNotSatisfiable(u64),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, ErrorCode) {
+        match self {
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::ResourceDoesNotExist),
+            ApiError::InvalidParameter(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidParameterValue),
+            ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, ErrorCode::MalformedRequest),
+            ApiError::Unsupported(_) => (StatusCode::BAD_REQUEST, ErrorCode::UnsupportedOperation),
+            ApiError::TableFiles(_) => (StatusCode::BAD_REQUEST, ErrorCode::ResourceDoesNotExist),
+            ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::PermissionDenied),
+            ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::InvalidParameterValue),
+            ApiError::RangeNotSatisfiable(_) => (StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::InvalidParameterValue),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::InvalidParameterValue),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
+        }
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
+    /// The message a client sees: internals are replaced by a generic sentence.
+    pub fn public_message(&self) -> String {
+        match self {
+            ApiError::Internal(_) => "the server failed to handle the request; see the server log".to_owned(),
+            ApiError::RangeNotSatisfiable(size) => format!("the requested range is not satisfiable (the file has {size} bytes)"),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        } else {
+            tracing::debug!(%status, error = %self, "request refused");
+        }
+        let body = serde_json::to_string(&ErrorBody::new(code, self.public_message())).unwrap_or_default();
+        let mut response = (status, [(header::CONTENT_TYPE, "application/json; charset=utf-8")], body).into_response();
+        match self {
+            ApiError::Unauthenticated(_) => {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::RangeNotSatisfiable(size) => {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    response.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::NotFound { kind, name } => {
+                let mut kind = kind.to_owned();
+                if let Some(first) = kind.get_mut(0..1) {
+                    first.make_ascii_uppercase();
+                }
+                ApiError::NotFound(format!(
+                    "{kind} '{name}' does not exist, please contact your share provider for further information."
+                ))
+            }
+            CatalogError::Unauthenticated(m) => ApiError::Unauthenticated(m),
+            CatalogError::InvalidArgument(m) => ApiError::InvalidParameter(m),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<DeltaError> for ApiError {
+    fn from(e: DeltaError) -> Self {
+        match e {
+            DeltaError::TableNotFound(m) => {
+                tracing::warn!(detail = %m, "table files missing");
+                ApiError::TableFiles("table files missing".to_owned())
+            }
+            DeltaError::PermissionDenied => ApiError::TableFiles("permission denied".to_owned()),
+            DeltaError::VersionNotFound(m) | DeltaError::TimestampOutOfRange(m) | DeltaError::InvalidArgument(m) => {
+                ApiError::InvalidParameter(m)
+            }
+            DeltaError::Unsupported(m) => ApiError::Unsupported(m),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Streaming NDJSON bodies, and the lines of both response formats.
+//!
+//! Lines are written by hand into a buffer that is sent in chunks through a bounded channel,
+//! so a response of 100,000 files starts flowing at once and the server never holds it whole.
+
+use std::io;
+use std::ops::ControlFlow;
+
+use axum::body::Body;
+use bytes::Bytes;
+use d2o_delta::{DeletionVector, deletion_vector_path, push_json_string};
+use d2o_protocol::capabilities::ResponseFormat;
+use futures::StreamExt;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use url::Url;
+
+use crate::ApiError;
+use crate::signing::UrlSigner;
+
+/// Bytes buffered before a chunk is sent.
+const CHUNK: usize = 64 * 1024;
+
+/// A body fed from a blocking thread.
+pub(crate) struct LineWriter {
+    buf: String,
+    tx: mpsc::Sender<Result<Bytes, io::Error>>,
+    disconnected: bool,
+}
+
+impl LineWriter {
+    /// A writer and the response body it feeds.
+    pub(crate) fn channel() -> (LineWriter, Body) {
+        let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(8);
+        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        (LineWriter { buf: String::with_capacity(CHUNK + 4096), tx, disconnected: false }, Body::from_stream(stream.boxed()))
+    }
+
+    /// Writes one line with `f`, adding the newline. Breaks once the client has gone away.
+    pub(crate) fn line(&mut self, f: impl FnOnce(&mut String)) -> ControlFlow<()> {
+        if self.disconnected {
+            return ControlFlow::Break(());
+        }
+        f(&mut self.buf);
+        self.buf.push('\n');
+        if self.buf.len() >= CHUNK { self.flush() } else { ControlFlow::Continue(()) }
+    }
+
+    /// Writes a serializable value as one line.
+    pub(crate) fn json_line(&mut self, value: &impl serde::Serialize) -> ControlFlow<()> {
+        self.line(|out| out.push_str(&serde_json::to_string(value).unwrap_or_default()))
+    }
+
+    pub(crate) fn flush(&mut self) -> ControlFlow<()> {
+        if self.disconnected {
+            return ControlFlow::Break(());
+        }
+        if !self.buf.is_empty() {
+            let chunk = Bytes::from(std::mem::replace(&mut self.buf, String::with_capacity(CHUNK + 4096)));
+            if self.tx.blocking_send(Ok(chunk)).is_err() {
+                self.disconnected = true;
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Ends the body with an error, so the client sees a broken stream rather than a short one.
+    pub(crate) fn abort(mut self, error: &ApiError) {
+        tracing::error!(%error, "response stream failed");
+        self.buf.clear();
+        let _ = self.tx.blocking_send(Err(io::Error::other(error.public_message())));
+    }
+}
+
+/// Turns table-relative paths into signed URLs for one response.
+pub(crate) struct FileUrls<'a> {
+    pub(crate) signer: &'a UrlSigner,
+    /// `http://host[:port]/{endpoint}`
+    pub(crate) base: String,
+    pub(crate) root: Url,
+    pub(crate) root_id: String,
+    pub(crate) expires_ms: i64,
+}
+
+impl<'a> FileUrls<'a> {
+    pub(crate) fn new(signer: &'a UrlSigner, base: String, root: Url, expires_ms: i64) -> Self {
+        let root_id = signer.root_id(&root);
+        FileUrls { signer, base, root, root_id, expires_ms }
+    }
+
+    /// Writes the signed URL of a path from the Delta log.
+    pub(crate) fn write(&self, out: &mut String, log_path: &str) -> Result<(), ApiError> {
+        let relative = self.relative(log_path)?;
+        self.signer.write_file_url(out, &self.base, &self.root_id, relative, self.expires_ms);
+        Ok(())
+    }
+
+    pub(crate) fn url(&self, log_path: &str) -> Result<String, ApiError> {
+        let mut s = String::new();
+        self.write(&mut s, log_path)?;
+        Ok(s)
+    }
+
+    /// A log path relative to the root; absolute paths are accepted only inside the root.
+    fn relative<'p>(&self, log_path: &'p str) -> Result<&'p str, ApiError> {
+        let is_absolute = log_path.starts_with('/') || log_path.split_once(':').is_some_and(|(s, _)| s.len() > 1 && !s.contains('/'));
+        if !is_absolute {
+            return Ok(log_path);
+        }
+        log_path.strip_prefix(self.root.as_str()).ok_or_else(|| {
+            ApiError::Unsupported("table containing absolute paths outside its root cannot be shared".to_owned())
+        })
+    }
+
+    /// The deletion vector descriptor with its file replaced by a signed URL (`storageType` `p`).
+    pub(crate) fn deletion_vector(&self, dv: &DeletionVector<'_>) -> Result<Value, ApiError> {
+        let mut out = Map::new();
+        match deletion_vector_path(dv, &self.root)? {
+            None => {
+                out.insert("storageType".into(), dv.storage_type.into());
+                out.insert("pathOrInlineDv".into(), dv.path_or_inline_dv.into());
+            }
+            Some(path) => {
+                out.insert("storageType".into(), "p".into());
+                out.insert("pathOrInlineDv".into(), self.url(&path)?.into());
+            }
+        }
+        if let Some(offset) = dv.offset {
+            out.insert("offset".into(), offset.into());
+        }
+        out.insert("sizeInBytes".into(), dv.size_in_bytes.into());
+        out.insert("cardinality".into(), dv.cardinality.into());
+        Ok(Value::Object(out))
+    }
+}
+
+/// The `protocol` line.
+pub(crate) fn protocol_line(format: ResponseFormat, delta_protocol: &Value) -> Value {
+    match format {
+        ResponseFormat::Parquet => serde_json::json!({"protocol": {"minReaderVersion": 1}}),
+        ResponseFormat::Delta => serde_json::json!({"protocol": {"deltaProtocol": delta_protocol}}),
+    }
+}
+
+/// Fields shared by the file lines of one response.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileLineContext {
+    /// `version` and `timestamp` to put on each line (time travel and change queries).
+    pub(crate) version: Option<(u64, i64)>,
+    pub(crate) expires_ms: i64,
+}
+
+/// Writes the sharing-level fields after `id` in a parquet-format file line.
+fn tail_fields(out: &mut String, ctx: &FileLineContext) {
+    if let Some((version, timestamp)) = ctx.version {
+        out.push_str(",\"version\":");
+        out.push_str(&version.to_string());
+        out.push_str(",\"timestamp\":");
+        out.push_str(&timestamp.to_string());
+    }
+    out.push_str(",\"expirationTimestamp\":");
+    out.push_str(&ctx.expires_ms.to_string());
+}
+
+/// A data file of a snapshot, in either format.
+pub(crate) struct SnapshotFile<'e> {
+    pub(crate) entry: d2o_delta::FileEntry<'e>,
+}
+
+impl SnapshotFile<'_> {
+    pub(crate) fn write(&self, out: &mut String, format: ResponseFormat, urls: &FileUrls<'_>, ctx: &FileLineContext) -> Result<(), ApiError> {
+        let e = &self.entry;
+        match format {
+            ResponseFormat::Parquet => {
+                out.push_str("{\"file\":{\"url\":\"");
+                urls.write(out, e.path())?;
+                out.push_str("\",\"id\":\"");
+                out.push_str(e.id());
+                out.push_str("\",\"partitionValues\":");
+                out.push_str(e.partition_values_json());
+                out.push_str(",\"size\":");
+                out.push_str(&e.size().to_string());
+                if let Some(stats) = e.stats() {
+                    out.push_str(",\"stats\":");
+                    push_json_string(out, stats);
+                }
+                tail_fields(out, ctx);
+                out.push_str("}}");
+            }
+            ResponseFormat::Delta => {
+                out.push_str("{\"file\":{\"id\":\"");
+                out.push_str(e.id());
+                out.push('"');
+                tail_fields(out, ctx);
+                out.push_str(",\"deltaSingleAction\":{\"add\":{\"path\":\"");
+                urls.write(out, e.path())?;
+                out.push_str("\",\"partitionValues\":");
+                out.push_str(e.partition_values_json());
+                out.push_str(",\"size\":");
+                out.push_str(&e.size().to_string());
+                out.push_str(",\"modificationTime\":");
+                out.push_str(&e.modification_time().to_string());
+                out.push_str(",\"dataChange\":true");
+                if let Some(stats) = e.stats() {
+                    out.push_str(",\"stats\":");
+                    push_json_string(out, stats);
+                }
+                if let Some(dv) = e.deletion_vector() {
+                    out.push_str(",\"deletionVector\":");
+                    out.push_str(&urls.deletion_vector(&dv)?.to_string());
+                }
+                out.push_str("}}}}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A file action of a commit (`add`, `remove` or `cdc`), in either format.
+pub(crate) fn change_line(
+    change: &d2o_delta::FileChange<'_>,
+    format: ResponseFormat,
+    urls: &FileUrls<'_>,
+    ctx: &FileLineContext,
+    id: &str,
+) -> Result<Value, ApiError> {
+    let action = change.action;
+    let path = change.path().ok_or_else(|| ApiError::Internal("a file action has no path".into()))?;
+    let url = urls.url(path)?;
+    let (version, timestamp) = ctx.version.unwrap_or_default();
+    match format {
+        ResponseFormat::Parquet => {
+            let key = match change.kind {
+                d2o_delta::FileChangeKind::Add => "add",
+                d2o_delta::FileChangeKind::Remove => "remove",
+                d2o_delta::FileChangeKind::Cdc => "cdf",
+            };
+            let mut file = Map::new();
+            file.insert("url".into(), url.into());
+            file.insert("id".into(), id.into());
+            file.insert("partitionValues".into(), action.get("partitionValues").cloned().unwrap_or_else(|| Value::Object(Map::new())));
+            file.insert("size".into(), action.get("size").cloned().unwrap_or(Value::from(0)));
+            if change.kind == d2o_delta::FileChangeKind::Add {
+                if let Some(stats) = action.get("stats").filter(|s| s.is_string()) {
+                    file.insert("stats".into(), stats.clone());
+                }
+            }
+            file.insert("version".into(), version.into());
+            file.insert("timestamp".into(), timestamp.into());
+            file.insert("expirationTimestamp".into(), ctx.expires_ms.into());
+            Ok(serde_json::json!({ key: file }))
+        }
+        ResponseFormat::Delta => {
+            let mut raw = action.as_object().cloned().unwrap_or_default();
+            raw.insert("path".into(), url.into());
+            if let Some(dv) = raw.get("deletionVector").filter(|v| v.is_object()).cloned() {
+                let descriptor = DeletionVector {
+                    storage_type: dv.get("storageType").and_then(Value::as_str).unwrap_or_default(),
+                    path_or_inline_dv: dv.get("pathOrInlineDv").and_then(Value::as_str).unwrap_or_default(),
+                    offset: dv.get("offset").and_then(Value::as_i64).map(|o| o as i32),
+                    size_in_bytes: dv.get("sizeInBytes").and_then(Value::as_i64).unwrap_or_default() as i32,
+                    cardinality: dv.get("cardinality").and_then(Value::as_i64).unwrap_or_default(),
+                };
+                raw.insert("deletionVector".into(), urls.deletion_vector(&descriptor)?);
+            }
+            Ok(serde_json::json!({"file": {
+                "id": id,
+                "version": version,
+                "timestamp": timestamp,
+                "expirationTimestamp": ctx.expires_ms,
+                "deltaSingleAction": { change.kind.log_key(): raw },
+            }}))
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Serving table files at signed URLs, with `Range` support, straight from disk.
+
+use std::io::SeekFrom;
+use std::path::PathBuf;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+use super::params::Params;
+use crate::{ApiError, AppState};
+
+/// `GET|HEAD {endpoint}/files/{root_id}/{*path}?e=<expiry ms>&s=<signature>`
+///
+/// No bearer token: the signature is the credential. Refused with 403 when the signature does
+/// not match or has expired, and whenever the path would leave the table root (`..`, encoded
+/// separators, symlinks pointing outside).
+pub(crate) async fn serve_file(
+    State(state): State<AppState>,
+    Path((root_id, path)): Path<(String, String)>,
+    params: Params,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (Some(expires), Some(signature)) = (params.get("e"), params.get("s")) else {
+        return Err(ApiError::Forbidden("the URL is not signed".to_owned()));
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    state.signer.check_file_url(&root_id, &path, expires, signature, now)?;
+    let root = match state.signer.root(&root_id) {
+        Some(root) => root,
+        None => {
+            // Signed by this key before a restart: learn the roots again from the catalog.
+            for location in state.catalog.table_locations().await? {
+                state.signer.root_id(&location);
+            }
+            state.signer.root(&root_id).ok_or_else(|| ApiError::NotFound("the table of this URL is no longer shared".to_owned()))?
+        }
+    };
+    let file = resolve_inside(&root, &path).await?;
+    send_file(file, &method, &headers).await
+}
+
+/// The file a signed relative path names, refusing anything outside the root.
+async fn resolve_inside(root: &url::Url, path: &str) -> Result<PathBuf, ApiError> {
+    let outside = || ApiError::Forbidden("the path leaves the table root".to_owned());
+    if root.scheme() != "file" {
+        return Err(ApiError::Unsupported("files of tables outside the local file system are not served yet".to_owned()));
+    }
+    // The log path is URL-encoded; decode it once, segment by segment, and refuse any
+    // segment that is empty, a dot segment, or hides a separator.
+    let mut file = root.to_file_path().map_err(|()| ApiError::Internal(format!("bad table root {root}")))?;
+    let root_dir = file.clone();
+    for segment in path.split('/') {
+        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8().map_err(|_| outside())?;
+        if decoded.is_empty() || decoded == "." || decoded == ".." || decoded.contains(['/', '\\', '\0']) {
+            return Err(outside());
+        }
+        file.push(decoded.as_ref());
+    }
+    let (real_root, real_file) = tokio::try_join!(tokio::fs::canonicalize(&root_dir), tokio::fs::canonicalize(&file))
+        .map_err(|_| ApiError::NotFound("the file does not exist".to_owned()))?;
+    if !real_file.starts_with(&real_root) {
+        return Err(outside());
+    }
+    Ok(real_file)
+}
+
+/// A single byte range from a `Range` header, resolved against the file size.
+fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ok(None) };
+    // Several ranges: answer with the whole file, which HTTP allows.
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (start, end) = spec.split_once('-').ok_or(ApiError::RangeNotSatisfiable(size))?;
+    let (start, end) = (start.trim(), end.trim());
+    let range = if start.is_empty() {
+        let n: u64 = end.parse().map_err(|_| ApiError::RangeNotSatisfiable(size))?;
+        if n == 0 {
+            return Err(ApiError::RangeNotSatisfiable(size));
+        }
+        (size.saturating_sub(n), size.saturating_sub(1))
+    } else {
+        let s: u64 = start.parse().map_err(|_| ApiError::RangeNotSatisfiable(size))?;
+        let e: u64 = if end.is_empty() { size.saturating_sub(1) } else { end.parse().map_err(|_| ApiError::RangeNotSatisfiable(size))? };
+        (s, e.min(size.saturating_sub(1)))
+    };
+    if range.0 >= size || range.0 > range.1 {
+        return Err(ApiError::RangeNotSatisfiable(size));
+    }
+    Ok(Some(range))
+}
+
+async fn send_file(path: PathBuf, method: &Method, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let mut file = tokio::fs::File::open(&path).await.map_err(|_| ApiError::NotFound("the file does not exist".to_owned()))?;
+    let meta = file.metadata().await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(ApiError::NotFound("the file does not exist".to_owned()));
+    }
+    let size = meta.len();
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(v) => parse_range(v, size)?,
+        None => None,
+    };
+    let (status, start, len) = match range {
+        Some((s, e)) => (StatusCode::PARTIAL_CONTENT, s, e - s + 1),
+        None => (StatusCode::OK, 0, size),
+    };
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        file.seek(SeekFrom::Start(start)).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+        Body::from_stream(ReaderStream::with_capacity(file.take(len), 64 * 1024))
+    };
+    let mut response = (status, body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    if range.is_some() {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", start + len - 1)) {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100).ok(), Some(Some((0, 9))));
+        assert_eq!(parse_range("bytes=90-", 100).ok(), Some(Some((90, 99))));
+        assert_eq!(parse_range("bytes=-10", 100).ok(), Some(Some((90, 99))));
+        assert_eq!(parse_range("bytes=50-500", 100).ok(), Some(Some((50, 99))));
+        assert_eq!(parse_range("bytes=0-1,5-6", 100).ok(), Some(None));
+        assert_eq!(parse_range("items=1-2", 100).ok(), Some(None));
+        assert!(parse_range("bytes=100-", 100).is_err());
+        assert!(parse_range("bytes=5-2", 100).is_err());
+        assert!(parse_range("bytes=x-2", 100).is_err());
+        assert!(parse_range("bytes=-0", 100).is_err());
+    }
+}

@@ -1,0 +1,6 @@
+//! The HTTP routes.
+
+pub(crate) mod discovery;
+pub(crate) mod files;
+pub(crate) mod params;
+pub(crate) mod table;
