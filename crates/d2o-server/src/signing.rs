@@ -100,16 +100,21 @@ impl UrlSigner {
     }
 
     /// Writes the URL of `path` (a path relative to the root, as in the Delta log) into `out`:
-    /// `{base}/files/{root_id}/{path}?e={expiry}&s={signature}`.
+    /// `{base}/files/{root_id}/{path}?sp=r&se={expiry ms}&sig={signature}`.
+    ///
+    /// The query names follow Azure's shared access signatures (`sp` permissions, `se` expiry,
+    /// `sig` signature). Delta kernels decide by these names whether a URL is pre-signed and
+    /// must be fetched over HTTP rather than through their own object store; the Python
+    /// connector's delta-format reader fails on URLs it does not recognise.
     pub fn write_file_url(&self, out: &mut String, base: &str, root_id: &str, path: &str, expires_ms: i64) {
         out.push_str(base);
         out.push_str("/files/");
         out.push_str(root_id);
         out.push('/');
         out.extend(percent_encoding::utf8_percent_encode(path, PATH_SET));
-        out.push_str("?e=");
+        out.push_str("?sp=r&se=");
         out.push_str(itoa(expires_ms).as_str());
-        out.push_str("&s=");
+        out.push_str("&sig=");
         let sig = self.sign(&[root_id.as_bytes(), path.as_bytes(), itoa(expires_ms).as_bytes()]);
         out.push_str(&URL_SAFE_NO_PAD.encode(sig));
     }
@@ -172,7 +177,8 @@ mod tests {
         let root = segs.next().unwrap_or_default().to_owned();
         let path = percent_encoding::percent_decode_str(segs.next().unwrap_or_default()).decode_utf8_lossy().into_owned();
         let q: HashMap<_, _> = u.query_pairs().into_owned().collect();
-        (root, path, q["e"].clone(), q["s"].clone())
+        assert_eq!(q["sp"], "r");
+        (root, path, q["se"].clone(), q["sig"].clone())
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio_util::io::ReaderStream;
 use super::params::Params;
 use crate::{ApiError, AppState};
 
-/// `GET|HEAD {endpoint}/files/{root_id}/{*path}?e=<expiry ms>&s=<signature>`
+/// `GET|HEAD {endpoint}/files/{root_id}/{*path}?sp=r&se=<expiry ms>&sig=<signature>`
 ///
 /// No bearer token: the signature is the credential. Refused with 403 when the signature does
 /// not match or has expired, and whenever the path would leave the table root (`..`, encoded
@@ -25,7 +25,7 @@ pub(crate) async fn serve_file(
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (Some(expires), Some(signature)) = (params.get("e"), params.get("s")) else {
+    let (Some("r"), Some(expires), Some(signature)) = (params.get("sp"), params.get("se"), params.get("sig")) else {
         return Err(ApiError::Forbidden("the URL is not signed".to_owned()));
     };
     let now = chrono::Utc::now().timestamp_millis();
