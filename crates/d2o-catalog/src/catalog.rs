@@ -65,8 +65,12 @@ pub trait Catalog: Send + Sync + 'static {
 
     async fn get_share(&self, who: &Principal, share: &str) -> Result<Share, CatalogError>;
 
-    async fn list_schemas(&self, who: &Principal, share: &str, page: &PageRequest)
-    -> Result<Page<Schema>, CatalogError>;
+    async fn list_schemas(
+        &self,
+        who: &Principal,
+        share: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Schema>, CatalogError>;
 
     async fn list_tables(
         &self,
@@ -76,8 +80,12 @@ pub trait Catalog: Send + Sync + 'static {
         page: &PageRequest,
     ) -> Result<Page<Table>, CatalogError>;
 
-    async fn list_all_tables(&self, who: &Principal, share: &str, page: &PageRequest)
-    -> Result<Page<Table>, CatalogError>;
+    async fn list_all_tables(
+        &self,
+        who: &Principal,
+        share: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Table>, CatalogError>;
 
     /// The table the principal asks for. `NotFound` names the first missing level.
     async fn get_table(

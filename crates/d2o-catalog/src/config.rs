@@ -204,7 +204,11 @@ impl ServerConfig {
         }
         if let Some(auth) = &self.authorization {
             match auth.bearer_token.as_deref() {
-                None | Some("") => return Err("key 'authorization.bearerToken': 'bearerToken' in 'authorization' must be provided".into()),
+                None | Some("") => {
+                    return Err(
+                        "key 'authorization.bearerToken': 'bearerToken' in 'authorization' must be provided".into()
+                    );
+                }
                 Some(_) => {}
             }
         }
@@ -223,7 +227,9 @@ impl ServerConfig {
                 let at = format!("shares[{si}].schemas[{ci}]");
                 let schema_name = check_name(schema.name.as_deref(), &at, "schema")?;
                 if schema_names.contains(&schema_name.to_lowercase()) {
-                    return Err(format!("key '{at}.name': schema '{schema_name}' appears twice in share '{share_name}'"));
+                    return Err(format!(
+                        "key '{at}.name': schema '{schema_name}' appears twice in share '{share_name}'"
+                    ));
                 }
                 schema_names.push(schema_name.to_lowercase());
                 let mut table_names = Vec::new();
@@ -231,11 +237,15 @@ impl ServerConfig {
                     let at = format!("{at}.tables[{ti}]");
                     let table_name = check_name(table.name.as_deref(), &at, "table")?;
                     if table_names.contains(&table_name.to_lowercase()) {
-                        return Err(format!("key '{at}.name': table '{table_name}' appears twice in schema '{schema_name}'"));
+                        return Err(format!(
+                            "key '{at}.name': table '{table_name}' appears twice in schema '{schema_name}'"
+                        ));
                     }
                     table_names.push(table_name.to_lowercase());
                     match table.location.as_deref() {
-                        None | Some("") => return Err(format!("key '{at}.location': 'location' in a table must be provided")),
+                        None | Some("") => {
+                            return Err(format!("key '{at}.location': 'location' in a table must be provided"));
+                        }
                         Some(loc) => {
                             resolve_location(loc, base_dir).map_err(|e| format!("key '{at}.location': {e}"))?;
                         }
@@ -248,7 +258,9 @@ impl ServerConfig {
 }
 
 fn check_name<'a>(name: Option<&'a str>, at: &str, kind: &str) -> Result<&'a str, String> {
-    let name = name.filter(|n| !n.is_empty()).ok_or_else(|| format!("key '{at}.name': 'name' in a {kind} must be provided"))?;
+    let name = name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| format!("key '{at}.name': 'name' in a {kind} must be provided"))?;
     validate_name(name).map_err(|e| format!("key '{at}.name': {e}"))?;
     Ok(name)
 }
@@ -369,7 +381,10 @@ someFutureKey: 1
             ("version: 2", "too new"),
             ("version: 1\nport: lots", "key 'port'"),
             ("version: 1\nshares:\n- schemas: []", "key 'shares[0].name'"),
-            ("version: 1\nshares:\n- name: s\n  schemas:\n  - name: x\n    tables:\n    - name: t", "key 'shares[0].schemas[0].tables[0].location'"),
+            (
+                "version: 1\nshares:\n- name: s\n  schemas:\n  - name: x\n    tables:\n    - name: t",
+                "key 'shares[0].schemas[0].tables[0].location'",
+            ),
             ("version: 1\nauthorization: {}", "bearerToken"),
             ("version: 1\nshares:\n- name: a/b", "key 'shares[0].name'"),
             ("version: 1\nshares:\n- name: a\n- name: A", "appears twice"),

@@ -63,21 +63,28 @@ impl PageToken {
 /// Cuts one page out of a fully materialized listing that is in a stable order.
 ///
 /// The position is the index of the next item; `listing` names the listing (see [`PageToken`]).
-pub fn page_of<T>(items: Vec<T>, listing: &str, page: &PageRequest) -> Result<d2o_protocol::model::Page<T>, CatalogError> {
+pub fn page_of<T>(
+    items: Vec<T>,
+    listing: &str,
+    page: &PageRequest,
+) -> Result<d2o_protocol::model::Page<T>, CatalogError> {
     let size = page.size()?;
     let start = match &page.page_token {
         None => 0,
         Some(t) if t.is_empty() => 0,
         Some(t) => {
             let token = PageToken::decode(t, listing)?;
-            token.position.parse::<usize>().ok().filter(|&s| s <= items.len()).ok_or_else(|| {
-                CatalogError::InvalidArgument("invalid 'nextPageToken'".to_owned())
-            })?
+            token
+                .position
+                .parse::<usize>()
+                .ok()
+                .filter(|&s| s <= items.len())
+                .ok_or_else(|| CatalogError::InvalidArgument("invalid 'nextPageToken'".to_owned()))?
         }
     };
     let end = start.saturating_add(size).min(items.len());
-    let next_page_token = (end < items.len())
-        .then(|| PageToken { listing: listing.to_owned(), position: end.to_string() }.encode());
+    let next_page_token =
+        (end < items.len()).then(|| PageToken { listing: listing.to_owned(), position: end.to_string() }.encode());
     let items = items.into_iter().skip(start).take(end - start).collect();
     Ok(d2o_protocol::model::Page { items, next_page_token })
 }

@@ -122,9 +122,15 @@ impl Catalog for YamlCatalog {
         Ok(self.share(share)?.share.clone())
     }
 
-    async fn list_schemas(&self, _who: &Principal, share: &str, page: &PageRequest) -> Result<Page<Schema>, CatalogError> {
+    async fn list_schemas(
+        &self,
+        _who: &Principal,
+        share: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Schema>, CatalogError> {
         let s = self.share(share)?;
-        let items = s.schemas.iter().map(|(name, _)| Schema { name: name.clone(), share: s.share.name.clone() }).collect();
+        let items =
+            s.schemas.iter().map(|(name, _)| Schema { name: name.clone(), share: s.share.name.clone() }).collect();
         page_of(items, &format!("schemas/{}", share.to_lowercase()), page)
     }
 
@@ -139,12 +145,23 @@ impl Catalog for YamlCatalog {
         page_of(items, &format!("tables/{}/{}", share.to_lowercase(), schema.to_lowercase()), page)
     }
 
-    async fn list_all_tables(&self, _who: &Principal, share: &str, page: &PageRequest) -> Result<Page<Table>, CatalogError> {
+    async fn list_all_tables(
+        &self,
+        _who: &Principal,
+        share: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Table>, CatalogError> {
         let items = self.share(share)?.schemas.iter().flat_map(|(_, t)| t.iter().map(table_item)).collect();
         page_of(items, &format!("all-tables/{}", share.to_lowercase()), page)
     }
 
-    async fn get_table(&self, _who: &Principal, share: &str, schema: &str, table: &str) -> Result<SharedTable, CatalogError> {
+    async fn get_table(
+        &self,
+        _who: &Principal,
+        share: &str,
+        schema: &str,
+        table: &str,
+    ) -> Result<SharedTable, CatalogError> {
         self.schema(share, schema)?
             .iter()
             .find(|t| t.name.eq_ignore_ascii_case(table))
@@ -153,7 +170,11 @@ impl Catalog for YamlCatalog {
     }
 
     async fn table_locations(&self) -> Result<Vec<Url>, CatalogError> {
-        Ok(self.shares.iter().flat_map(|s| s.schemas.iter().flat_map(|(_, t)| t.iter().map(|t| t.location.clone()))).collect())
+        Ok(self
+            .shares
+            .iter()
+            .flat_map(|s| s.schemas.iter().flat_map(|(_, t)| t.iter().map(|t| t.location.clone())))
+            .collect())
     }
 }
 
@@ -200,9 +221,18 @@ mod tests {
         assert_eq!(t.location.as_str(), "file:///data/t1/");
         let t2 = block(c.get_table(&who, "share1", "sc", "T2")).expect("found");
         assert_eq!(t2.location.as_str(), "file:///base/t2/");
-        assert!(matches!(block(c.get_table(&who, "nope", "sc", "t1")), Err(CatalogError::NotFound { kind: "share", .. })));
-        assert!(matches!(block(c.get_table(&who, "share1", "x", "t1")), Err(CatalogError::NotFound { kind: "schema", .. })));
-        assert!(matches!(block(c.get_table(&who, "share1", "sc", "x")), Err(CatalogError::NotFound { kind: "table", .. })));
+        assert!(matches!(
+            block(c.get_table(&who, "nope", "sc", "t1")),
+            Err(CatalogError::NotFound { kind: "share", .. })
+        ));
+        assert!(matches!(
+            block(c.get_table(&who, "share1", "x", "t1")),
+            Err(CatalogError::NotFound { kind: "schema", .. })
+        ));
+        assert!(matches!(
+            block(c.get_table(&who, "share1", "sc", "x")),
+            Err(CatalogError::NotFound { kind: "table", .. })
+        ));
         let all = block(c.list_all_tables(&who, "SHARE1", &PageRequest::default())).expect("listed");
         assert_eq!(all.items.len(), 2);
         assert_eq!(block(c.table_locations()).map(|l| l.len()).ok(), Some(2));

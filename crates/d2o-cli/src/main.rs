@@ -47,7 +47,9 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {e}");
@@ -60,7 +62,8 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
     }
@@ -74,7 +77,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let base_dir = std::path::absolute(&args.config)?.parent().map(PathBuf::from).unwrap_or_default();
     let catalog = YamlCatalog::new(&config, &base_dir).context("cannot build the catalog from the config")?;
     if config.url_signing_key.is_none() {
-        tracing::info!("no urlSigningKey configured: file URLs are signed with a key generated now and stop working on restart");
+        tracing::info!(
+            "no urlSigningKey configured: file URLs are signed with a key generated now and stop working on restart"
+        );
     }
     let state = AppState::from_config(&config, Arc::new(catalog)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let host = args.host.unwrap_or(config.host.clone());

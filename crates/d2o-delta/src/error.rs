@@ -42,7 +42,9 @@ impl From<KernelError> for DeltaError {
         use object_store::Error as OsError;
         match e {
             KernelError::FileNotFound(p) => DeltaError::TableNotFound(p),
-            KernelError::EmptyLog | KernelError::MissingMetadataAndProtocol | KernelError::MissingMetadata
+            KernelError::EmptyLog
+            | KernelError::MissingMetadataAndProtocol
+            | KernelError::MissingMetadata
             | KernelError::MissingProtocol => DeltaError::TableNotFound("no Delta log found".into()),
             KernelError::InvalidTableLocation(l) => DeltaError::TableNotFound(l),
             KernelError::MissingVersion(v) => {
@@ -57,9 +59,9 @@ impl From<KernelError> for DeltaError {
             KernelError::LogHistory(h) => {
                 use delta_kernel::history_manager::error::LogHistoryError as H;
                 match *h {
-                    e @ (H::TimestampOutOfRange { .. } | H::EmptyTimestampRange { .. } | H::InvalidTimestampRange { .. }) => {
-                        DeltaError::TimestampOutOfRange(e.to_string())
-                    }
+                    e @ (H::TimestampOutOfRange { .. }
+                    | H::EmptyTimestampRange { .. }
+                    | H::InvalidTimestampRange { .. }) => DeltaError::TimestampOutOfRange(e.to_string()),
                     H::NoCommitsFound { .. } => DeltaError::TableNotFound("no commits found".into()),
                     other => DeltaError::Internal(other.to_string()),
                 }

@@ -8,10 +8,10 @@
 use std::fmt::Write as _;
 use std::ops::ControlFlow;
 
+use delta_kernel::Engine;
 use delta_kernel::arrow::array::{Array, AsArray, MapArray, RecordBatch, StructArray};
 use delta_kernel::arrow::datatypes::{Int32Type, Int64Type};
 use delta_kernel::engine::arrow_data::ArrowEngineData;
-use delta_kernel::Engine;
 use md5::{Digest, Md5};
 
 use crate::{DeltaError, TableSnapshot};
@@ -166,7 +166,9 @@ impl FileList {
 
     /// Appends the selected rows of one kernel scan-metadata batch.
     fn append_batch(&mut self, batch: &RecordBatch, selected: &[bool]) -> Result<(), DeltaError> {
-        let col = |name: &str| batch.column_by_name(name).ok_or_else(|| DeltaError::Internal(format!("scan metadata has no '{name}'")));
+        let col = |name: &str| {
+            batch.column_by_name(name).ok_or_else(|| DeltaError::Internal(format!("scan metadata has no '{name}'")))
+        };
         let paths = col("path")?.as_string_opt::<i32>().ok_or_else(|| bad("path"))?;
         let sizes = col("size")?.as_primitive_opt::<Int64Type>().ok_or_else(|| bad("size"))?;
         let mtimes = col("modificationTime")?.as_primitive_opt::<Int64Type>().ok_or_else(|| bad("modificationTime"))?;
@@ -215,12 +217,22 @@ impl FileList {
     }
 
     fn dv_record(&mut self, dvs: &StructArray, row: usize) -> Result<DvRecord, DeltaError> {
-        let string = |name: &str| dvs.column_by_name(name).and_then(|c| c.as_string_opt::<i32>()).ok_or_else(|| bad(name));
+        let string =
+            |name: &str| dvs.column_by_name(name).and_then(|c| c.as_string_opt::<i32>()).ok_or_else(|| bad(name));
         let storage_type = string("storageType")?;
         let path = string("pathOrInlineDv")?;
-        let offset = dvs.column_by_name("offset").and_then(|c| c.as_primitive_opt::<Int32Type>()).ok_or_else(|| bad("offset"))?;
-        let size = dvs.column_by_name("sizeInBytes").and_then(|c| c.as_primitive_opt::<Int32Type>()).ok_or_else(|| bad("sizeInBytes"))?;
-        let cardinality = dvs.column_by_name("cardinality").and_then(|c| c.as_primitive_opt::<Int64Type>()).ok_or_else(|| bad("cardinality"))?;
+        let offset = dvs
+            .column_by_name("offset")
+            .and_then(|c| c.as_primitive_opt::<Int32Type>())
+            .ok_or_else(|| bad("offset"))?;
+        let size = dvs
+            .column_by_name("sizeInBytes")
+            .and_then(|c| c.as_primitive_opt::<Int32Type>())
+            .ok_or_else(|| bad("sizeInBytes"))?;
+        let cardinality = dvs
+            .column_by_name("cardinality")
+            .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            .ok_or_else(|| bad("cardinality"))?;
         Ok(DvRecord {
             storage_type: self.push_str(storage_type.value(row))?,
             path_or_inline_dv: self.push_str(path.value(row))?,
@@ -340,6 +352,25 @@ pub(crate) fn scan(
     Ok(())
 }
 
+/// The path, relative to the table root, of the file holding a deletion vector; `None` for an
+/// inline vector. Fails for a vector stored outside the table root.
+pub fn deletion_vector_path(dv: &DeletionVector<'_>, table_root: &url::Url) -> Result<Option<String>, DeltaError> {
+    let descriptor: delta_kernel::actions::deletion_vector::DeletionVectorDescriptor =
+        serde_json::from_value(serde_json::json!({
+            "storageType": dv.storage_type,
+            "pathOrInlineDv": dv.path_or_inline_dv,
+            "offset": dv.offset,
+            "sizeInBytes": dv.size_in_bytes,
+            "cardinality": dv.cardinality,
+        }))
+        .map_err(|e| DeltaError::Internal(format!("invalid deletion vector descriptor: {e}")))?;
+    let Some(url) = descriptor.absolute_path(table_root)? else { return Ok(None) };
+    url.as_str()
+        .strip_prefix(table_root.as_str())
+        .map(|p| Some(p.to_owned()))
+        .ok_or_else(|| DeltaError::Unsupported("a deletion vector is stored outside the table root".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,24 +389,4 @@ mod tests {
         assert_eq!(s, r#""a\"b\\c\n\u0001é""#);
         assert_eq!(serde_json::from_str::<String>(&s).ok().as_deref(), Some("a\"b\\c\n\u{1}é"));
     }
-}
-
-/// The path, relative to the table root, of the file holding a deletion vector; `None` for an
-/// inline vector. Fails for a vector stored outside the table root.
-pub fn deletion_vector_path(dv: &DeletionVector<'_>, table_root: &url::Url) -> Result<Option<String>, DeltaError> {
-    let descriptor: delta_kernel::actions::deletion_vector::DeletionVectorDescriptor = serde_json::from_value(
-        serde_json::json!({
-            "storageType": dv.storage_type,
-            "pathOrInlineDv": dv.path_or_inline_dv,
-            "offset": dv.offset,
-            "sizeInBytes": dv.size_in_bytes,
-            "cardinality": dv.cardinality,
-        }),
-    )
-    .map_err(|e| DeltaError::Internal(format!("invalid deletion vector descriptor: {e}")))?;
-    let Some(url) = descriptor.absolute_path(table_root)? else { return Ok(None) };
-    url.as_str()
-        .strip_prefix(table_root.as_str())
-        .map(|p| Some(p.to_owned()))
-        .ok_or_else(|| DeltaError::Unsupported("a deletion vector is stored outside the table root".into()))
 }

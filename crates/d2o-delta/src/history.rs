@@ -62,7 +62,9 @@ impl History {
         for meta in engine.storage_handler().list_from(&from)? {
             let meta = meta?;
             let name = meta.location.path().rsplit('/').next().unwrap_or_default();
-            let Some(version) = name.strip_suffix(".json").filter(|v| v.len() == 20).and_then(|v| v.parse::<u64>().ok()) else {
+            let Some(version) =
+                name.strip_suffix(".json").filter(|v| v.len() == 20).and_then(|v| v.parse::<u64>().ok())
+            else {
                 continue;
             };
             if version > latest || self.last_version().is_some_and(|last| version <= last) {

@@ -42,7 +42,8 @@ impl TableSnapshot {
             .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
             .unwrap_or_default();
         let configuration = metadata.get("configuration").and_then(Value::as_object);
-        let mode = configuration.and_then(|c| c.get("delta.columnMapping.mode")).and_then(Value::as_str).unwrap_or("none");
+        let mode =
+            configuration.and_then(|c| c.get("delta.columnMapping.mode")).and_then(Value::as_str).unwrap_or("none");
         let column_mapping = !mode.eq_ignore_ascii_case("none");
         let schema: Value = metadata
             .get("schemaString")

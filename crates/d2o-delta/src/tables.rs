@@ -84,7 +84,8 @@ impl DeltaTables {
         if let Some(engine) = self.engines.lock().get(&key) {
             return Ok(engine.clone());
         }
-        let store = store_from_url(location).map_err(|e| DeltaError::Unsupported(format!("cannot open storage: {e}")))?;
+        let store =
+            store_from_url(location).map_err(|e| DeltaError::Unsupported(format!("cannot open storage: {e}")))?;
         let engine: Arc<dyn Engine> = Arc::new(DefaultEngineBuilder::new(store).build());
         self.engines.lock().insert(key, engine.clone());
         Ok(engine)
@@ -94,10 +95,10 @@ impl DeltaTables {
     /// old).
     pub fn latest(&self, location: &Url) -> Result<TableSnapshot, DeltaError> {
         let cached = self.latest.lock().get(location).cloned();
-        if let (Some((snapshot, checked)), Some(staleness)) = (&cached, self.options.staleness) {
-            if checked.elapsed() < staleness {
-                return Ok(snapshot.clone());
-            }
+        if let (Some((snapshot, checked)), Some(staleness)) = (&cached, self.options.staleness)
+            && checked.elapsed() < staleness
+        {
+            return Ok(snapshot.clone());
         }
         let engine = self.engine(location)?;
         let snapshot = match cached {
@@ -119,7 +120,12 @@ impl DeltaTables {
     }
 
     /// The table at `version`. `latest` (if the caller has it) avoids a second log listing.
-    pub fn at_version(&self, location: &Url, version: u64, latest: Option<&TableSnapshot>) -> Result<TableSnapshot, DeltaError> {
+    pub fn at_version(
+        &self,
+        location: &Url,
+        version: u64,
+        latest: Option<&TableSnapshot>,
+    ) -> Result<TableSnapshot, DeltaError> {
         if let Some(latest) = latest {
             if latest.version() == version {
                 return Ok(latest.clone());
@@ -136,14 +142,15 @@ impl DeltaTables {
             return Ok(s);
         }
         let engine = self.engine(location)?;
-        let snapshot = Snapshot::builder_for(location.as_str()).at_version(version).build(engine.as_ref()).map_err(|e| {
-            match DeltaError::from(e) {
-                DeltaError::Internal(m) | DeltaError::TableNotFound(m) => {
-                    DeltaError::VersionNotFound(format!("version {version} of the table cannot be read: {m}"))
+        let snapshot =
+            Snapshot::builder_for(location.as_str()).at_version(version).build(engine.as_ref()).map_err(|e| {
+                match DeltaError::from(e) {
+                    DeltaError::Internal(m) | DeltaError::TableNotFound(m) => {
+                        DeltaError::VersionNotFound(format!("version {version} of the table cannot be read: {m}"))
+                    }
+                    other => other,
                 }
-                other => other,
-            }
-        })?;
+            })?;
         let snapshot = TableSnapshot::new(snapshot)?;
         self.pinned.lock().insert(key, snapshot.clone(), 1);
         Ok(snapshot)
@@ -153,10 +160,10 @@ impl DeltaTables {
     fn history(&self, latest: &TableSnapshot) -> Result<Arc<History>, DeltaError> {
         let root = latest.table_root();
         let cached = self.histories.lock().get(root).cloned();
-        if let Some(h) = &cached {
-            if h.last_version().is_some_and(|v| v >= latest.version()) {
-                return Ok(h.clone());
-            }
+        if let Some(h) = &cached
+            && h.last_version().is_some_and(|v| v >= latest.version())
+        {
+            return Ok(h.clone());
         }
         let mut history = cached.map(|h| (*h).clone()).unwrap_or_default();
         history.extend(self.engine(root)?.as_ref(), root, latest.version())?;
@@ -258,7 +265,9 @@ impl DeltaTables {
                 ))
             };
             let timestamp = history.timestamp_of(version).ok_or_else(missing)?;
-            let url = root.join(&format!("_delta_log/{version:020}.json")).map_err(|e| DeltaError::Internal(e.to_string()))?;
+            let url = root
+                .join(&format!("_delta_log/{version:020}.json"))
+                .map_err(|e| DeltaError::Internal(e.to_string()))?;
             let mut text = Vec::new();
             for bytes in engine.storage_handler().read_files(vec![(url, None)]).map_err(|_| missing())? {
                 text.extend_from_slice(&bytes.map_err(|_| missing())?);

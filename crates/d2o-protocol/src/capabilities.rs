@@ -61,9 +61,7 @@ impl Capabilities {
                     }
                 }
                 "readerfeatures" => caps.reader_features.extend(values),
-                "includeendstreamaction" => {
-                    caps.include_end_stream_action = values.into_iter().any(|v| v == "true")
-                }
+                "includeendstreamaction" => caps.include_end_stream_action = values.into_iter().any(|v| v == "true"),
                 _ => {}
             }
         }

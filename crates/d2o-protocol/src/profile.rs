@@ -33,7 +33,9 @@ pub enum ProfileError {
     Json(String),
     #[error("'{0}' is missing from the profile")]
     MissingField(&'static str),
-    #[error("'shareCredentialsVersion' in the profile is {0}, which is too new; this client supports up to {MAX_SHARE_CREDENTIALS_VERSION}")]
+    #[error(
+        "'shareCredentialsVersion' in the profile is {0}, which is too new; this client supports up to {MAX_SHARE_CREDENTIALS_VERSION}"
+    )]
     TooNew(i32),
     #[error("unsupported profile type '{0}' (expected bearer_token, oauth_client_credentials or basic)")]
     UnsupportedType(String),
@@ -87,9 +89,10 @@ impl Profile {
                 client_secret: need(raw.client_secret, "clientSecret")?,
                 scope: raw.scope,
             },
-            "basic" if version >= 2 => {
-                Credentials::Basic { username: need(raw.username, "username")?, password: need(raw.password, "password")? }
-            }
+            "basic" if version >= 2 => Credentials::Basic {
+                username: need(raw.username, "username")?,
+                password: need(raw.password, "password")?,
+            },
             other => return Err(ProfileError::UnsupportedType(other.to_owned())),
         };
         Ok(Profile { share_credentials_version: version, endpoint, credentials })
@@ -161,8 +164,10 @@ mod tests {
         .expect("valid");
         assert!(matches!(p.credentials, Credentials::OAuthClientCredentials { .. }));
         assert_eq!(Profile::from_json(&p.to_json()), Ok(p));
-        let p = Profile::from_json(r#"{"shareCredentialsVersion":2,"type":"basic","endpoint":"e","username":"u","password":"p"}"#)
-            .expect("valid");
+        let p = Profile::from_json(
+            r#"{"shareCredentialsVersion":2,"type":"basic","endpoint":"e","username":"u","password":"p"}"#,
+        )
+        .expect("valid");
         assert!(matches!(p.credentials, Credentials::Basic { .. }));
     }
 
@@ -175,7 +180,9 @@ mod tests {
         );
         assert!(matches!(Profile::from_json("{"), Err(ProfileError::Json(_))));
         assert!(matches!(
-            Profile::from_json(r#"{"shareCredentialsVersion":1,"type":"basic","endpoint":"e","username":"u","password":"p"}"#),
+            Profile::from_json(
+                r#"{"shareCredentialsVersion":1,"type":"basic","endpoint":"e","username":"u","password":"p"}"#
+            ),
             Err(ProfileError::UnsupportedType(_))
         ));
     }

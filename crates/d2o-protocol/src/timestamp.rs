@@ -7,11 +7,9 @@ use chrono::DateTime;
 ///
 /// Returns a human-readable reason on failure, suitable for an `INVALID_PARAMETER_VALUE` message.
 pub fn parse_timestamp_millis(value: &str) -> Result<i64, String> {
-    DateTime::parse_from_rfc3339(value.trim())
-        .map(|t| t.timestamp_millis())
-        .map_err(|e| {
-            format!("'{value}' is not an ISO-8601 timestamp with an offset such as 2022-01-01T00:00:00Z ({e})")
-        })
+    DateTime::parse_from_rfc3339(value.trim()).map(|t| t.timestamp_millis()).map_err(|e| {
+        format!("'{value}' is not an ISO-8601 timestamp with an offset such as 2022-01-01T00:00:00Z ({e})")
+    })
 }
 
 /// Formats milliseconds since the epoch as an RFC 3339 UTC timestamp (`2022-01-01T00:00:00.000Z`).

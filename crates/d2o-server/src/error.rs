@@ -62,7 +62,9 @@ impl ApiError {
     pub fn public_message(&self) -> String {
         match self {
             ApiError::Internal(_) => "the server failed to handle the request; see the server log".to_owned(),
-            ApiError::RangeNotSatisfiable(size) => format!("the requested range is not satisfiable (the file has {size} bytes)"),
+            ApiError::RangeNotSatisfiable(size) => {
+                format!("the requested range is not satisfiable (the file has {size} bytes)")
+            }
             other => other.to_string(),
         }
     }

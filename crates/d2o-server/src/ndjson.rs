@@ -33,7 +33,10 @@ impl LineWriter {
     pub(crate) fn channel() -> (LineWriter, Body) {
         let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(8);
         let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-        (LineWriter { buf: String::with_capacity(CHUNK + 4096), tx, disconnected: false }, Body::from_stream(stream.boxed()))
+        (
+            LineWriter { buf: String::with_capacity(CHUNK + 4096), tx, disconnected: false },
+            Body::from_stream(stream.boxed()),
+        )
     }
 
     /// Writes one line with `f`, adding the newline. Breaks once the client has gone away.
@@ -104,7 +107,8 @@ impl<'a> FileUrls<'a> {
 
     /// A log path relative to the root; absolute paths are accepted only inside the root.
     fn relative<'p>(&self, log_path: &'p str) -> Result<&'p str, ApiError> {
-        let is_absolute = log_path.starts_with('/') || log_path.split_once(':').is_some_and(|(s, _)| s.len() > 1 && !s.contains('/'));
+        let is_absolute =
+            log_path.starts_with('/') || log_path.split_once(':').is_some_and(|(s, _)| s.len() > 1 && !s.contains('/'));
         if !is_absolute {
             return Ok(log_path);
         }
@@ -169,7 +173,13 @@ pub(crate) struct SnapshotFile<'e> {
 }
 
 impl SnapshotFile<'_> {
-    pub(crate) fn write(&self, out: &mut String, format: ResponseFormat, urls: &FileUrls<'_>, ctx: &FileLineContext) -> Result<(), ApiError> {
+    pub(crate) fn write(
+        &self,
+        out: &mut String,
+        format: ResponseFormat,
+        urls: &FileUrls<'_>,
+        ctx: &FileLineContext,
+    ) -> Result<(), ApiError> {
         let e = &self.entry;
         match format {
             ResponseFormat::Parquet => {
@@ -239,12 +249,15 @@ pub(crate) fn change_line(
             let mut file = Map::new();
             file.insert("url".into(), url.into());
             file.insert("id".into(), id.into());
-            file.insert("partitionValues".into(), action.get("partitionValues").cloned().unwrap_or_else(|| Value::Object(Map::new())));
+            file.insert(
+                "partitionValues".into(),
+                action.get("partitionValues").cloned().unwrap_or_else(|| Value::Object(Map::new())),
+            );
             file.insert("size".into(), action.get("size").cloned().unwrap_or(Value::from(0)));
-            if change.kind == d2o_delta::FileChangeKind::Add {
-                if let Some(stats) = action.get("stats").filter(|s| s.is_string()) {
-                    file.insert("stats".into(), stats.clone());
-                }
+            if change.kind == d2o_delta::FileChangeKind::Add
+                && let Some(stats) = action.get("stats").filter(|s| s.is_string())
+            {
+                file.insert("stats".into(), stats.clone());
             }
             file.insert("version".into(), version.into());
             file.insert("timestamp".into(), timestamp.into());

@@ -120,7 +120,14 @@ impl UrlSigner {
     }
 
     /// Checks a file URL's signature and expiry. The path is the decoded path from the URL.
-    pub fn check_file_url(&self, root_id: &str, path: &str, expires: &str, signature: &str, now_ms: i64) -> Result<(), ApiError> {
+    pub fn check_file_url(
+        &self,
+        root_id: &str,
+        path: &str,
+        expires: &str,
+        signature: &str,
+        now_ms: i64,
+    ) -> Result<(), ApiError> {
         let forbidden = || ApiError::Forbidden("the URL signature is not valid".to_owned());
         let sig = URL_SAFE_NO_PAD.decode(signature).map_err(|_| forbidden())?;
         if !self.verify(&[root_id.as_bytes(), path.as_bytes(), expires.as_bytes()], &sig) {
@@ -175,7 +182,8 @@ mod tests {
         let u = Url::parse(url).expect("valid url");
         let mut segs = u.path().trim_start_matches("/files/").splitn(2, '/');
         let root = segs.next().unwrap_or_default().to_owned();
-        let path = percent_encoding::percent_decode_str(segs.next().unwrap_or_default()).decode_utf8_lossy().into_owned();
+        let path =
+            percent_encoding::percent_decode_str(segs.next().unwrap_or_default()).decode_utf8_lossy().into_owned();
         let q: HashMap<_, _> = u.query_pairs().into_owned().collect();
         assert_eq!(q["sp"], "r");
         (root, path, q["se"].clone(), q["sig"].clone())

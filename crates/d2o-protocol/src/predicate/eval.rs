@@ -18,12 +18,7 @@ pub enum ColumnFacts<'a> {
     /// A partition column: every row has this serialized value (`None` = null).
     Partition(Option<&'a str>),
     /// A data column with file statistics. Any of them may be unknown.
-    Stats {
-        min: Option<&'a Value>,
-        max: Option<&'a Value>,
-        null_count: Option<i64>,
-        num_records: Option<i64>,
-    },
+    Stats { min: Option<&'a Value>, max: Option<&'a Value>, null_count: Option<i64>, num_records: Option<i64> },
 }
 
 /// What a file offers to predicate evaluation.
@@ -117,9 +112,9 @@ impl Typed {
     fn cmp(&self, other: &Typed) -> Option<Ordering> {
         match (self, other) {
             (Typed::Bool(a), Typed::Bool(b)) => Some(a.cmp(b)),
-            (Typed::Int(a), Typed::Int(b)) | (Typed::Date(a), Typed::Date(b)) | (Typed::Micros(a), Typed::Micros(b)) => {
-                Some(a.cmp(b))
-            }
+            (Typed::Int(a), Typed::Int(b))
+            | (Typed::Date(a), Typed::Date(b))
+            | (Typed::Micros(a), Typed::Micros(b)) => Some(a.cmp(b)),
             (Typed::Float(a), Typed::Float(b)) => a.partial_cmp(b),
             (Typed::Int(a), Typed::Float(b)) => (*a as f64).partial_cmp(b),
             (Typed::Float(a), Typed::Int(b)) => a.partial_cmp(&(*b as f64)),
@@ -139,7 +134,10 @@ fn parse_micros(s: &str) -> Option<(i64, bool)> {
             return Some((t.and_utc().timestamp_micros(), false));
         }
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| (t.and_utc().timestamp_micros(), false))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| (t.and_utc().timestamp_micros(), false))
 }
 
 const DAY_MICROS: i64 = 86_400_000_000;
@@ -258,9 +256,7 @@ fn compare(op: CmpOp, l: &Range, r: &Range) -> Truth {
         CmpOp::Equal => {
             let overlap = holds(&l.lo, &r.hi, |o| o != Greater).unwrap_or(true)
                 && holds(&r.lo, &l.hi, |o| o != Greater).unwrap_or(true);
-            let all_equal = [&l.lo, &l.hi, &r.lo]
-                .iter()
-                .all(|b| holds(b, &r.hi, |o| o == Equal).unwrap_or(false));
+            let all_equal = [&l.lo, &l.hi, &r.lo].iter().all(|b| holds(b, &r.hi, |o| o == Equal).unwrap_or(false));
             (overlap, !all_equal)
         }
         CmpOp::LessThan => {
@@ -399,7 +395,9 @@ mod tests {
         TestFile { partitions: HashMap::new(), stats }
     }
 
-    /// SQL three-valued truth of `p` on one row.
+    /// SQL three-valued truth of `p` on one row (`None` is SQL's unknown, not a failure, so
+    /// the folds below must not short-circuit on it).
+    #[allow(clippy::manual_try_fold)]
     fn row_truth(p: &Predicate, x: Option<i64>) -> Option<bool> {
         let value = |l: &Leaf| match l {
             Leaf::Column { .. } => x,
@@ -437,7 +435,13 @@ mod tests {
             let is_null = Predicate::IsNull(col.clone());
             prop_oneof![
                 (0..5usize, -5i64..5, any::<bool>()).prop_map(move |(op, v, flip)| {
-                    let op = [CmpOp::Equal, CmpOp::LessThan, CmpOp::LessThanOrEqual, CmpOp::GreaterThan, CmpOp::GreaterThanOrEqual][op];
+                    let op = [
+                        CmpOp::Equal,
+                        CmpOp::LessThan,
+                        CmpOp::LessThanOrEqual,
+                        CmpOp::GreaterThan,
+                        CmpOp::GreaterThanOrEqual,
+                    ][op];
                     let lit = Leaf::Literal { value: v.to_string(), value_type: ValueType::Long };
                     let (left, right) = if flip { (lit, col.clone()) } else { (col.clone(), lit) };
                     Predicate::Compare { op, left, right }

@@ -41,7 +41,8 @@ fn leaf(value: &Value) -> Result<Leaf, PredicateError> {
     let obj = value.as_object().ok_or_else(|| invalid("a node must be an object"))?;
     let op = str_field(obj, "op")?;
     let value_type = str_field(obj, "valueType")?;
-    let value_type = ValueType::parse(value_type).ok_or_else(|| invalid(format!("unknown valueType '{value_type}'")))?;
+    let value_type =
+        ValueType::parse(value_type).ok_or_else(|| invalid(format!("unknown valueType '{value_type}'")))?;
     match op {
         "column" => Ok(Leaf::Column { name: str_field(obj, "name")?.to_owned(), value_type }),
         "literal" => {

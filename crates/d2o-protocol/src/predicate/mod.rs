@@ -119,10 +119,10 @@ impl Predicate {
     pub fn columns(&self) -> Vec<&str> {
         fn walk<'a>(p: &'a Predicate, out: &mut Vec<&'a str>) {
             let mut leaf = |l: &'a Leaf| {
-                if let Leaf::Column { name, .. } = l {
-                    if !out.contains(&name.as_str()) {
-                        out.push(name);
-                    }
+                if let Leaf::Column { name, .. } = l
+                    && !out.contains(&name.as_str())
+                {
+                    out.push(name);
                 }
             };
             match p {

@@ -37,7 +37,10 @@ pub(crate) async fn serve_file(
             for location in state.catalog.table_locations().await? {
                 state.signer.root_id(&location);
             }
-            state.signer.root(&root_id).ok_or_else(|| ApiError::NotFound("the table of this URL is no longer shared".to_owned()))?
+            state
+                .signer
+                .root(&root_id)
+                .ok_or_else(|| ApiError::NotFound("the table of this URL is no longer shared".to_owned()))?
         }
     };
     let file = resolve_inside(&root, &path).await?;
@@ -48,7 +51,9 @@ pub(crate) async fn serve_file(
 async fn resolve_inside(root: &url::Url, path: &str) -> Result<PathBuf, ApiError> {
     let outside = || ApiError::Forbidden("the path leaves the table root".to_owned());
     if root.scheme() != "file" {
-        return Err(ApiError::Unsupported("files of tables outside the local file system are not served yet".to_owned()));
+        return Err(ApiError::Unsupported(
+            "files of tables outside the local file system are not served yet".to_owned(),
+        ));
     }
     // The log path is URL-encoded; decode it once, segment by segment, and refuse any
     // segment that is empty, a dot segment, or hides a separator.
@@ -86,7 +91,11 @@ fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
         (size.saturating_sub(n), size.saturating_sub(1))
     } else {
         let s: u64 = start.parse().map_err(|_| ApiError::RangeNotSatisfiable(size))?;
-        let e: u64 = if end.is_empty() { size.saturating_sub(1) } else { end.parse().map_err(|_| ApiError::RangeNotSatisfiable(size))? };
+        let e: u64 = if end.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            end.parse().map_err(|_| ApiError::RangeNotSatisfiable(size))?
+        };
         (s, e.min(size.saturating_sub(1)))
     };
     if range.0 >= size || range.0 > range.1 {
@@ -96,7 +105,8 @@ fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
 }
 
 async fn send_file(path: PathBuf, method: &Method, headers: &HeaderMap) -> Result<Response, ApiError> {
-    let mut file = tokio::fs::File::open(&path).await.map_err(|_| ApiError::NotFound("the file does not exist".to_owned()))?;
+    let mut file =
+        tokio::fs::File::open(&path).await.map_err(|_| ApiError::NotFound("the file does not exist".to_owned()))?;
     let meta = file.metadata().await.map_err(|e| ApiError::Internal(e.to_string()))?;
     if !meta.is_file() {
         return Err(ApiError::NotFound("the file does not exist".to_owned()));
@@ -121,10 +131,10 @@ async fn send_file(path: PathBuf, method: &Method, headers: &HeaderMap) -> Resul
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-    if range.is_some() {
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", start + len - 1)) {
-            h.insert(header::CONTENT_RANGE, v);
-        }
+    if range.is_some()
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", start + len - 1))
+    {
+        h.insert(header::CONTENT_RANGE, v);
     }
     Ok(response)
 }

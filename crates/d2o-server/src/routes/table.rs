@@ -30,7 +30,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + S
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("table task failed: {e}")))?
 }
 
-async fn shared_table(state: &AppState, who: &Recipient, (share, schema, table): &(String, String, String)) -> Result<SharedTable, ApiError> {
+async fn shared_table(
+    state: &AppState,
+    who: &Recipient,
+    (share, schema, table): &(String, String, String),
+) -> Result<SharedTable, ApiError> {
     Ok(state.catalog.get_table(&who.0, share, schema, table).await?)
 }
 
@@ -47,7 +51,10 @@ fn history_required(t: &SharedTable) -> Result<(), ApiError> {
 
 fn check_start_version(t: &SharedTable, version: u64, what: &str) -> Result<(), ApiError> {
     if version < t.start_version {
-        return Err(ApiError::InvalidParameter(format!("You can only query table {what} since version {}.", t.start_version)));
+        return Err(ApiError::InvalidParameter(format!(
+            "You can only query table {what} since version {}.",
+            t.start_version
+        )));
     }
     Ok(())
 }
@@ -91,7 +98,8 @@ fn choose_format(caps: &Capabilities, snapshot: &TableSnapshot) -> Result<Respon
         // names none is trusted (the reference server checks deletion vectors the same way).
         if !caps.reader_features.is_empty() {
             for feature in ["deletionvectors", "columnmapping"] {
-                if snapshot.required_reader_features().iter().any(|f| f == feature) && !caps.has_reader_feature(feature) {
+                if snapshot.required_reader_features().iter().any(|f| f == feature) && !caps.has_reader_feature(feature)
+                {
                     return Err(ApiError::Unsupported(format!(
                         "Unsupported Delta Table Properties: the table needs the reader feature '{feature}', which the client did not list in readerfeatures"
                     )));
@@ -150,7 +158,12 @@ pub(crate) async fn version(
 }
 
 /// Resolves the snapshot for `version` / `timestamp` (both optional, at most one).
-fn resolve_snapshot(state: &AppState, t: &SharedTable, version: Option<u64>, timestamp: Option<i64>) -> Result<TableSnapshot, ApiError> {
+fn resolve_snapshot(
+    state: &AppState,
+    t: &SharedTable,
+    version: Option<u64>,
+    timestamp: Option<i64>,
+) -> Result<TableSnapshot, ApiError> {
     let latest = state.tables.latest(&t.location)?;
     let version = match (version, timestamp) {
         (Some(v), _) => v,
@@ -276,7 +289,8 @@ fn body_json<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>) 
             ApiError::Malformed(format!("cannot read the request body: {e}"))
         }
     })?;
-    serde_json::from_slice(&body).map_err(|e| ApiError::Malformed(format!("the request body is not a valid query: {e}")))
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::Malformed(format!("the request body is not a valid query: {e}")))
 }
 
 /// The predicate the server will skip files with, from both kinds of hint.
@@ -294,11 +308,11 @@ fn predicate_of(state: &AppState, req: &QueryRequest, snapshot: &TableSnapshot) 
             None => {}
         }
     }
-    if state.settings.evaluate_sql_hints {
-        if let Some(hints) = &req.predicate_hints {
-            let type_of = |c: &str| snapshot.column_type(c).and_then(ValueType::for_delta_type);
-            parts.extend(Predicate::from_sql_hints(hints, &type_of));
-        }
+    if state.settings.evaluate_sql_hints
+        && let Some(hints) = &req.predicate_hints
+    {
+        let type_of = |c: &str| snapshot.column_type(c).and_then(ValueType::for_delta_type);
+        parts.extend(Predicate::from_sql_hints(hints, &type_of));
     }
     Predicate::and_all(parts)
 }
@@ -321,9 +335,7 @@ impl FileView for EntryView<'_> {
                 _ => None,
             };
         }
-        let lookup = |section: &str| {
-            physical.split('.').try_fold(self.stats.get(section)?, |v, part| v.get(part))
-        };
+        let lookup = |section: &str| physical.split('.').try_fold(self.stats.get(section)?, |v, part| v.get(part));
         let (min, max, nulls) = (lookup("minValues"), lookup("maxValues"), lookup("nullCount"));
         if min.is_none() && max.is_none() && nulls.is_none() {
             return None;
@@ -337,7 +349,12 @@ impl FileView for EntryView<'_> {
     }
 }
 
-fn may_match(p: &Predicate, snapshot: &TableSnapshot, partition_columns: &[String], entry: &d2o_delta::FileEntry<'_>) -> bool {
+fn may_match(
+    p: &Predicate,
+    snapshot: &TableSnapshot,
+    partition_columns: &[String],
+    entry: &d2o_delta::FileEntry<'_>,
+) -> bool {
     let view = EntryView {
         snapshot,
         partition_columns,
@@ -351,7 +368,14 @@ fn fingerprint(req: &QueryRequest, format: ResponseFormat) -> String {
     let mut h = Md5::new();
     h.update(format!(
         "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{}",
-        req.predicate_hints, req.json_predicate_hints, req.limit_hint, req.version, req.timestamp, req.starting_version, req.ending_version, format.as_str()
+        req.predicate_hints,
+        req.json_predicate_hints,
+        req.limit_hint,
+        req.version,
+        req.timestamp,
+        req.starting_version,
+        req.ending_version,
+        format.as_str()
     ));
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -361,15 +385,19 @@ fn validate_query(req: &QueryRequest) -> Result<(), ApiError> {
     if given.iter().filter(|g| **g).count() > 1 {
         return Err(ApiError::InvalidParameter("Please only provide one of: version,timestamp,startingVersion".into()));
     }
-    for (name, v) in [("version", req.version), ("startingVersion", req.starting_version), ("endingVersion", req.ending_version)] {
+    for (name, v) in
+        [("version", req.version), ("startingVersion", req.starting_version), ("endingVersion", req.ending_version)]
+    {
         if v.is_some_and(|v| v < 0) {
             return Err(ApiError::InvalidParameter(format!("'{name}' cannot be negative")));
         }
     }
-    if let (Some(s), Some(e)) = (req.starting_version, req.ending_version) {
-        if s > e {
-            return Err(ApiError::InvalidParameter(format!("startingVersion ({s}) cannot be greater than endingVersion ({e})")));
-        }
+    if let (Some(s), Some(e)) = (req.starting_version, req.ending_version)
+        && s > e
+    {
+        return Err(ApiError::InvalidParameter(format!(
+            "startingVersion ({s}) cannot be greater than endingVersion ({e})"
+        )));
     }
     if req.max_files.is_some_and(|m| m <= 0) {
         return Err(ApiError::InvalidParameter("maxFiles must be positive.".into()));
@@ -452,21 +480,28 @@ pub(crate) async fn query(
                     ));
                 }
                 if now_ms() > rt.expires {
-                    return Err(ApiError::InvalidParameter("The refresh token has expired. Please restart the query.".into()));
+                    return Err(ApiError::InvalidParameter(
+                        "The refresh token has expired. Please restart the query.".into(),
+                    ));
                 }
                 version = Some(rt.version);
             }
             let page_token = match &req.page_token {
                 Some(token) => {
-                    let pt: QueryPageToken = state
-                        .signer
-                        .open("query-page", token)
-                        .ok_or_else(|| ApiError::InvalidParameter("Error decoding the page token: it is not a valid page token.".into()))?;
+                    let pt: QueryPageToken = state.signer.open("query-page", token).ok_or_else(|| {
+                        ApiError::InvalidParameter(
+                            "Error decoding the page token: it is not a valid page token.".into(),
+                        )
+                    })?;
                     if pt.table != table_key {
-                        return Err(ApiError::InvalidParameter("The table specified in the page token does not match the table being queried".into()));
+                        return Err(ApiError::InvalidParameter(
+                            "The table specified in the page token does not match the table being queried".into(),
+                        ));
                     }
                     if now_ms() > pt.expires {
-                        return Err(ApiError::InvalidParameter("The page token has expired. Please restart the query.".into()));
+                        return Err(ApiError::InvalidParameter(
+                            "The page token has expired. Please restart the query.".into(),
+                        ));
                     }
                     version = Some(pt.version);
                     page_start = pt.next;
@@ -482,10 +517,12 @@ pub(crate) async fn query(
             };
             let format = choose_format(&caps, &snapshot)?;
             let fingerprint = fingerprint(&req, format);
-            if let Some(pt) = &page_token {
-                if pt.params != fingerprint {
-                    return Err(ApiError::InvalidParameter("Query parameter mismatch detected for the next page query".into()));
-                }
+            if let Some(pt) = &page_token
+                && pt.params != fingerprint
+            {
+                return Err(ApiError::InvalidParameter(
+                    "Query parameter mismatch detected for the next page query".into(),
+                ));
             }
             let versioned = if req.version.is_some() || req.timestamp.is_some() {
                 Some((snapshot.version(), state.tables.commit_timestamp(&snapshot)?))
@@ -493,9 +530,8 @@ pub(crate) async fn query(
                 None
             };
             let predicate = predicate_of(&state, &req, &snapshot);
-            let page = req
-                .max_files
-                .map(|m| (page_start, (m as u64).min(u64::from(state.settings.page_size_limit)) as usize));
+            let page =
+                req.max_files.map(|m| (page_start, (m as u64).min(u64::from(state.settings.page_size_limit)) as usize));
             let refresh = req.include_refresh_token == Some(true);
             let end_stream = caps.include_end_stream_action || page.is_some() || refresh;
             Ok(SnapshotPlan {
@@ -529,7 +565,13 @@ pub(crate) async fn query(
     Ok(response)
 }
 
-fn write_snapshot(state: &AppState, plan: &SnapshotPlan, base: &str, expires_ms: i64, w: &mut LineWriter) -> Result<(), ApiError> {
+fn write_snapshot(
+    state: &AppState,
+    plan: &SnapshotPlan,
+    base: &str,
+    expires_ms: i64,
+    w: &mut LineWriter,
+) -> Result<(), ApiError> {
     let snapshot = &plan.snapshot;
     let _ = w.json_line(&protocol_line(plan.format, snapshot.protocol_action()));
     let _ = w.json_line(&metadata_line(plan.format, snapshot, &plan.table, plan.versioned.map(|(v, _)| v)));
@@ -545,10 +587,10 @@ fn write_snapshot(state: &AppState, plan: &SnapshotPlan, base: &str, expires_ms:
         if plan.limit.is_some_and(|l| rows >= l) {
             return ControlFlow::Break(());
         }
-        if let Some(p) = &plan.predicate {
-            if !may_match(p, snapshot, &partition_columns, &entry) {
-                return ControlFlow::Continue(());
-            }
+        if let Some(p) = &plan.predicate
+            && !may_match(p, snapshot, &partition_columns, &entry)
+        {
+            return ControlFlow::Continue(());
         }
         let index = matched;
         matched += 1;
@@ -642,11 +684,16 @@ pub(crate) async fn changes(
         return Err(ApiError::InvalidParameter(format!("cdf is not enabled on table {}", t.qualified_name())));
     }
     let start = params.version("startingVersion")?;
-    let start_timestamp = params.get("startingTimestamp").map(|v| timestamp_param("startingTimestamp", v)).transpose()?;
+    let start_timestamp =
+        params.get("startingTimestamp").map(|v| timestamp_param("startingTimestamp", v)).transpose()?;
     let end = params.version("endingVersion")?;
     let end_timestamp = params.get("endingTimestamp").map(|v| timestamp_param("endingTimestamp", v)).transpose()?;
     match (start, start_timestamp) {
-        (None, None) => return Err(ApiError::InvalidParameter("No startingVersion or startingTimestamp provided for CDF read.".into())),
+        (None, None) => {
+            return Err(ApiError::InvalidParameter(
+                "No startingVersion or startingTimestamp provided for CDF read.".into(),
+            ));
+        }
         (Some(_), Some(_)) => {
             return Err(ApiError::InvalidParameter(
                 "Multiple starting arguments provided for CDF read. Please provide one of either startingTimestamp or startingVersion.".into(),
@@ -733,12 +780,13 @@ fn plan_changes(
     let latest_version = latest.version();
     let (start, end, next) = match page_token {
         Some(token) => {
-            let pt: ChangesPageToken = state
-                .signer
-                .open("changes-page", token)
-                .ok_or_else(|| ApiError::InvalidParameter("Error decoding the page token: it is not a valid page token.".into()))?;
+            let pt: ChangesPageToken = state.signer.open("changes-page", token).ok_or_else(|| {
+                ApiError::InvalidParameter("Error decoding the page token: it is not a valid page token.".into())
+            })?;
             if pt.table != t.location.as_str() {
-                return Err(ApiError::InvalidParameter("The table specified in the page token does not match the table being queried".into()));
+                return Err(ApiError::InvalidParameter(
+                    "The table specified in the page token does not match the table being queried".into(),
+                ));
             }
             if now_ms() > pt.expires {
                 return Err(ApiError::InvalidParameter("The page token has expired. Please restart the query.".into()));
@@ -756,7 +804,9 @@ fn plan_changes(
             let end = match (req.end, req.end_timestamp) {
                 (Some(e), _) => e,
                 (None, Some(ts)) => state.tables.version_at(&latest, ts, TimestampBound::AtOrBefore).map_err(|e| {
-                    ApiError::InvalidParameter(format!("{e}. Please use a timestamp less than or equal to the latest commit."))
+                    ApiError::InvalidParameter(format!(
+                        "{e}. Please use a timestamp less than or equal to the latest commit."
+                    ))
                 })?,
                 (None, None) => latest_version,
             };
@@ -773,7 +823,9 @@ fn plan_changes(
                 )));
             }
             if end < start {
-                return Err(ApiError::InvalidParameter(format!("CDF range from start {start} to end {end} was invalid. End cannot be before start.")));
+                return Err(ApiError::InvalidParameter(format!(
+                    "CDF range from start {start} to end {end} was invalid. End cannot be before start."
+                )));
             }
             (start, end, 0)
         }
@@ -832,29 +884,29 @@ fn write_changes(
     let mut more = false;
     'commits: for commit in &plan.commits {
         let ctx = FileLineContext { version: Some((commit.version, commit.timestamp)), expires_ms };
-        if historical && commit.version > plan.start {
-            if let Some(md) = commit.metadata() {
-                if index >= plan.next {
-                    let line = match format {
-                        ResponseFormat::Delta => json!({"metaData": {"deltaMetadata": md, "version": commit.version}}),
-                        ResponseFormat::Parquet => {
-                            let mut m = json!({
-                                "id": md.get("id").cloned().unwrap_or_default(),
-                                "format": {"provider": "parquet"},
-                                "schemaString": md.get("schemaString").cloned().unwrap_or_default(),
-                                "partitionColumns": md.get("partitionColumns").cloned().unwrap_or_else(|| json!([])),
-                                "version": commit.version,
-                            });
-                            if let Some(conf) = md.get("configuration") {
-                                m["configuration"] = conf.clone();
-                            }
-                            json!({"metaData": m})
-                        }
-                    };
-                    if w.json_line(&line).is_break() {
-                        return Ok(());
+        if historical
+            && commit.version > plan.start
+            && let Some(md) = commit.metadata()
+            && index >= plan.next
+        {
+            let line = match format {
+                ResponseFormat::Delta => json!({"metaData": {"deltaMetadata": md, "version": commit.version}}),
+                ResponseFormat::Parquet => {
+                    let mut m = json!({
+                        "id": md.get("id").cloned().unwrap_or_default(),
+                        "format": {"provider": "parquet"},
+                        "schemaString": md.get("schemaString").cloned().unwrap_or_default(),
+                        "partitionColumns": md.get("partitionColumns").cloned().unwrap_or_else(|| json!([])),
+                        "version": commit.version,
+                    });
+                    if let Some(conf) = md.get("configuration") {
+                        m["configuration"] = conf.clone();
                     }
+                    json!({"metaData": m})
                 }
+            };
+            if w.json_line(&line).is_break() {
+                return Ok(());
             }
         }
         let files = match req.mode {

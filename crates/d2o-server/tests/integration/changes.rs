@@ -55,7 +55,9 @@ async fn change_data_feed_errors() {
         assert_eq!(get(&app, &changes(q)).await.error(StatusCode::BAD_REQUEST), "INVALID_PARAMETER_VALUE", "{q}");
     }
     // Not history shared.
-    get(&app, "/delta-sharing/shares/plain/schemas/sc/tables/t/changes?startingVersion=0").await.error(StatusCode::BAD_REQUEST);
+    get(&app, "/delta-sharing/shares/plain/schemas/sc/tables/t/changes?startingVersion=0")
+        .await
+        .error(StatusCode::BAD_REQUEST);
     // The feed was off at version 0 of this table.
     let r = get(&app, &format!("{}?startingVersion=0", t("cdf_column_mapping_id_mode", "/changes"))).await;
     assert!(r.json()["message"].as_str().is_some_and(|m| m.contains("change data was not recorded")));
@@ -84,7 +86,9 @@ async fn change_data_feed_in_delta_format_and_pages() {
         assert!(end.is_object());
         seen += lines.len() - 3;
         match end.get("nextPageToken").and_then(Value::as_str) {
-            Some(token) => uri = changes(&format!("startingVersion=0&maxFiles=1&pageToken={}", crate::table::urlencode(token))),
+            Some(token) => {
+                uri = changes(&format!("startingVersion=0&maxFiles=1&pageToken={}", crate::table::urlencode(token)))
+            }
             None => break,
         }
     }

@@ -16,17 +16,34 @@ async fn missing_or_wrong_token_is_401_json() {
     let r = send(&app, Request::get("/delta-sharing/shares").body(Body::empty()).expect("valid")).await;
     assert_eq!(r.error(StatusCode::UNAUTHORIZED), "UNAUTHENTICATED");
     assert_eq!(r.header("www-authenticate"), Some("Bearer"));
-    let r = send(&app, Request::get("/delta-sharing/shares").header("authorization", "Bearer wrong").body(Body::empty()).expect("valid")).await;
+    let r = send(
+        &app,
+        Request::get("/delta-sharing/shares")
+            .header("authorization", "Bearer wrong")
+            .body(Body::empty())
+            .expect("valid"),
+    )
+    .await;
     r.error(StatusCode::UNAUTHORIZED);
     // Also on table endpoints and for a token that is a prefix of the right one.
     let r = send(
         &app,
-        Request::get(t("simple_table", "/metadata")).header("authorization", format!("Bearer {}", &TOKEN[..4])).body(Body::empty()).expect("valid"),
+        Request::get(t("simple_table", "/metadata"))
+            .header("authorization", format!("Bearer {}", &TOKEN[..4]))
+            .body(Body::empty())
+            .expect("valid"),
     )
     .await;
     r.error(StatusCode::UNAUTHORIZED);
     // The scheme is case-insensitive.
-    let r = send(&app, Request::get("/delta-sharing/shares").header("authorization", format!("bearer {TOKEN}")).body(Body::empty()).expect("valid")).await;
+    let r = send(
+        &app,
+        Request::get("/delta-sharing/shares")
+            .header("authorization", format!("bearer {TOKEN}"))
+            .body(Body::empty())
+            .expect("valid"),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
 }
 
@@ -66,12 +83,16 @@ async fn collect_pages(app: &axum::Router, path: &str, page: u32) -> Vec<Value> 
 #[tokio::test]
 async fn pagination_covers_every_item_once() {
     let app = app();
-    let all = get(&app, "/delta-sharing/shares/s1/all-tables").await.json()["items"].as_array().cloned().expect("items");
+    let all =
+        get(&app, "/delta-sharing/shares/s1/all-tables").await.json()["items"].as_array().cloned().expect("items");
     assert!(all.len() >= 10, "every fixture is listed");
     for page in [1, 3, 500] {
         assert_eq!(collect_pages(&app, "/delta-sharing/shares/s1/all-tables", page).await, all);
     }
-    let tables = get(&app, "/delta-sharing/shares/s1/schemas/sc1/tables").await.json()["items"].as_array().cloned().expect("items");
+    let tables = get(&app, "/delta-sharing/shares/s1/schemas/sc1/tables").await.json()["items"]
+        .as_array()
+        .cloned()
+        .expect("items");
     assert_eq!(collect_pages(&app, "/delta-sharing/shares/s1/schemas/sc1/tables", 2).await, tables);
     assert_eq!(tables, all, "one schema: all-tables equals its tables");
     for item in &tables {
@@ -98,7 +119,10 @@ async fn bad_pagination_parameters_are_400() {
         assert_eq!(get(&app, uri).await.error(StatusCode::BAD_REQUEST), "INVALID_PARAMETER_VALUE", "{uri}");
     }
     // A token of one listing is refused by another.
-    let token = get(&app, "/delta-sharing/shares?maxResults=1").await.json()["nextPageToken"].as_str().expect("token").to_owned();
+    let token = get(&app, "/delta-sharing/shares?maxResults=1").await.json()["nextPageToken"]
+        .as_str()
+        .expect("token")
+        .to_owned();
     get(&app, &format!("/delta-sharing/shares/s1/all-tables?pageToken={token}")).await.error(StatusCode::BAD_REQUEST);
 }
 

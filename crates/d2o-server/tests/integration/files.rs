@@ -18,7 +18,9 @@ async fn file_urls(base: &str, table: &str) -> Vec<(String, i64)> {
     let body = client.post(&format!("{base}{}", t(table, "/query")), "{}").await;
     body.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|l| l.get("file").map(|f| (f["url"].as_str().unwrap_or_default().to_owned(), f["size"].as_i64().unwrap_or(-1))))
+        .filter_map(|l| {
+            l.get("file").map(|f| (f["url"].as_str().unwrap_or_default().to_owned(), f["size"].as_i64().unwrap_or(-1)))
+        })
         .collect()
 }
 
@@ -108,7 +110,16 @@ async fn tampered_expired_and_escaping_urls_are_refused() {
         assert_eq!(body["errorCode"], "PERMISSION_DENIED");
     };
     // Another expiry, another signature, no signature, another path, another root.
-    check_403(client.request("GET", &with_query(&url, |k, v| (k == "se").then(|| format!("{}", v.parse::<i64>().unwrap_or(0) + 1))), &[], "").await);
+    check_403(
+        client
+            .request(
+                "GET",
+                &with_query(&url, |k, v| (k == "se").then(|| format!("{}", v.parse::<i64>().unwrap_or(0) + 1))),
+                &[],
+                "",
+            )
+            .await,
+    );
     check_403(client.request("GET", &with_query(&url, |k, _| (k == "sig").then(|| "AAAA".to_owned())), &[], "").await);
     check_403(client.request("GET", url.split('?').next().unwrap_or_default(), &[], "").await);
     let other_path = url.replacen("part-00000", "part-00001", 1);
@@ -128,8 +139,8 @@ async fn tampered_expired_and_escaping_urls_are_refused() {
 #[cfg(unix)]
 #[tokio::test]
 async fn signed_paths_cannot_leave_the_table_root() {
-    use d2o_server::UrlSigner;
     use d2o_catalog::{ServerConfig, YamlCatalog};
+    use d2o_server::UrlSigner;
     // A table whose directory holds a symlink to a file outside it.
     let dir = tempfile::tempdir().expect("tempdir");
     let table = dir.path().join("t");
@@ -154,11 +165,21 @@ async fn signed_paths_cannot_leave_the_table_root() {
     let id = signer.root_id(&root);
     let url_for = |path: &str| {
         let mut s = String::new();
-        signer.write_file_url(&mut s, &format!("{base}/delta-sharing"), &id, path, chrono::Utc::now().timestamp_millis() + 60_000);
+        signer.write_file_url(
+            &mut s,
+            &format!("{base}/delta-sharing"),
+            &id,
+            path,
+            chrono::Utc::now().timestamp_millis() + 60_000,
+        );
         s
     };
     let client = reqwest_like::Client::new();
-    assert_eq!(client.request("GET", &url_for("inside.parquet"), &[], "").await.status, 200, "a signed URL for a file of a known root works after restart");
+    assert_eq!(
+        client.request("GET", &url_for("inside.parquet"), &[], "").await.status,
+        200,
+        "a signed URL for a file of a known root works after restart"
+    );
     assert_eq!(client.request("GET", &url_for("link.parquet"), &[], "").await.status, 403, "symlink out of the root");
     // HTTP clients resolve a literal `..` before sending, so the request misses the route.
     let status = client.request("GET", &url_for("../secret.txt"), &[], "").await.status;

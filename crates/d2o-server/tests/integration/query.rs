@@ -36,7 +36,8 @@ async fn snapshot_query_parquet_lines() {
         assert!(f["partitionValues"].is_object());
         assert!(f["expirationTimestamp"].as_i64() > Some(now));
         assert!(f.get("version").is_none());
-        let stats: Value = serde_json::from_str(f["stats"].as_str().expect("stats is a JSON string")).expect("stats JSON");
+        let stats: Value =
+            serde_json::from_str(f["stats"].as_str().expect("stats is a JSON string")).expect("stats JSON");
         assert_eq!(stats["numRecords"], 1);
     }
     assert_eq!(ids(&files).len(), files.len(), "ids are unique");
@@ -53,7 +54,11 @@ async fn json_predicate_hints_skip_files_conservatively() {
     let all = files(&post(&app, &t("basic_partitioned", "/query"), "{}").await.lines());
     let body = json!({"jsonPredicateHints": letter_hint("a")}).to_string();
     let some = files(&post(&app, &t("basic_partitioned", "/query"), &body).await.lines());
-    let expected: BTreeSet<String> = all.iter().filter(|f| f["partitionValues"]["letter"] == "a").map(|f| f["id"].as_str().unwrap_or_default().to_owned()).collect();
+    let expected: BTreeSet<String> = all
+        .iter()
+        .filter(|f| f["partitionValues"]["letter"] == "a")
+        .map(|f| f["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
     assert_eq!(expected.len(), 2);
     assert_eq!(ids(&some), expected);
     // Statistics prune too: `number` ranges 1..6 with one row per file.
@@ -125,7 +130,9 @@ async fn time_travel_by_version_and_timestamp() {
         let r = post(&app, &t("basic_partitioned", "/query"), &bad.to_string()).await;
         assert_eq!(r.error(StatusCode::BAD_REQUEST), "INVALID_PARAMETER_VALUE", "{bad}");
     }
-    post(&app, "/delta-sharing/shares/plain/schemas/sc/tables/t/query", r#"{"version":0}"#).await.error(StatusCode::BAD_REQUEST);
+    post(&app, "/delta-sharing/shares/plain/schemas/sc/tables/t/query", r#"{"version":0}"#)
+        .await
+        .error(StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
@@ -150,7 +157,13 @@ async fn parquet_format_refuses_tables_that_need_delta() {
 #[tokio::test]
 async fn delta_format_carries_raw_actions_and_deletion_vectors() {
     let app = app();
-    let r = post_with(&app, &t("table_with_dv_small", "/query"), "{}", "responseformat=delta;readerfeatures=deletionvectors").await;
+    let r = post_with(
+        &app,
+        &t("table_with_dv_small", "/query"),
+        "{}",
+        "responseformat=delta;readerfeatures=deletionvectors",
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.header("delta-sharing-capabilities"), Some("responseformat=delta"));
     let lines = r.lines();
@@ -185,7 +198,8 @@ async fn page_through(app: &axum::Router, table: &str, body: Value) -> Vec<Value
         let r = post(app, &t(table, "/query"), &body.to_string()).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         let lines = r.lines();
-        let end = lines.last().and_then(|l| l.get("endStreamAction")).cloned().expect("each page ends with endStreamAction");
+        let end =
+            lines.last().and_then(|l| l.get("endStreamAction")).cloned().expect("each page ends with endStreamAction");
         let page = files(&lines);
         assert!(page.len() <= body["maxFiles"].as_u64().unwrap_or(0) as usize);
         out.extend(page);
@@ -205,8 +219,13 @@ async fn max_files_pages_through_every_file_once() {
     assert_eq!(paged.len(), all.len());
     assert_eq!(ids(&paged), ids(&all));
     // With a predicate, pages cover exactly the filtered files.
-    let filtered = files(&post(&app, &t("basic_partitioned", "/query"), &json!({"jsonPredicateHints": letter_hint("a")}).to_string()).await.lines());
-    let paged = page_through(&app, "basic_partitioned", json!({"maxFiles": 1, "jsonPredicateHints": letter_hint("a")})).await;
+    let filtered = files(
+        &post(&app, &t("basic_partitioned", "/query"), &json!({"jsonPredicateHints": letter_hint("a")}).to_string())
+            .await
+            .lines(),
+    );
+    let paged =
+        page_through(&app, "basic_partitioned", json!({"maxFiles": 1, "jsonPredicateHints": letter_hint("a")})).await;
     assert_eq!(ids(&paged), ids(&filtered));
 }
 
@@ -214,7 +233,11 @@ async fn max_files_pages_through_every_file_once() {
 async fn page_tokens_are_checked() {
     let app = app();
     let r = post(&app, &t("simple_table", "/query"), r#"{"maxFiles":1}"#).await;
-    let token = r.lines().last().and_then(|l| l["endStreamAction"]["nextPageToken"].as_str().map(str::to_owned)).expect("token");
+    let token = r
+        .lines()
+        .last()
+        .and_then(|l| l["endStreamAction"]["nextPageToken"].as_str().map(str::to_owned))
+        .expect("token");
     for (table, body) in [
         ("simple_table", json!({"maxFiles": 0})),
         ("simple_table", json!({"pageToken": "x", "maxFiles": 1})),
@@ -235,13 +258,18 @@ async fn refresh_tokens_return_the_same_version_with_fresh_urls() {
     let app = app();
     let r = post(&app, &t("simple_table", "/query"), r#"{"includeRefreshToken":true}"#).await;
     let lines = r.lines();
-    let token = lines.last().and_then(|l| l["endStreamAction"]["refreshToken"].as_str().map(str::to_owned)).expect("refresh token");
+    let token = lines
+        .last()
+        .and_then(|l| l["endStreamAction"]["refreshToken"].as_str().map(str::to_owned))
+        .expect("refresh token");
     let first = files(&lines);
     let r = post(&app, &t("simple_table", "/query"), &json!({"refreshToken": token}).to_string()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.header("delta-table-version"), Some("4"));
     assert_eq!(ids(&files(&r.lines())), ids(&first));
-    post(&app, &t("basic_partitioned", "/query"), &json!({"refreshToken": token}).to_string()).await.error(StatusCode::BAD_REQUEST);
+    post(&app, &t("basic_partitioned", "/query"), &json!({"refreshToken": token}).to_string())
+        .await
+        .error(StatusCode::BAD_REQUEST);
     post(&app, &t("simple_table", "/query"), r#"{"refreshToken":"forged"}"#).await.error(StatusCode::BAD_REQUEST);
 }
 
@@ -261,6 +289,8 @@ async fn streaming_query_from_a_starting_version() {
             assert!(action["timestamp"].is_i64());
         }
     }
-    post(&app, &t("cdf_table", "/query"), r#"{"startingVersion":2,"endingVersion":1}"#).await.error(StatusCode::BAD_REQUEST);
+    post(&app, &t("cdf_table", "/query"), r#"{"startingVersion":2,"endingVersion":1}"#)
+        .await
+        .error(StatusCode::BAD_REQUEST);
     post(&app, &t("cdf_table", "/query"), r#"{"startingVersion":99}"#).await.error(StatusCode::BAD_REQUEST);
 }

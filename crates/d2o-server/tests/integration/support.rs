@@ -113,7 +113,11 @@ pub async fn send(app: &Router, req: Request<Body>) -> Reply {
 }
 
 pub fn request(method: Method, uri: &str) -> axum::http::request::Builder {
-    Request::builder().method(method).uri(uri).header("host", "localhost:8080").header("authorization", format!("Bearer {TOKEN}"))
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "localhost:8080")
+        .header("authorization", format!("Bearer {TOKEN}"))
 }
 
 pub async fn get(app: &Router, uri: &str) -> Reply {
@@ -121,7 +125,14 @@ pub async fn get(app: &Router, uri: &str) -> Reply {
 }
 
 pub async fn post(app: &Router, uri: &str, body: &str) -> Reply {
-    send(app, request(Method::POST, uri).header("content-type", "application/json").body(Body::from(body.to_owned())).expect("valid request")).await
+    send(
+        app,
+        request(Method::POST, uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .expect("valid request"),
+    )
+    .await
 }
 
 pub async fn post_with(app: &Router, uri: &str, body: &str, capabilities: &str) -> Reply {
@@ -136,7 +147,14 @@ pub async fn post_with(app: &Router, uri: &str, body: &str, capabilities: &str) 
 }
 
 pub async fn get_with(app: &Router, uri: &str, capabilities: &str) -> Reply {
-    send(app, request(Method::GET, uri).header("delta-sharing-capabilities", capabilities).body(Body::empty()).expect("valid request")).await
+    send(
+        app,
+        request(Method::GET, uri)
+            .header("delta-sharing-capabilities", capabilities)
+            .body(Body::empty())
+            .expect("valid request"),
+    )
+    .await
 }
 
 /// `/delta-sharing/shares/s1/schemas/sc1/tables/{table}{suffix}`

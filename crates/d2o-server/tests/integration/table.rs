@@ -6,7 +6,8 @@ use crate::support::*;
 
 /// `commitInfo.timestamp` of a fixture's commit, read straight from the log.
 pub fn commit_timestamp(fixture: &str, version: u64) -> i64 {
-    let text = std::fs::read_to_string(table_dir(fixture).join(format!("_delta_log/{version:020}.json"))).expect("commit exists");
+    let text = std::fs::read_to_string(table_dir(fixture).join(format!("_delta_log/{version:020}.json")))
+        .expect("commit exists");
     text.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find_map(|v| v.get("commitInfo").and_then(|c| c.get("timestamp")).and_then(Value::as_i64))
@@ -110,10 +111,19 @@ async fn metadata_time_travel() {
     let ts = iso(commit_timestamp("simple_table", 2));
     let r = get(&app, &format!("{}?timestamp={}", t("simple_table", "/metadata"), urlencode(&ts))).await;
     assert_eq!(r.header("delta-table-version"), Some("2"));
-    for bad in ["?version=0&timestamp=2020-01-01T00:00:00Z", "?version=-1", "?version=99", "?version=x", "?timestamp=yesterday", "?timestamp=1999-01-01T00:00:00Z"] {
+    for bad in [
+        "?version=0&timestamp=2020-01-01T00:00:00Z",
+        "?version=-1",
+        "?version=99",
+        "?version=x",
+        "?timestamp=yesterday",
+        "?timestamp=1999-01-01T00:00:00Z",
+    ] {
         get(&app, &format!("{}{bad}", t("simple_table", "/metadata"))).await.error(StatusCode::BAD_REQUEST);
     }
-    get(&app, "/delta-sharing/shares/plain/schemas/sc/tables/t/metadata?version=0").await.error(StatusCode::BAD_REQUEST);
+    get(&app, "/delta-sharing/shares/plain/schemas/sc/tables/t/metadata?version=0")
+        .await
+        .error(StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
@@ -124,12 +134,25 @@ async fn start_version_limits_history() {
     );
     let (config, _) = d2o_catalog::ServerConfig::parse(&yaml, std::path::Path::new("/")).expect("valid");
     let catalog = d2o_catalog::YamlCatalog::new(&config, std::path::Path::new("/")).expect("valid");
-    let app = d2o_server::router(d2o_server::AppState::from_config(&config, std::sync::Arc::new(catalog)).expect("state"));
-    let r = send(&app, axum::http::Request::get("/delta-sharing/shares/s/schemas/sc/tables/t/metadata?version=1").body(Body::empty()).expect("valid")).await;
+    let app =
+        d2o_server::router(d2o_server::AppState::from_config(&config, std::sync::Arc::new(catalog)).expect("state"));
+    let r = send(
+        &app,
+        axum::http::Request::get("/delta-sharing/shares/s/schemas/sc/tables/t/metadata?version=1")
+            .body(Body::empty())
+            .expect("valid"),
+    )
+    .await;
     let msg = r.json()["message"].as_str().map(str::to_owned).unwrap_or_default();
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(msg.contains("since version 2"), "{msg}");
-    let r = send(&app, axum::http::Request::get("/delta-sharing/shares/s/schemas/sc/tables/t/metadata?version=3").body(Body::empty()).expect("valid")).await;
+    let r = send(
+        &app,
+        axum::http::Request::get("/delta-sharing/shares/s/schemas/sc/tables/t/metadata?version=3")
+            .body(Body::empty())
+            .expect("valid"),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
 }
 
@@ -142,9 +165,16 @@ async fn missing_table_files_are_400_not_500() {
     );
     let (config, _) = d2o_catalog::ServerConfig::parse(&yaml, std::path::Path::new("/")).expect("valid");
     let catalog = d2o_catalog::YamlCatalog::new(&config, std::path::Path::new("/")).expect("valid");
-    let app = d2o_server::router(d2o_server::AppState::from_config(&config, std::sync::Arc::new(catalog)).expect("state"));
+    let app =
+        d2o_server::router(d2o_server::AppState::from_config(&config, std::sync::Arc::new(catalog)).expect("state"));
     for uri in ["/version", "/metadata"] {
-        let r = send(&app, axum::http::Request::get(format!("/delta-sharing/shares/s/schemas/sc/tables/t{uri}")).body(Body::empty()).expect("valid")).await;
+        let r = send(
+            &app,
+            axum::http::Request::get(format!("/delta-sharing/shares/s/schemas/sc/tables/t{uri}"))
+                .body(Body::empty())
+                .expect("valid"),
+        )
+        .await;
         assert_eq!(r.error(StatusCode::BAD_REQUEST), "RESOURCE_DOES_NOT_EXIST");
     }
 }
