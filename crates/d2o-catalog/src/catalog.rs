@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use d2o_protocol::model::{Page, Schema, Share, Table};
 use url::Url;
 
-use crate::{CatalogError, PageRequest};
+use crate::{AuditEvent, CatalogError, PageRequest};
 
 /// Who is calling, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,9 @@ pub struct SharedTable {
     /// `Some(false)` when the provider turned the change data feed off for this table; `None`
     /// when the table's own `delta.enableChangeDataFeed` decides.
     pub cdf_enabled: Option<bool>,
+    /// The provider's partition filter (see [`crate::PartitionFilter`]); `None` shares every
+    /// partition.
+    pub partition_filter: Option<String>,
 }
 
 impl SharedTable {
@@ -99,4 +102,8 @@ pub trait Catalog: Send + Sync + 'static {
     /// Every table location the catalog shares, so that file URLs signed before a restart can
     /// be resolved again. May be expensive; called rarely.
     async fn table_locations(&self) -> Result<Vec<Url>, CatalogError>;
+
+    /// Records one protocol request. Must not return before the event is stored (or logged, for
+    /// catalogs without storage); an error means the event was not recorded.
+    async fn record(&self, event: &AuditEvent) -> Result<(), CatalogError>;
 }

@@ -6,6 +6,9 @@ pub enum CatalogError {
     /// indistinguishable on purpose).
     #[error("{kind} '{name}' does not exist")]
     NotFound { kind: &'static str, name: String },
+    /// Something of that name exists already.
+    #[error("{kind} '{name}' already exists")]
+    AlreadyExists { kind: &'static str, name: String },
     /// No credential, or one that is wrong, expired or revoked.
     #[error("{0}")]
     Unauthenticated(String),

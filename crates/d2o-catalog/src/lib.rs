@@ -5,20 +5,30 @@
 //! crate holds the trait, its contract, and the backends.
 //!
 //! # Layout
-//! - [`Catalog`]: the trait the server depends on, with its contract.
+//! - [`Catalog`]: the trait the protocol server depends on, with its contract.
+//! - [`Admin`]: the provider's operations (shares, tables, recipients, tokens, grants, audit).
+//! - [`SqlCatalog`]: both traits over SQLite (embedded, the default) or PostgreSQL (several
+//!   replicas), with versioned migrations applied at start.
+//! - [`PartitionFilter`]: per-table filters such as `region = CURRENT_RECIPIENT('region')`.
 //! - [`config`]: the reference Delta Sharing server's YAML file ([`ServerConfig`]), and
 //!   [`YamlCatalog`], a read-only catalog over its share tree with one optional bearer token.
 //! - [`page`]: list pagination with opaque, checked page tokens.
 //! - [`CatalogError`]: what a caller can act on (`NotFound`, `Unauthenticated`, ...).
 
+pub mod admin;
 pub mod config;
 pub mod page;
+pub mod partition_filter;
+pub mod sql;
 
 mod catalog;
 mod error;
 mod yaml_catalog;
 
+pub use admin::{Admin, AuditEvent, AuditFilter, IssuedToken, NewRecipient, RecipientInfo, ShareInfo, TableEntry, TokenInfo};
 pub use catalog::{Catalog, Principal, SharedTable};
+pub use partition_filter::PartitionFilter;
+pub use sql::SqlCatalog;
 pub use config::{ConfigError, ServerConfig};
 pub use error::CatalogError;
 pub use page::{PageRequest, PageToken};

@@ -8,7 +8,7 @@ use url::Url;
 
 use crate::config::{ServerConfig, resolve_location};
 use crate::page::page_of;
-use crate::{Catalog, CatalogError, PageRequest, Principal, SharedTable};
+use crate::{AuditEvent, Catalog, CatalogError, PageRequest, Principal, SharedTable};
 
 /// A read-only catalog over the share tree of a reference-format YAML file.
 ///
@@ -52,6 +52,7 @@ impl YamlCatalog {
                         history_shared: table.history_shared,
                         start_version: table.start_version,
                         cdf_enabled: table.cdf_enabled,
+                        partition_filter: None,
                     });
                 }
                 schemas.push((schema_name, tables));
@@ -175,6 +176,17 @@ impl Catalog for YamlCatalog {
             .iter()
             .flat_map(|s| s.schemas.iter().flat_map(|(_, t)| t.iter().map(|t| t.location.clone())))
             .collect())
+    }
+
+    /// The YAML catalog has no storage: events go to the log (target `d2o::audit`).
+    async fn record(&self, e: &AuditEvent) -> Result<(), CatalogError> {
+        tracing::info!(
+            target: "d2o::audit",
+            principal = %e.principal, action = %e.action, share = ?e.share, schema = ?e.schema, table = ?e.table,
+            version = ?e.version, files = ?e.files, bytes = ?e.bytes, status = e.status, client_ip = ?e.client_ip,
+            user_agent = ?e.user_agent, request_id = ?e.request_id,
+        );
+        Ok(())
     }
 }
 

@@ -1,0 +1,200 @@
+//! The provider's side of the catalog: shares, tables, recipients, tokens, grants, audit.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::CatalogError;
+
+/// A share with its tables.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareInfo {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    pub created_at: i64,
+    #[serde(default)]
+    pub tables: Vec<TableEntry>,
+    /// Recipients the share is granted to.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+}
+
+/// A table in a share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableEntry {
+    pub schema: String,
+    pub name: String,
+    /// The Delta table root (a path or URI).
+    pub location: String,
+    #[serde(default)]
+    pub history_shared: bool,
+    #[serde(default)]
+    pub start_version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cdf_enabled: Option<bool>,
+    /// A partition filter every recipient's reads are restricted to, e.g. `region = 'EU'` or
+    /// `region = CURRENT_RECIPIENT('region')`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_filter: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// What a provider gives to create a recipient.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewRecipient {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// When the recipient's access ends (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+/// A recipient, its tokens (never the secrets) and the shares granted to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientInfo {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    pub created_at: i64,
+    #[serde(default)]
+    pub tokens: Vec<TokenInfo>,
+    #[serde(default)]
+    pub shares: Vec<String>,
+}
+
+/// A bearer token's lifecycle, without the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub created_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
+}
+
+impl TokenInfo {
+    /// Whether the token authenticates at `now_ms`.
+    pub fn is_active(&self, now_ms: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now_ms)
+    }
+}
+
+/// A freshly issued token: the only time the secret is seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedToken {
+    pub recipient: String,
+    pub token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+/// One audited request or admin action.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub time_ms: i64,
+    /// The recipient's name, or `admin`.
+    pub principal: String,
+    /// What was done: `list_shares`, `query`, `changes`, `share.create`, ...
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<i64>,
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// Which audit events to return; every field narrows the result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// Administration of the catalog. Names are matched case-insensitively and validated as in
+/// the protocol (no `/`, no control characters, at most 255 characters). Every operation is
+/// atomic: on error nothing has changed.
+#[async_trait]
+pub trait Admin: Send + Sync + 'static {
+    /// Fails with `AlreadyExists` when a share of that name exists.
+    async fn create_share(&self, name: &str, comment: Option<&str>) -> Result<ShareInfo, CatalogError>;
+    async fn list_shares(&self) -> Result<Vec<ShareInfo>, CatalogError>;
+    async fn show_share(&self, name: &str) -> Result<ShareInfo, CatalogError>;
+    async fn comment_share(&self, name: &str, comment: Option<&str>) -> Result<ShareInfo, CatalogError>;
+    /// Drops the share, its tables and its grants.
+    async fn drop_share(&self, name: &str) -> Result<(), CatalogError>;
+    /// Adds a table under `table.schema` / `table.name`. Fails with `AlreadyExists` when the
+    /// name is taken in the share, `InvalidArgument` for a bad partition filter.
+    async fn add_table(&self, share: &str, table: TableEntry) -> Result<ShareInfo, CatalogError>;
+    async fn remove_table(&self, share: &str, schema: &str, table: &str) -> Result<ShareInfo, CatalogError>;
+
+    /// Creates a recipient and its first token.
+    async fn create_recipient(&self, recipient: NewRecipient) -> Result<(RecipientInfo, IssuedToken), CatalogError>;
+    async fn list_recipients(&self) -> Result<Vec<RecipientInfo>, CatalogError>;
+    async fn show_recipient(&self, name: &str) -> Result<RecipientInfo, CatalogError>;
+    /// Issues a new token and cuts every active older token's lifetime to at most
+    /// `grace_seconds` from now (0 ends them now). A lifetime is never extended.
+    async fn rotate_token(&self, name: &str, grace_seconds: u64) -> Result<IssuedToken, CatalogError>;
+    /// Revokes every token of the recipient at once.
+    async fn revoke_recipient(&self, name: &str) -> Result<RecipientInfo, CatalogError>;
+    async fn drop_recipient(&self, name: &str) -> Result<(), CatalogError>;
+
+    async fn grant(&self, share: &str, recipient: &str) -> Result<(), CatalogError>;
+    async fn revoke_grant(&self, share: &str, recipient: &str) -> Result<(), CatalogError>;
+
+    /// Audit events, newest first.
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, CatalogError>;
+    /// Appends an event; an event that cannot be written is an error, never dropped silently.
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), CatalogError>;
+}
+
+/// Properties from `key=value` pairs, as the CLI and the admin API take them.
+pub fn parse_properties<'a>(pairs: impl IntoIterator<Item = &'a str>) -> Result<BTreeMap<String, String>, CatalogError> {
+    pairs
+        .into_iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| CatalogError::InvalidArgument(format!("property '{p}' is not key=value")))
+        })
+        .collect()
+}

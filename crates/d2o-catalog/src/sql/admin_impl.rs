@@ -1,0 +1,461 @@
+//! The provider-facing [`Admin`] over SQL.
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use sqlx::any::AnyRow;
+
+use super::catalog_impl::token_hash;
+use super::{SqlCatalog, db_err, get_i64, get_opt_i64, get_opt_str, get_str, is_unique_violation, now_ms};
+use crate::config::validate_name;
+use crate::{
+    Admin, AuditEvent, AuditFilter, CatalogError, IssuedToken, NewRecipient, PartitionFilter, RecipientInfo, ShareInfo,
+    TableEntry, TokenInfo,
+};
+
+fn check_name(kind: &str, name: &str) -> Result<(), CatalogError> {
+    validate_name(name).map_err(|e| CatalogError::InvalidArgument(format!("invalid {kind} name: {e}")))
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A new bearer token: `d2o_` and 256 random bits, URL-safe.
+fn new_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("d2o_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn table_entry(row: &AnyRow) -> Result<TableEntry, CatalogError> {
+    Ok(TableEntry {
+        schema: get_str(row, "schema_name")?,
+        name: get_str(row, "name")?,
+        location: get_str(row, "location")?,
+        history_shared: get_i64(row, "history_shared")? != 0,
+        start_version: get_i64(row, "start_version")?.max(0) as u64,
+        cdf_enabled: get_opt_i64(row, "cdf_enabled")?.map(|v| v != 0),
+        partition_filter: get_opt_str(row, "partition_filter")?,
+        comment: get_opt_str(row, "comment")?,
+    })
+}
+
+impl SqlCatalog {
+    async fn share_row(&self, name: &str) -> Result<AnyRow, CatalogError> {
+        sqlx::query(self.sql("SELECT id, name, comment, created_at FROM shares WHERE name_key = ?"))
+            .bind(name.to_lowercase())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| CatalogError::not_found("share", name))
+    }
+
+    async fn recipient_row(&self, name: &str) -> Result<AnyRow, CatalogError> {
+        sqlx::query(self.sql("SELECT id, name, comment, properties, expires_at, created_at FROM recipients WHERE name_key = ?"))
+            .bind(name.to_lowercase())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| CatalogError::not_found("recipient", name))
+    }
+
+    async fn share_info(&self, row: &AnyRow) -> Result<ShareInfo, CatalogError> {
+        let id = get_str(row, "id")?;
+        let tables = sqlx::query(self.sql(
+            "SELECT schema_name, name, location, history_shared, start_version, cdf_enabled, partition_filter, comment
+             FROM shared_tables WHERE share_id = ? ORDER BY schema_key, name_key",
+        ))
+        .bind(&id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        let recipients: Vec<String> = sqlx::query_scalar(self.sql(
+            "SELECT r.name FROM grants g JOIN recipients r ON r.id = g.recipient_id WHERE g.share_id = ? ORDER BY r.name_key",
+        ))
+        .bind(&id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(ShareInfo {
+            name: get_str(row, "name")?,
+            comment: get_opt_str(row, "comment")?,
+            created_at: get_i64(row, "created_at")?,
+            tables: tables.iter().map(table_entry).collect::<Result<_, _>>()?,
+            recipients,
+            id,
+        })
+    }
+
+    async fn recipient_info(&self, row: &AnyRow) -> Result<RecipientInfo, CatalogError> {
+        let id = get_str(row, "id")?;
+        let tokens = sqlx::query(self.sql(
+            "SELECT id, created_at, expires_at, revoked_at FROM tokens WHERE recipient_id = ? ORDER BY created_at, id",
+        ))
+        .bind(&id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|t| {
+            Ok(TokenInfo {
+                id: get_str(t, "id")?,
+                created_at: get_i64(t, "created_at")?,
+                expires_at: get_opt_i64(t, "expires_at")?,
+                revoked_at: get_opt_i64(t, "revoked_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>, CatalogError>>()?;
+        let shares: Vec<String> = sqlx::query_scalar(self.sql(
+            "SELECT s.name FROM grants g JOIN shares s ON s.id = g.share_id WHERE g.recipient_id = ? ORDER BY s.name_key",
+        ))
+        .bind(&id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(RecipientInfo {
+            name: get_str(row, "name")?,
+            comment: get_opt_str(row, "comment")?,
+            properties: serde_json::from_str(&get_str(row, "properties")?).unwrap_or_default(),
+            expires_at: get_opt_i64(row, "expires_at")?,
+            created_at: get_i64(row, "created_at")?,
+            tokens,
+            shares,
+            id,
+        })
+    }
+
+    /// Stores a new token for a recipient inside `tx` and returns its secret.
+    async fn insert_token(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        recipient_id: &str,
+        expires_at: Option<i64>,
+    ) -> Result<String, CatalogError> {
+        let token = new_token();
+        sqlx::query(self.sql("INSERT INTO tokens (id, recipient_id, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)"))
+            .bind(new_id())
+            .bind(recipient_id)
+            .bind(token_hash(&token))
+            .bind(now_ms())
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        Ok(token)
+    }
+}
+
+#[async_trait]
+impl Admin for SqlCatalog {
+    async fn create_share(&self, name: &str, comment: Option<&str>) -> Result<ShareInfo, CatalogError> {
+        check_name("share", name)?;
+        let result = sqlx::query(self.sql("INSERT INTO shares (id, name, name_key, comment, created_at) VALUES (?, ?, ?, ?, ?)"))
+            .bind(new_id())
+            .bind(name)
+            .bind(name.to_lowercase())
+            .bind(comment)
+            .bind(now_ms())
+            .execute(self.pool())
+            .await;
+        match result {
+            Err(e) if is_unique_violation(&e) => Err(CatalogError::AlreadyExists { kind: "share", name: name.to_owned() }),
+            Err(e) => Err(db_err(e)),
+            Ok(_) => self.show_share(name).await,
+        }
+    }
+
+    async fn list_shares(&self) -> Result<Vec<ShareInfo>, CatalogError> {
+        let rows = sqlx::query("SELECT id, name, comment, created_at FROM shares ORDER BY name_key")
+            .fetch_all(self.pool())
+            .await
+            .map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in &rows {
+            out.push(self.share_info(row).await?);
+        }
+        Ok(out)
+    }
+
+    async fn show_share(&self, name: &str) -> Result<ShareInfo, CatalogError> {
+        let row = self.share_row(name).await?;
+        self.share_info(&row).await
+    }
+
+    async fn comment_share(&self, name: &str, comment: Option<&str>) -> Result<ShareInfo, CatalogError> {
+        let done = sqlx::query(self.sql("UPDATE shares SET comment = ? WHERE name_key = ?"))
+            .bind(comment)
+            .bind(name.to_lowercase())
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(CatalogError::not_found("share", name));
+        }
+        self.show_share(name).await
+    }
+
+    async fn drop_share(&self, name: &str) -> Result<(), CatalogError> {
+        let id = get_str(&self.share_row(name).await?, "id")?;
+        let mut tx = self.pool().begin().await.map_err(db_err)?;
+        for sql in ["DELETE FROM grants WHERE share_id = ?", "DELETE FROM shared_tables WHERE share_id = ?", "DELETE FROM shares WHERE id = ?"] {
+            sqlx::query(self.sql(sql)).bind(&id).execute(&mut *tx).await.map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn add_table(&self, share: &str, table: TableEntry) -> Result<ShareInfo, CatalogError> {
+        check_name("schema", &table.schema)?;
+        check_name("table", &table.name)?;
+        if let Some(filter) = &table.partition_filter {
+            PartitionFilter::parse(filter)?;
+        }
+        let location = crate::config::resolve_location(&table.location, &std::env::current_dir().unwrap_or_default())
+            .map_err(CatalogError::InvalidArgument)?;
+        let share_id = get_str(&self.share_row(share).await?, "id")?;
+        let result = sqlx::query(self.sql(
+            "INSERT INTO shared_tables (id, share_id, schema_name, schema_key, name, name_key, location, history_shared,
+             start_version, cdf_enabled, partition_filter, comment, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(new_id())
+        .bind(&share_id)
+        .bind(&table.schema)
+        .bind(table.schema.to_lowercase())
+        .bind(&table.name)
+        .bind(table.name.to_lowercase())
+        .bind(location.as_str())
+        .bind(i64::from(table.history_shared))
+        .bind(table.start_version as i64)
+        .bind(table.cdf_enabled.map(i64::from))
+        .bind(&table.partition_filter)
+        .bind(&table.comment)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await;
+        match result {
+            Err(e) if is_unique_violation(&e) => {
+                Err(CatalogError::AlreadyExists { kind: "table", name: format!("{share}.{}.{}", table.schema, table.name) })
+            }
+            Err(e) => Err(db_err(e)),
+            Ok(_) => self.show_share(share).await,
+        }
+    }
+
+    async fn remove_table(&self, share: &str, schema: &str, table: &str) -> Result<ShareInfo, CatalogError> {
+        let share_id = get_str(&self.share_row(share).await?, "id")?;
+        let done = sqlx::query(self.sql("DELETE FROM shared_tables WHERE share_id = ? AND schema_key = ? AND name_key = ?"))
+            .bind(&share_id)
+            .bind(schema.to_lowercase())
+            .bind(table.to_lowercase())
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(CatalogError::not_found("table", format!("{share}.{schema}.{table}")));
+        }
+        self.show_share(share).await
+    }
+
+    async fn create_recipient(&self, r: NewRecipient) -> Result<(RecipientInfo, IssuedToken), CatalogError> {
+        check_name("recipient", &r.name)?;
+        if let Some(e) = r.expires_at
+            && e <= now_ms()
+        {
+            return Err(CatalogError::InvalidArgument("the expiry of a new recipient must be in the future".into()));
+        }
+        let id = new_id();
+        let mut tx = self.pool().begin().await.map_err(db_err)?;
+        let inserted = sqlx::query(self.sql(
+            "INSERT INTO recipients (id, name, name_key, comment, properties, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(&id)
+        .bind(&r.name)
+        .bind(r.name.to_lowercase())
+        .bind(&r.comment)
+        .bind(serde_json::to_string(&r.properties).unwrap_or_else(|_| "{}".into()))
+        .bind(r.expires_at)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(CatalogError::AlreadyExists { kind: "recipient", name: r.name.clone() });
+            }
+            Err(e) => return Err(db_err(e)),
+            Ok(_) => {}
+        }
+        let token = self.insert_token(&mut tx, &id, r.expires_at).await?;
+        tx.commit().await.map_err(db_err)?;
+        let info = self.show_recipient(&r.name).await?;
+        Ok((info, IssuedToken { recipient: r.name, token, expires_at: r.expires_at }))
+    }
+
+    async fn list_recipients(&self) -> Result<Vec<RecipientInfo>, CatalogError> {
+        let rows = sqlx::query("SELECT id, name, comment, properties, expires_at, created_at FROM recipients ORDER BY name_key")
+            .fetch_all(self.pool())
+            .await
+            .map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in &rows {
+            out.push(self.recipient_info(row).await?);
+        }
+        Ok(out)
+    }
+
+    async fn show_recipient(&self, name: &str) -> Result<RecipientInfo, CatalogError> {
+        let row = self.recipient_row(name).await?;
+        self.recipient_info(&row).await
+    }
+
+    async fn rotate_token(&self, name: &str, grace_seconds: u64) -> Result<IssuedToken, CatalogError> {
+        let row = self.recipient_row(name).await?;
+        let id = get_str(&row, "id")?;
+        let name = get_str(&row, "name")?;
+        let recipient_expires = get_opt_i64(&row, "expires_at")?;
+        let grace_end = now_ms().saturating_add(grace_seconds.min(i64::MAX as u64 / 1000) as i64 * 1000);
+        let mut tx = self.pool().begin().await.map_err(db_err)?;
+        // Shorten, never extend: an old token keeps an earlier expiry if it has one.
+        sqlx::query(self.sql(
+            "UPDATE tokens SET expires_at = ? WHERE recipient_id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+        ))
+        .bind(grace_end)
+        .bind(&id)
+        .bind(grace_end)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let token = self.insert_token(&mut tx, &id, recipient_expires).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(IssuedToken { recipient: name, token, expires_at: recipient_expires })
+    }
+
+    async fn revoke_recipient(&self, name: &str) -> Result<RecipientInfo, CatalogError> {
+        let id = get_str(&self.recipient_row(name).await?, "id")?;
+        sqlx::query(self.sql("UPDATE tokens SET revoked_at = ? WHERE recipient_id = ? AND revoked_at IS NULL"))
+            .bind(now_ms())
+            .bind(&id)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        self.show_recipient(name).await
+    }
+
+    async fn drop_recipient(&self, name: &str) -> Result<(), CatalogError> {
+        let id = get_str(&self.recipient_row(name).await?, "id")?;
+        let mut tx = self.pool().begin().await.map_err(db_err)?;
+        for sql in ["DELETE FROM grants WHERE recipient_id = ?", "DELETE FROM tokens WHERE recipient_id = ?", "DELETE FROM recipients WHERE id = ?"] {
+            sqlx::query(self.sql(sql)).bind(&id).execute(&mut *tx).await.map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn grant(&self, share: &str, recipient: &str) -> Result<(), CatalogError> {
+        let share_id = get_str(&self.share_row(share).await?, "id")?;
+        let recipient_id = get_str(&self.recipient_row(recipient).await?, "id")?;
+        sqlx::query(self.sql("INSERT INTO grants (share_id, recipient_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"))
+            .bind(share_id)
+            .bind(recipient_id)
+            .bind(now_ms())
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn revoke_grant(&self, share: &str, recipient: &str) -> Result<(), CatalogError> {
+        let share_id = get_str(&self.share_row(share).await?, "id")?;
+        let recipient_id = get_str(&self.recipient_row(recipient).await?, "id")?;
+        let done = sqlx::query(self.sql("DELETE FROM grants WHERE share_id = ? AND recipient_id = ?"))
+            .bind(share_id)
+            .bind(recipient_id)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(CatalogError::not_found("grant", format!("{share} to {recipient}")));
+        }
+        Ok(())
+    }
+
+    async fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, CatalogError> {
+        let mut sql = String::from(
+            "SELECT time_ms, principal, action, share_name, schema_name, table_name, version, files, bytes, status, client_ip,
+             user_agent, request_id FROM audit_events WHERE 1 = 1",
+        );
+        let mut text: Vec<String> = Vec::new();
+        for (column, value) in [("principal", &f.principal), ("share_name", &f.share), ("action", &f.action)] {
+            if let Some(v) = value {
+                sql += &format!(" AND LOWER({column}) = ?");
+                text.push(v.to_lowercase());
+            }
+        }
+        if let Some(t) = &f.table {
+            // `schema.table` or a bare table name.
+            match t.split_once('.') {
+                Some((schema, table)) => {
+                    sql += " AND LOWER(schema_name) = ? AND LOWER(table_name) = ?";
+                    text.push(schema.to_lowercase());
+                    text.push(table.to_lowercase());
+                }
+                None => {
+                    sql += " AND LOWER(table_name) = ?";
+                    text.push(t.to_lowercase());
+                }
+            }
+        }
+        sql += " AND time_ms >= ? AND time_ms <= ? ORDER BY time_ms DESC LIMIT ?";
+        let mut query = sqlx::query(self.sql(&sql));
+        for t in &text {
+            query = query.bind(t.as_str());
+        }
+        let rows = query
+            .bind(f.since_ms.unwrap_or(i64::MIN))
+            .bind(f.until_ms.unwrap_or(i64::MAX))
+            .bind(i64::from(f.limit.unwrap_or(1000)))
+            .fetch_all(self.pool())
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEvent {
+                    time_ms: get_i64(r, "time_ms")?,
+                    principal: get_str(r, "principal")?,
+                    action: get_str(r, "action")?,
+                    share: get_opt_str(r, "share_name")?,
+                    schema: get_opt_str(r, "schema_name")?,
+                    table: get_opt_str(r, "table_name")?,
+                    version: get_opt_i64(r, "version")?,
+                    files: get_opt_i64(r, "files")?,
+                    bytes: get_opt_i64(r, "bytes")?,
+                    status: get_i64(r, "status")?.clamp(0, 999) as u16,
+                    client_ip: get_opt_str(r, "client_ip")?,
+                    user_agent: get_opt_str(r, "user_agent")?,
+                    request_id: get_opt_str(r, "request_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn append_audit(&self, e: &AuditEvent) -> Result<(), CatalogError> {
+        sqlx::query(self.sql(
+            "INSERT INTO audit_events (id, time_ms, principal, action, share_name, schema_name, table_name, version, files,
+             bytes, status, client_ip, user_agent, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(new_id())
+        .bind(e.time_ms)
+        .bind(&e.principal)
+        .bind(&e.action)
+        .bind(&e.share)
+        .bind(&e.schema)
+        .bind(&e.table)
+        .bind(e.version)
+        .bind(e.files)
+        .bind(e.bytes)
+        .bind(i64::from(e.status))
+        .bind(&e.client_ip)
+        .bind(&e.user_agent)
+        .bind(&e.request_id)
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,107 @@
+//! Versioned schema migrations, applied in order at connect. Never edit a released migration:
+//! add a new one.
+
+use super::{SqlCatalog, db_err, now_ms};
+use crate::CatalogError;
+
+/// `(version, statements)`. Portable SQL only (TEXT, BIGINT).
+const MIGRATIONS: &[(i64, &[&str])] = &[(
+    1,
+    &[
+        "CREATE TABLE IF NOT EXISTS shares (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            name_key TEXT NOT NULL UNIQUE,
+            comment TEXT,
+            created_at BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS shared_tables (
+            id TEXT PRIMARY KEY,
+            share_id TEXT NOT NULL REFERENCES shares(id) ON DELETE CASCADE,
+            schema_name TEXT NOT NULL,
+            schema_key TEXT NOT NULL,
+            name TEXT NOT NULL,
+            name_key TEXT NOT NULL,
+            location TEXT NOT NULL,
+            history_shared BIGINT NOT NULL,
+            start_version BIGINT NOT NULL,
+            cdf_enabled BIGINT,
+            partition_filter TEXT,
+            comment TEXT,
+            created_at BIGINT NOT NULL,
+            UNIQUE (share_id, schema_key, name_key))",
+        "CREATE TABLE IF NOT EXISTS recipients (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            name_key TEXT NOT NULL UNIQUE,
+            comment TEXT,
+            properties TEXT NOT NULL,
+            expires_at BIGINT,
+            created_at BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS tokens (
+            id TEXT PRIMARY KEY,
+            recipient_id TEXT NOT NULL REFERENCES recipients(id) ON DELETE CASCADE,
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at BIGINT NOT NULL,
+            expires_at BIGINT,
+            revoked_at BIGINT)",
+        "CREATE INDEX IF NOT EXISTS tokens_recipient ON tokens (recipient_id)",
+        "CREATE TABLE IF NOT EXISTS grants (
+            share_id TEXT NOT NULL REFERENCES shares(id) ON DELETE CASCADE,
+            recipient_id TEXT NOT NULL REFERENCES recipients(id) ON DELETE CASCADE,
+            created_at BIGINT NOT NULL,
+            PRIMARY KEY (share_id, recipient_id))",
+        "CREATE INDEX IF NOT EXISTS grants_recipient ON grants (recipient_id)",
+        "CREATE TABLE IF NOT EXISTS audit_events (
+            id TEXT PRIMARY KEY,
+            time_ms BIGINT NOT NULL,
+            principal TEXT NOT NULL,
+            action TEXT NOT NULL,
+            share_name TEXT,
+            schema_name TEXT,
+            table_name TEXT,
+            version BIGINT,
+            files BIGINT,
+            bytes BIGINT,
+            status BIGINT NOT NULL,
+            client_ip TEXT,
+            user_agent TEXT,
+            request_id TEXT)",
+        "CREATE INDEX IF NOT EXISTS audit_time ON audit_events (time_ms)",
+    ],
+)];
+
+pub(super) async fn apply(catalog: &SqlCatalog) -> Result<(), CatalogError> {
+    let pool = catalog.pool();
+    sqlx::query("CREATE TABLE IF NOT EXISTS d2o_schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+        .execute(pool)
+        .await
+        .map_err(db_err)?;
+    for (version, statements) in MIGRATIONS {
+        let applied: Option<i64> =
+            sqlx::query_scalar(catalog.sql("SELECT version FROM d2o_schema_migrations WHERE version = ?"))
+                .bind(*version)
+                .fetch_optional(pool)
+                .await
+                .map_err(db_err)?;
+        if applied.is_some() {
+            continue;
+        }
+        let mut tx = pool.begin().await.map_err(db_err)?;
+        for statement in *statements {
+            sqlx::query(*statement).execute(&mut *tx).await.map_err(db_err)?;
+        }
+        let inserted = sqlx::query(catalog.sql("INSERT INTO d2o_schema_migrations (version, applied_at) VALUES (?, ?)"))
+            .bind(*version)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await;
+        match inserted {
+            Ok(_) => tx.commit().await.map_err(db_err)?,
+            // Another replica applied it first: its work stands, ours is rolled back.
+            Err(e) if super::is_unique_violation(&e) => tx.rollback().await.map_err(db_err)?,
+            Err(e) => return Err(db_err(e)),
+        }
+        tracing::info!(version, "applied catalog migration");
+    }
+    Ok(())
+}

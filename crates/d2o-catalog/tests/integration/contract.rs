@@ -1,0 +1,268 @@
+//! The contract every catalog backend fulfils (see `d2o_catalog::Catalog` and `Admin`).
+
+use std::collections::BTreeMap;
+
+use d2o_catalog::{
+    Admin, AuditEvent, AuditFilter, Catalog, CatalogError, NewRecipient, PageRequest, SqlCatalog, TableEntry,
+};
+
+fn table(schema: &str, name: &str) -> TableEntry {
+    TableEntry {
+        schema: schema.into(),
+        name: name.into(),
+        location: format!("/data/{schema}/{name}"),
+        history_shared: true,
+        start_version: 0,
+        cdf_enabled: None,
+        partition_filter: None,
+        comment: None,
+    }
+}
+
+fn recipient(name: &str) -> NewRecipient {
+    NewRecipient { name: name.into(), ..Default::default() }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub async fn shares_and_tables(c: &SqlCatalog) {
+    let s = c.create_share("External_Retail", Some("for partners")).await.expect("created");
+    assert_eq!(s.name, "External_Retail");
+    assert!(matches!(c.create_share("external_retail", None).await, Err(CatalogError::AlreadyExists { .. })));
+    c.add_table("external_retail", table("retail", "sales")).await.expect("added");
+    let s = c.add_table("EXTERNAL_RETAIL", table("retail", "customers")).await.expect("added");
+    assert_eq!(s.tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["customers", "sales"]);
+    assert_eq!(s.tables[0].location, "file:///data/retail/customers/");
+    assert!(matches!(c.add_table("external_retail", table("Retail", "SALES")).await, Err(CatalogError::AlreadyExists { .. })));
+    assert!(matches!(c.add_table("nope", table("a", "b")).await, Err(CatalogError::NotFound { .. })));
+    let s = c.comment_share("external_retail", Some("new comment")).await.expect("commented");
+    assert_eq!(s.comment.as_deref(), Some("new comment"));
+    let s = c.remove_table("external_retail", "RETAIL", "Sales").await.expect("removed");
+    assert_eq!(s.tables.len(), 1);
+    assert!(matches!(c.remove_table("external_retail", "retail", "sales").await, Err(CatalogError::NotFound { .. })));
+    assert_eq!(Admin::list_shares(c).await.expect("listed").len(), 1);
+    c.drop_share("external_retail").await.expect("dropped");
+    assert!(Admin::list_shares(c).await.expect("listed").is_empty());
+    assert!(matches!(c.show_share("external_retail").await, Err(CatalogError::NotFound { .. })));
+}
+
+pub async fn bad_input_changes_nothing(c: &SqlCatalog) {
+    for name in ["", "a/b", "tab\there", &"x".repeat(256)] {
+        assert!(matches!(c.create_share(name, None).await, Err(CatalogError::InvalidArgument(_))), "{name:?}");
+        assert!(matches!(c.create_recipient(recipient(name)).await, Err(CatalogError::InvalidArgument(_))), "{name:?}");
+    }
+    c.create_share("s", None).await.expect("created");
+    let mut bad = table("sc", "t");
+    bad.partition_filter = Some("region > 'EU'".into());
+    assert!(matches!(c.add_table("s", bad).await, Err(CatalogError::InvalidArgument(_))));
+    assert!(matches!(c.add_table("s", table("a/b", "t")).await, Err(CatalogError::InvalidArgument(_))));
+    assert!(c.show_share("s").await.expect("exists").tables.is_empty(), "nothing half-made");
+    c.create_recipient(recipient("r")).await.expect("created");
+    assert!(matches!(c.create_recipient(recipient("R")).await, Err(CatalogError::AlreadyExists { .. })));
+    assert_eq!(c.show_recipient("r").await.expect("exists").tokens.len(), 1, "the failed create left no token");
+    let past = NewRecipient { expires_at: Some(now() - 1000), ..recipient("late") };
+    assert!(matches!(c.create_recipient(past).await, Err(CatalogError::InvalidArgument(_))));
+    assert!(matches!(c.grant("nope", "r").await, Err(CatalogError::NotFound { .. })));
+    assert!(matches!(c.grant("s", "nope").await, Err(CatalogError::NotFound { .. })));
+}
+
+pub async fn tokens_authenticate_rotate_and_revoke(c: &SqlCatalog) {
+    let props = BTreeMap::from([("region".to_owned(), "EU".to_owned())]);
+    let (info, first) =
+        c.create_recipient(NewRecipient { properties: props.clone(), ..recipient("Partner_Co") }).await.expect("created");
+    assert!(first.token.len() >= 40);
+    assert_eq!(info.tokens.len(), 1);
+    let who = c.authenticate(Some(&first.token)).await.expect("authenticated");
+    assert_eq!(who.recipient, "Partner_Co");
+    assert_eq!(who.properties, props);
+    for bad in [None, Some("wrong"), Some(&first.token[..first.token.len() - 1])] {
+        assert!(matches!(c.authenticate(bad).await, Err(CatalogError::Unauthenticated(_))), "{bad:?}");
+    }
+    // Rotate with a grace period: both work; the old one ends within the grace.
+    let second = c.rotate_token("partner_co", 3600).await.expect("rotated");
+    assert!(c.authenticate(Some(&first.token)).await.is_ok());
+    assert!(c.authenticate(Some(&second.token)).await.is_ok());
+    let tokens = c.show_recipient("partner_co").await.expect("shown").tokens;
+    let old = tokens.iter().find(|t| t.expires_at.is_some()).expect("the old token got an expiry");
+    let limit = old.expires_at.expect("expiry");
+    assert!(limit <= now() + 3_600_000 && limit > now() + 3_500_000);
+    // A later rotation with a longer grace never extends it.
+    let third = c.rotate_token("partner_co", 7200).await.expect("rotated");
+    let tokens = c.show_recipient("partner_co").await.expect("shown").tokens;
+    let first_info = tokens.iter().find(|t| t.id == old.id).expect("still listed");
+    assert_eq!(first_info.expires_at, Some(limit));
+    // Grace 0 ends the older ones now.
+    let fourth = c.rotate_token("partner_co", 0).await.expect("rotated");
+    for old in [&first, &second, &third] {
+        assert!(matches!(c.authenticate(Some(&old.token)).await, Err(CatalogError::Unauthenticated(_))));
+    }
+    assert!(c.authenticate(Some(&fourth.token)).await.is_ok());
+    // Revoke ends everything at once.
+    let info = c.revoke_recipient("partner_co").await.expect("revoked");
+    assert!(info.tokens.iter().all(|t| !t.is_active(now())));
+    assert!(matches!(c.authenticate(Some(&fourth.token)).await, Err(CatalogError::Unauthenticated(_))));
+    c.drop_recipient("partner_co").await.expect("dropped");
+    assert!(matches!(c.show_recipient("partner_co").await, Err(CatalogError::NotFound { .. })));
+}
+
+pub async fn recipient_expiry(c: &SqlCatalog) {
+    let (_, token) =
+        c.create_recipient(NewRecipient { expires_at: Some(now() + 300), ..recipient("brief") }).await.expect("created");
+    assert_eq!(token.expires_at.map(|e| e > now()), Some(true));
+    assert!(c.authenticate(Some(&token.token)).await.is_ok());
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let err = c.authenticate(Some(&token.token)).await.expect_err("expired");
+    assert!(err.to_string().contains("expired"), "{err}");
+    // A rotation cannot outlive the recipient.
+    let rotated = c.rotate_token("brief", 3600).await.expect("rotated");
+    assert!(matches!(c.authenticate(Some(&rotated.token)).await, Err(CatalogError::Unauthenticated(_))));
+}
+
+pub async fn grants_decide_visibility(c: &SqlCatalog) {
+    c.create_share("granted", None).await.expect("created");
+    c.create_share("secret", None).await.expect("created");
+    c.add_table("granted", table("sc", "t")).await.expect("added");
+    c.add_table("secret", table("sc", "t")).await.expect("added");
+    let (_, token) = c.create_recipient(recipient("r")).await.expect("created");
+    let who = c.authenticate(Some(&token.token)).await.expect("authenticated");
+    let page = PageRequest::default();
+    assert!(Catalog::list_shares(c, &who, &page).await.expect("listed").items.is_empty());
+    c.grant("granted", "r").await.expect("granted");
+    c.grant("GRANTED", "R").await.expect("granting twice is fine");
+    let shares = Catalog::list_shares(c, &who, &page).await.expect("listed").items;
+    assert_eq!(shares.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["granted"]);
+    let t = c.get_table(&who, "Granted", "SC", "T").await.expect("visible");
+    assert_eq!((t.share.as_str(), t.schema.as_str(), t.name.as_str()), ("granted", "sc", "t"));
+    assert!(t.history_shared);
+    // A share that is not granted answers exactly like one that does not exist.
+    let hidden = c.get_share(&who, "secret").await.expect_err("hidden").to_string();
+    let missing = c.get_share(&who, "nonexistent").await.expect_err("missing").to_string();
+    assert_eq!(hidden.replace("secret", "X"), missing.replace("nonexistent", "X"));
+    assert!(matches!(c.get_table(&who, "secret", "sc", "t").await, Err(CatalogError::NotFound { kind: "share", .. })));
+    assert!(matches!(c.list_schemas(&who, "secret", &page).await, Err(CatalogError::NotFound { kind: "share", .. })));
+    assert!(matches!(c.get_table(&who, "granted", "nope", "t").await, Err(CatalogError::NotFound { kind: "schema", .. })));
+    assert!(matches!(c.get_table(&who, "granted", "sc", "nope").await, Err(CatalogError::NotFound { kind: "table", .. })));
+    c.revoke_grant("granted", "r").await.expect("revoked");
+    assert!(matches!(c.get_table(&who, "granted", "sc", "t").await, Err(CatalogError::NotFound { .. })));
+    assert!(matches!(c.revoke_grant("granted", "r").await, Err(CatalogError::NotFound { .. })));
+}
+
+pub async fn pagination_covers_everything_once(c: &SqlCatalog) {
+    let (_, token) = c.create_recipient(recipient("r")).await.expect("created");
+    let who = c.authenticate(Some(&token.token)).await.expect("authenticated");
+    for i in 0..7 {
+        let name = format!("share{i}");
+        c.create_share(&name, None).await.expect("created");
+        c.grant(&name, "r").await.expect("granted");
+    }
+    for schema in ["a", "b", "c"] {
+        for t in 0..3 {
+            c.add_table("share0", table(schema, &format!("t{t}"))).await.expect("added");
+        }
+    }
+    let mut names = Vec::new();
+    let mut page = PageRequest { max_results: Some(2), page_token: None };
+    loop {
+        let p = Catalog::list_shares(c, &who, &page).await.expect("page");
+        assert!(p.items.len() <= 2);
+        names.extend(p.items.into_iter().map(|s| s.name));
+        match p.next_page_token {
+            Some(t) => page.page_token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!(names, (0..7).map(|i| format!("share{i}")).collect::<Vec<_>>());
+    let mut all = Vec::new();
+    let mut page = PageRequest { max_results: Some(4), page_token: None };
+    loop {
+        let p = c.list_all_tables(&who, "share0", &page).await.expect("page");
+        all.extend(p.items.into_iter().map(|t| format!("{}.{}", t.schema, t.name)));
+        match p.next_page_token {
+            Some(t) => page.page_token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!(all.len(), 9);
+    assert_eq!(all.iter().collect::<std::collections::BTreeSet<_>>().len(), 9);
+    let schemas = c.list_schemas(&who, "share0", &PageRequest { max_results: Some(1), page_token: None }).await.expect("page");
+    assert_eq!(schemas.items.len(), 1);
+    assert!(schemas.next_page_token.is_some());
+    let zero = Catalog::list_shares(c, &who, &PageRequest { max_results: Some(0), page_token: None }).await.expect("page");
+    assert!(zero.items.is_empty() && zero.next_page_token.is_some());
+    for bad in [Some("garbage".to_owned()), zero.next_page_token.clone()] {
+        let r = c.list_all_tables(&who, "share0", &PageRequest { max_results: None, page_token: bad }).await;
+        assert!(matches!(r, Err(CatalogError::InvalidArgument(_))));
+    }
+    let r = Catalog::list_shares(c, &who, &PageRequest { max_results: Some(501), page_token: None }).await;
+    assert!(matches!(r, Err(CatalogError::InvalidArgument(_))));
+}
+
+pub async fn audit_events_filter(c: &SqlCatalog) {
+    let base = now();
+    for (i, (who, action, table)) in
+        [("partner_co", "query", "sales"), ("partner_co", "metadata", "customers"), ("other", "query", "sales"), ("admin", "share.create", "")]
+            .iter()
+            .enumerate()
+    {
+        let e = AuditEvent {
+            time_ms: base + i as i64,
+            principal: (*who).into(),
+            action: (*action).into(),
+            share: Some("external_retail".into()),
+            schema: (!table.is_empty()).then(|| "retail".into()),
+            table: (!table.is_empty()).then(|| (*table).into()),
+            version: Some(3),
+            files: Some(2),
+            bytes: Some(1234),
+            status: 200,
+            client_ip: Some("127.0.0.1".into()),
+            user_agent: Some("test".into()),
+            request_id: Some(format!("req-{i}")),
+        };
+        c.append_audit(&e).await.expect("appended");
+    }
+    let all = c.audit(&AuditFilter::default()).await.expect("read");
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].time_ms >= w[1].time_ms), "newest first");
+    assert_eq!(all[3].request_id.as_deref(), Some("req-0"));
+    let f = |f: AuditFilter| async move { c.audit(&f).await.expect("read").len() };
+    assert_eq!(f(AuditFilter { principal: Some("PARTNER_CO".into()), ..Default::default() }).await, 2);
+    assert_eq!(f(AuditFilter { action: Some("query".into()), ..Default::default() }).await, 2);
+    assert_eq!(f(AuditFilter { table: Some("retail.sales".into()), ..Default::default() }).await, 2);
+    assert_eq!(f(AuditFilter { table: Some("customers".into()), ..Default::default() }).await, 1);
+    assert_eq!(f(AuditFilter { share: Some("external_retail".into()), since_ms: Some(base + 2), ..Default::default() }).await, 2);
+    assert_eq!(f(AuditFilter { until_ms: Some(base), ..Default::default() }).await, 1);
+    assert_eq!(f(AuditFilter { limit: Some(1), ..Default::default() }).await, 1);
+}
+
+pub async fn migrations_are_idempotent(c: &SqlCatalog) {
+    c.create_share("kept", None).await.expect("created");
+    // Connecting again, as a restart or a second replica does, migrates nothing and loses nothing.
+    let again = SqlCatalog::connect(c.display()).await.expect("reconnected");
+    assert_eq!(Admin::list_shares(&again).await.expect("listed").len(), 1);
+    again.create_share("more", None).await.expect("created through the second handle");
+    assert_eq!(Admin::list_shares(c).await.expect("listed").len(), 2);
+}
+
+pub async fn concurrent_changes(c: &SqlCatalog) {
+    c.create_share("busy", None).await.expect("created");
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let name = format!("r{i}");
+            c.create_recipient(NewRecipient { name: name.clone(), ..Default::default() }).await?;
+            c.grant("busy", &name).await?;
+            c.add_table("busy", table("sc", &format!("t{i}"))).await?;
+            c.rotate_token(&name, 0).await.map(|_| ())
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task").expect("no change is lost under concurrency");
+    }
+    let share = c.show_share("busy").await.expect("shown");
+    assert_eq!(share.tables.len(), 16);
+    assert_eq!(share.recipients.len(), 16);
+}
