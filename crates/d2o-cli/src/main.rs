@@ -6,8 +6,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use d2o_catalog::{ServerConfig, YamlCatalog};
+use d2o_catalog::{Admin, Catalog, ServerConfig, SqlCatalog, YamlCatalog};
 use d2o_server::AppState;
+
+mod admin_cmd;
+mod output;
+mod remote_admin;
 
 #[derive(Debug, Parser)]
 #[command(name = "d2o", version, about = "An open, self-hosted Delta Sharing server and client")]
@@ -20,13 +24,62 @@ struct Cli {
 enum Command {
     /// Run the Delta Sharing protocol server.
     Serve(ServeArgs),
+    /// Shares and their tables.
+    Share {
+        #[command(flatten)]
+        target: admin_cmd::Target,
+        #[command(subcommand)]
+        command: admin_cmd::ShareCommand,
+    },
+    /// Recipients and their tokens.
+    Recipient {
+        #[command(flatten)]
+        target: admin_cmd::Target,
+        #[command(subcommand)]
+        command: admin_cmd::RecipientCommand,
+    },
+    /// Grant a share to a recipient.
+    Grant {
+        share: String,
+        recipient: String,
+        #[command(flatten)]
+        target: admin_cmd::Target,
+    },
+    /// Revoke a share from a recipient.
+    Revoke {
+        share: String,
+        recipient: String,
+        #[command(flatten)]
+        target: admin_cmd::Target,
+    },
+    /// Read the audit log.
+    Audit {
+        #[command(flatten)]
+        target: admin_cmd::Target,
+        #[command(flatten)]
+        args: admin_cmd::AuditArgs,
+    },
+    /// Catalog maintenance.
+    Catalog {
+        #[command(flatten)]
+        target: admin_cmd::Target,
+        #[command(subcommand)]
+        command: admin_cmd::CatalogCommand,
+    },
 }
 
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
-    /// A server configuration in the reference server's YAML format.
+    /// Settings (and, without --catalog, the shares) in the reference server's YAML format.
     #[arg(long, short = 'c', env = "D2O_CONFIG")]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    /// Serve the shares of a catalog: a SQLite file or a postgres:// URL (default d2o.db when
+    /// no --config is given).
+    #[arg(long, env = "D2O_CATALOG")]
+    catalog: Option<String>,
+    /// Enables the admin API (/admin/v1) with this token.
+    #[arg(long, env = "D2O_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     /// Override `host` from the config.
     #[arg(long)]
     host: Option<String>,
@@ -36,14 +89,15 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A server logs what it does; a one-shot command only what went wrong.
+    let default_filter = if matches!(cli.command, Command::Serve(_)) { "info,tower_http=warn" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("D2O_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("D2O_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -64,24 +118,57 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
-    match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
-    }
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Share { target, command } => admin_cmd::share(&target, command).await,
+            Command::Recipient { target, command } => admin_cmd::recipient(&target, command).await,
+            Command::Grant { share, recipient, target } => admin_cmd::grant(&target, &share, &recipient, true).await,
+            Command::Revoke { share, recipient, target } => admin_cmd::grant(&target, &share, &recipient, false).await,
+            Command::Audit { target, args } => admin_cmd::audit(&target, args).await,
+            Command::Catalog { target, command } => admin_cmd::catalog(&target, command).await,
+        }
+    })
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let (config, report) = ServerConfig::load(&args.config)?;
-    for warning in &report.warnings {
-        tracing::warn!(file = %args.config.display(), "{warning}");
-    }
-    let base_dir = std::path::absolute(&args.config)?.parent().map(PathBuf::from).unwrap_or_default();
-    let catalog = YamlCatalog::new(&config, &base_dir).context("cannot build the catalog from the config")?;
+    let cwd = std::env::current_dir()?;
+    let (config, base_dir) = match &args.config {
+        Some(path) => {
+            let (config, report) = ServerConfig::load(path)?;
+            for warning in &report.warnings {
+                tracing::warn!(file = %path.display(), "{warning}");
+            }
+            let base = std::path::absolute(path)?.parent().map(PathBuf::from).unwrap_or_default();
+            (config, base)
+        }
+        None => (ServerConfig::parse("version: 1", &cwd).map_err(anyhow::Error::msg)?.0, cwd),
+    };
+    let (catalog, admin): (Arc<dyn Catalog>, Option<Arc<dyn Admin>>) = match (&args.catalog, &args.config) {
+        (None, Some(_)) => (Arc::new(YamlCatalog::new(&config, &base_dir).context("cannot build the catalog from the config")?), None),
+        (target, _) => {
+            let target = target.clone().unwrap_or_else(|| "d2o.db".to_owned());
+            if !config.shares.is_empty() {
+                tracing::warn!("the shares of the config file are ignored when serving from a catalog; load them with `d2o catalog import`");
+            }
+            let catalog = Arc::new(SqlCatalog::connect(&target).await.with_context(|| format!("cannot open the catalog '{target}'"))?);
+            tracing::info!(catalog = %catalog.display(), "serving from the catalog");
+            (catalog.clone(), Some(catalog))
+        }
+    };
     if config.url_signing_key.is_none() {
-        tracing::info!(
-            "no urlSigningKey configured: file URLs are signed with a key generated now and stop working on restart"
-        );
+        tracing::info!("no urlSigningKey configured: file URLs are signed with a key generated now and stop working on restart");
     }
-    let state = AppState::from_config(&config, Arc::new(catalog)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut state = AppState::from_config(&config, catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
+    match (&args.admin_token, admin) {
+        (Some(token), Some(admin)) => {
+            anyhow::ensure!(token.len() >= 16, "the admin token must have at least 16 characters");
+            state.admin = Some(admin);
+            Arc::make_mut(&mut state.settings).admin_token = Some(token.clone());
+        }
+        (Some(_), None) => tracing::warn!("--admin-token is ignored: a YAML config has no catalog to administer"),
+        (None, _) => {}
+    }
     let host = args.host.unwrap_or(config.host.clone());
     let port = args.port.unwrap_or(config.port);
     let listener = tokio::net::TcpListener::bind((host.as_str(), port))

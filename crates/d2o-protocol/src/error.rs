@@ -16,6 +16,8 @@ pub enum ErrorCode {
     Unauthenticated,
     /// The caller is known but may not do this (403).
     PermissionDenied,
+    /// The object to create exists already (409).
+    ResourceAlreadyExists,
     /// Too many requests (429).
     ResourceExhausted,
     /// A server fault (500); the message never carries internals.
@@ -32,6 +34,7 @@ impl ErrorCode {
             ErrorCode::ResourceDoesNotExist => "RESOURCE_DOES_NOT_EXIST",
             ErrorCode::Unauthenticated => "UNAUTHENTICATED",
             ErrorCode::PermissionDenied => "PERMISSION_DENIED",
+            ErrorCode::ResourceAlreadyExists => "RESOURCE_ALREADY_EXISTS",
             ErrorCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
             ErrorCode::InternalError => "INTERNAL_ERROR",
         }

@@ -5,6 +5,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use d2o_catalog::Principal;
 
+use crate::audit::AuditSlot;
 use crate::{ApiError, AppState};
 
 /// The authenticated caller of a protocol request.
@@ -23,6 +24,9 @@ impl FromRequestParts<AppState> for Recipient {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let principal = state.catalog.authenticate(bearer_token(parts)).await?;
+        if let Some(slot) = parts.extensions.get::<AuditSlot>() {
+            slot.update(|e| e.principal = principal.recipient.clone());
+        }
         Ok(Recipient(principal))
     }
 }

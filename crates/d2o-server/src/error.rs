@@ -23,6 +23,8 @@ pub enum ApiError {
     #[error("{0}")]
     TableFiles(String),
     #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
     Forbidden(String),
@@ -44,6 +46,7 @@ impl ApiError {
             ApiError::Malformed(_) => (StatusCode::BAD_REQUEST, ErrorCode::MalformedRequest),
             ApiError::Unsupported(_) => (StatusCode::BAD_REQUEST, ErrorCode::UnsupportedOperation),
             ApiError::TableFiles(_) => (StatusCode::BAD_REQUEST, ErrorCode::ResourceDoesNotExist),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::ResourceAlreadyExists),
             ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::PermissionDenied),
             ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::InvalidParameterValue),
@@ -107,6 +110,7 @@ impl From<CatalogError> for ApiError {
                     "{kind} '{name}' does not exist, please contact your share provider for further information."
                 ))
             }
+            e @ CatalogError::AlreadyExists { .. } => ApiError::Conflict(e.to_string()),
             CatalogError::Unauthenticated(m) => ApiError::Unauthenticated(m),
             CatalogError::InvalidArgument(m) => ApiError::InvalidParameter(m),
             other => ApiError::Internal(other.to_string()),

@@ -12,11 +12,15 @@
 //!   and file serving.
 //! - `ndjson`: streaming NDJSON bodies and the lines of both response formats.
 //! - [`signing`]: HMAC-signed file URLs and opaque page and refresh tokens.
+//! - `admin`: the admin REST API (`/admin/v1`), guarded by its own token.
+//! - `audit`: the middleware that records one audit event per request.
 
 pub mod error;
 pub mod signing;
 pub mod state;
 
+mod admin;
+mod audit;
 mod auth;
 mod ndjson;
 mod routes;
@@ -55,10 +59,15 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{table}/query"), axum::routing::post(routes::table::query))
         .route(&format!("{table}/changes"), get(routes::table::changes))
         .route("/files/{root}/{*path}", get(routes::files::serve_file))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), audit::record))
+        .method_not_allowed_fallback(method_not_allowed);
+    let admin = admin::routes()
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), audit::record))
         .method_not_allowed_fallback(method_not_allowed);
     let endpoint = state.settings.endpoint.trim_end_matches('/').to_owned();
     let app = if endpoint.is_empty() { protocol } else { Router::new().nest(&endpoint, protocol) };
-    app.route("/health", get(health))
+    app.nest("/admin/v1", admin)
+        .route("/health", get(health))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
@@ -83,7 +92,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 impl AppState {
@@ -102,12 +113,13 @@ impl AppState {
             page_size_limit: config.query_table_page_size_limit,
             page_token_ttl_ms: config.query_table_page_token_ttl_ms,
             refresh_token_ttl_ms: config.refresh_token_ttl_ms,
+            admin_token: None,
         };
         let tables = DeltaTables::new(DeltaTablesOptions {
             snapshot_cache_tables: config.delta_table_cache_size.max(1),
             file_list_cache_bytes: config.file_list_cache_mib << 20,
             staleness: config.staleness_acceptable.then(|| std::time::Duration::from_secs(5)),
         });
-        Ok(AppState { catalog, tables: Arc::new(tables), signer: Arc::new(signer), settings: Arc::new(settings) })
+        Ok(AppState { catalog, tables: Arc::new(tables), signer: Arc::new(signer), settings: Arc::new(settings), admin: None })
     }
 }

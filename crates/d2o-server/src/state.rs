@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use d2o_catalog::Catalog;
+use d2o_catalog::{Admin, Catalog};
 use d2o_delta::DeltaTables;
 
 use crate::signing::UrlSigner;
@@ -22,6 +22,8 @@ pub struct Settings {
     pub page_size_limit: u32,
     pub page_token_ttl_ms: u64,
     pub refresh_token_ttl_ms: u64,
+    /// The token that guards the admin API; the API is off without it.
+    pub admin_token: Option<String>,
 }
 
 impl Default for Settings {
@@ -35,6 +37,7 @@ impl Default for Settings {
             page_size_limit: 10_000,
             page_token_ttl_ms: 259_200_000,
             refresh_token_ttl_ms: 3_600_000,
+            admin_token: None,
         }
     }
 }
@@ -46,6 +49,8 @@ pub struct AppState {
     pub tables: Arc<DeltaTables>,
     pub signer: Arc<UrlSigner>,
     pub settings: Arc<Settings>,
+    /// The provider's side of the catalog, when it has one (not for a YAML config).
+    pub admin: Option<Arc<dyn Admin>>,
 }
 
 impl std::fmt::Debug for AppState {

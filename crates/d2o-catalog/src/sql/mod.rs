@@ -80,7 +80,9 @@ impl SqlCatalog {
         sqlx::AssertSqlSafe(placeholders(sql, self.backend))
     }
 
-    pub(crate) fn pool(&self) -> &AnyPool {
+    /// The connection pool (for maintenance and tests; the catalog's own statements are
+    /// the contract).
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 }

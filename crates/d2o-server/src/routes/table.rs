@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::params::Params;
+use crate::audit::AuditSlot;
 use crate::auth::Recipient;
 use crate::ndjson::{FileLineContext, FileUrls, LineWriter, SnapshotFile, change_line, protocol_line};
 use crate::{ApiError, AppState};
@@ -46,6 +47,33 @@ fn history_required(t: &SharedTable) -> Result<(), ApiError> {
             "Reading table by version or timestamp is not supported because history sharing is not enabled on table: {}",
             t.qualified_name()
         )))
+    }
+}
+
+/// The partition values every file served to this recipient must have: `None` when the table
+/// has no partition filter, `Some(None)` when the recipient lacks a property the filter needs
+/// (it may see no file at all).
+type Restriction = Option<Option<Vec<(String, String)>>>;
+
+fn restriction(t: &SharedTable, who: &Recipient) -> Result<Restriction, ApiError> {
+    let Some(filter) = &t.partition_filter else { return Ok(None) };
+    let filter = d2o_catalog::PartitionFilter::parse(filter)
+        .map_err(|e| ApiError::Internal(format!("stored partition filter of {}: {e}", t.qualified_name())))?;
+    Ok(Some(filter.resolve(&who.0.properties)))
+}
+
+/// Whether a file with these partition values may be served under `restriction`.
+fn permitted(restriction: &Restriction, snapshot: &TableSnapshot, partition_values: &serde_json::Map<String, Value>) -> bool {
+    match restriction {
+        None => true,
+        Some(None) => false,
+        Some(Some(required)) => required.iter().all(|(column, value)| {
+            let physical = snapshot.physical_name(column);
+            partition_values
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(physical))
+                .is_some_and(|(_, v)| v.as_str() == Some(value.as_str()))
+        }),
     }
 }
 
@@ -137,6 +165,7 @@ pub(crate) async fn version(
     who: Recipient,
     Path(path): TablePath,
     params: Params,
+    audit: AuditSlot,
 ) -> Result<Response, ApiError> {
     let t = shared_table(&state, &who, &path).await?;
     let starting = params.get("startingTimestamp").map(|v| timestamp_param("startingTimestamp", v)).transpose()?;
@@ -154,6 +183,7 @@ pub(crate) async fn version(
         }
     })
     .await?;
+    audit.update(|e| e.version = Some(version as i64));
     Ok(version_response(version))
 }
 
@@ -214,6 +244,7 @@ pub(crate) async fn metadata(
     Path(path): TablePath,
     params: Params,
     headers: HeaderMap,
+    audit: AuditSlot,
 ) -> Result<Response, ApiError> {
     let t = shared_table(&state, &who, &path).await?;
     let version = params.version("version")?;
@@ -235,6 +266,7 @@ pub(crate) async fn metadata(
         }
     })
     .await?;
+    audit.update(|e| e.version = Some(snapshot.version() as i64));
     let md_version = (version.is_some() || timestamp.is_some()).then(|| snapshot.version());
     let body = format!(
         "{}\n{}\n",
@@ -428,6 +460,8 @@ struct SnapshotPlan {
     fingerprint: String,
     refresh: bool,
     end_stream: bool,
+    restriction: Restriction,
+    audit: AuditSlot,
 }
 
 /// `POST .../query`
@@ -435,12 +469,14 @@ pub(crate) async fn query(
     State(state): State<AppState>,
     who: Recipient,
     Path(path): TablePath,
+    audit: AuditSlot,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: QueryRequest = body_json(body)?;
     validate_query(&req)?;
     let t = shared_table(&state, &who, &path).await?;
+    let restriction = restriction(&t, &who)?;
     let caps = Capabilities::parse(headers.get(capabilities::HEADER).and_then(|h| h.to_str().ok()));
     let base = base_url(&state, &headers)?;
     if req.version.is_some() || req.timestamp.is_some() || req.starting_version.is_some() {
@@ -460,6 +496,8 @@ pub(crate) async fn query(
             page_token: req.page_token.clone(),
             mode: ChangeMode::Streaming,
             end_stream: caps.include_end_stream_action || max_files.is_some(),
+            restriction,
+            audit,
         };
         return changes_response(state, t, caps, base, changes).await;
     }
@@ -545,10 +583,13 @@ pub(crate) async fn query(
                 fingerprint,
                 refresh,
                 end_stream,
+                restriction,
+                audit,
             })
         }
     })
     .await?;
+    plan.audit.update(|e| e.version = Some(plan.snapshot.version() as i64));
     let (writer, body) = LineWriter::channel();
     let response = ndjson_response(plan.snapshot.version(), plan.format, plan.end_stream, body);
     let url_timeout_ms = state.settings.url_timeout_secs as i64 * 1000;
@@ -583,9 +624,16 @@ fn write_snapshot(
     let mut rows = 0i64;
     let mut more = false;
     let mut failure = None;
+    let (mut files_sent, mut bytes_sent) = (0i64, 0i64);
     state.tables.visit_files(snapshot, &mut |entry| {
         if plan.limit.is_some_and(|l| rows >= l) {
             return ControlFlow::Break(());
+        }
+        if plan.restriction.is_some() {
+            let values = serde_json::from_str(entry.partition_values_json()).unwrap_or_default();
+            if !permitted(&plan.restriction, snapshot, &values) {
+                return ControlFlow::Continue(());
+            }
         }
         if let Some(p) = &plan.predicate
             && !may_match(p, snapshot, &partition_columns, &entry)
@@ -610,11 +658,17 @@ fn write_snapshot(
             failure = Some(e);
             return ControlFlow::Break(());
         }
+        files_sent += 1;
+        bytes_sent += entry.size();
         flow
     })?;
     if let Some(e) = failure {
         return Err(e);
     }
+    plan.audit.update(|e| {
+        e.files = Some(files_sent);
+        e.bytes = Some(bytes_sent);
+    });
     if plan.end_stream {
         let mut end = json!({"minUrlExpirationTimestamp": expires_ms});
         if more {
@@ -660,6 +714,8 @@ struct ChangesRequest {
     mode: ChangeMode,
     /// End the stream with an `endStreamAction` (asked for, or implied by `maxFiles`).
     end_stream: bool,
+    restriction: Restriction,
+    audit: AuditSlot,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -678,8 +734,10 @@ pub(crate) async fn changes(
     Path(path): TablePath,
     params: Params,
     headers: HeaderMap,
+    audit: AuditSlot,
 ) -> Result<Response, ApiError> {
     let t = shared_table(&state, &who, &path).await?;
+    let restriction = restriction(&t, &who)?;
     if !t.history_shared || t.cdf_enabled == Some(false) {
         return Err(ApiError::InvalidParameter(format!("cdf is not enabled on table {}", t.qualified_name())));
     }
@@ -722,6 +780,8 @@ pub(crate) async fn changes(
         page_token: params.get("pageToken").map(str::to_owned),
         mode: ChangeMode::ChangeDataFeed,
         end_stream: caps.include_end_stream_action || max_files.is_some(),
+        restriction,
+        audit,
     };
     changes_response(state, t, caps, base, request).await
 }
@@ -752,6 +812,7 @@ async fn changes_response(
     })
     .await?;
     let (plan, req) = plan;
+    req.audit.update(|e| e.version = Some(plan.start as i64));
     let end_stream = req.end_stream;
     let (writer, body) = LineWriter::channel();
     let response = ndjson_response(plan.start, plan.format, end_stream, body);
@@ -882,6 +943,7 @@ fn write_changes(
     let page_size = req.max_files.unwrap_or(usize::MAX);
     let mut index = 0usize;
     let mut more = false;
+    let (mut files_sent, mut bytes_sent) = (0i64, 0i64);
     'commits: for commit in &plan.commits {
         let ctx = FileLineContext { version: Some((commit.version, commit.timestamp)), expires_ms };
         if historical
@@ -914,6 +976,12 @@ fn write_changes(
             ChangeMode::Streaming => commit.data_changes(),
         };
         for change in files {
+            if req.restriction.is_some() {
+                let values = change.action.get("partitionValues").and_then(Value::as_object).cloned().unwrap_or_default();
+                if !permitted(&req.restriction, &plan.latest, &values) {
+                    continue;
+                }
+            }
             if index < plan.next {
                 index += 1;
                 continue;
@@ -928,8 +996,14 @@ fn write_changes(
             if w.json_line(&line).is_break() {
                 return Ok(());
             }
+            files_sent += 1;
+            bytes_sent += change.action.get("size").and_then(Value::as_i64).unwrap_or(0);
         }
     }
+    req.audit.update(|e| {
+        e.files = Some(files_sent);
+        e.bytes = Some(bytes_sent);
+    });
     if req.end_stream {
         let mut end = json!({"minUrlExpirationTimestamp": expires_ms});
         if more {

@@ -3,6 +3,7 @@
 
 #![allow(unreachable_pub, clippy::expect_used, clippy::unwrap_used)]
 
+mod catalog;
 mod changes;
 mod discovery;
 mod files;

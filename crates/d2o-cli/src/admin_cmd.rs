@@ -1,0 +1,514 @@
+//! `d2o share|recipient|grant|revoke|audit|catalog`: administration, on the catalog directly
+//! or through a running server's admin API (`--server`).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use d2o_catalog::admin::parse_properties;
+use d2o_catalog::{Admin, AuditEvent, AuditFilter, IssuedToken, NewRecipient, RecipientInfo, ShareInfo, SqlCatalog, TableEntry};
+use d2o_protocol::profile::Profile;
+
+use crate::output;
+use crate::remote_admin::RemoteAdmin;
+
+/// Where administration happens.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Target {
+    /// The catalog: a SQLite file or a postgres:// URL.
+    #[arg(long, global = true, env = "D2O_CATALOG", default_value = "d2o.db")]
+    pub(crate) catalog: String,
+    /// Administer a running server through its admin API instead of the catalog.
+    #[arg(long, global = true, env = "D2O_SERVER")]
+    server: Option<String>,
+    /// The server's admin token (with --server).
+    #[arg(long, global = true, env = "D2O_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Print JSON lines instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl Target {
+    async fn open(&self) -> Result<(Arc<dyn Admin>, bool)> {
+        match &self.server {
+            Some(server) => {
+                let token = self.admin_token.clone().context("--server needs --admin-token (or D2O_ADMIN_TOKEN)")?;
+                Ok((Arc::new(RemoteAdmin::new(server, token)), false))
+            }
+            None => {
+                let catalog = SqlCatalog::connect(&self.catalog).await.with_context(|| format!("cannot open the catalog '{}'", self.catalog))?;
+                Ok((Arc::new(catalog), true))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ShareCommand {
+    /// Create a share.
+    Create { name: String, #[arg(long)] comment: Option<String> },
+    /// List shares.
+    List,
+    /// Show a share, its tables and its recipients.
+    Show { name: String },
+    /// Set (or with no text, clear) a share's comment.
+    Comment { name: String, comment: Option<String> },
+    /// Drop a share with its tables and grants.
+    Drop { name: String },
+    /// Add a Delta table to a share as SCHEMA.TABLE.
+    AddTable(AddTable),
+    /// Remove a table from a share.
+    RemoveTable { share: String, table: String },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AddTable {
+    share: String,
+    /// The name in the share: SCHEMA.TABLE.
+    table: String,
+    /// The Delta table root: a path (made absolute) or a file:// URI.
+    #[arg(long)]
+    location: String,
+    /// Share history: time travel and the change data feed.
+    #[arg(long)]
+    history: bool,
+    /// The earliest version recipients may read.
+    #[arg(long, default_value_t = 0)]
+    start_version: u64,
+    /// Restrict every recipient to matching partitions, e.g. "region = CURRENT_RECIPIENT('region')".
+    #[arg(long)]
+    partition_filter: Option<String>,
+    /// Turn the change data feed off for this table even with history shared.
+    #[arg(long)]
+    no_cdf: bool,
+    #[arg(long)]
+    comment: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RecipientCommand {
+    /// Create a recipient and its first token; writes a credential file with --profile-out.
+    Create(CreateRecipient),
+    /// List recipients.
+    List,
+    /// Show a recipient, its tokens and its shares.
+    Show { name: String },
+    /// Issue a new token; older ones stay valid for the grace period (0 ends them now).
+    Rotate {
+        name: String,
+        #[arg(long, default_value = "0")]
+        grace: String,
+        #[command(flatten)]
+        profile: ProfileOut,
+    },
+    /// Revoke every token of a recipient at once.
+    Revoke { name: String },
+    /// Drop a recipient with its tokens and grants.
+    Drop { name: String },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CreateRecipient {
+    name: String,
+    #[arg(long)]
+    comment: Option<String>,
+    /// A property partition filters can refer to, KEY=VALUE (repeatable).
+    #[arg(long = "property", value_name = "KEY=VALUE")]
+    properties: Vec<String>,
+    /// Access ends after this long (30d, 12h, ...), or `never`.
+    #[arg(long, default_value = "365d")]
+    expires_in: String,
+    #[command(flatten)]
+    profile: ProfileOut,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ProfileOut {
+    /// Write the recipient's credential file (config.share, mode 0600) here.
+    #[arg(long)]
+    profile_out: Option<PathBuf>,
+    /// The server endpoint recipients use, written into the credential file.
+    #[arg(long, env = "D2O_PUBLIC_ENDPOINT", default_value = "http://localhost:8080/delta-sharing")]
+    endpoint: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    #[arg(long)]
+    recipient: Option<String>,
+    #[arg(long)]
+    share: Option<String>,
+    /// TABLE or SCHEMA.TABLE.
+    #[arg(long)]
+    table: Option<String>,
+    /// e.g. query, metadata, changes, admin.recipient.rotate
+    #[arg(long)]
+    action: Option<String>,
+    /// Only events at or after this time (ISO-8601, or a duration ago such as 1h).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only events at or before this time (ISO-8601).
+    #[arg(long)]
+    until: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CatalogCommand {
+    /// Load the shares of a reference-format server.yaml into the catalog.
+    Import { config: PathBuf },
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Records an admin action done on the catalog directly (a server records its own).
+async fn audited(admin: &Arc<dyn Admin>, direct: bool, action: &str, share: Option<&str>) -> Result<()> {
+    if direct {
+        let event = AuditEvent {
+            time_ms: now_ms(),
+            principal: "admin".into(),
+            action: format!("admin.{action}"),
+            share: share.map(str::to_owned),
+            status: 200,
+            user_agent: Some(format!("d2o-cli/{}", env!("CARGO_PKG_VERSION"))),
+            ..Default::default()
+        };
+        admin.append_audit(&event).await.context("the audit event could not be written")?;
+    }
+    Ok(())
+}
+
+fn print_share(s: &ShareInfo, json: bool) -> Result<()> {
+    if json {
+        return output::json(s);
+    }
+    println!("share {}{}", s.name, s.comment.as_deref().map(|c| format!("  ({c})")).unwrap_or_default());
+    let rows: Vec<Vec<String>> = s
+        .tables
+        .iter()
+        .map(|t| {
+            vec![
+                format!("{}.{}", t.schema, t.name),
+                t.location.clone(),
+                if t.history_shared { "yes".into() } else { "no".into() },
+                t.partition_filter.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    output::table(&["TABLE", "LOCATION", "HISTORY", "PARTITION FILTER"], &rows);
+    println!("recipients: {}", if s.recipients.is_empty() { "-".to_owned() } else { s.recipients.join(", ") });
+    Ok(())
+}
+
+fn print_recipient(r: &RecipientInfo, json: bool) -> Result<()> {
+    if json {
+        return output::json(r);
+    }
+    println!("recipient {}{}", r.name, r.comment.as_deref().map(|c| format!("  ({c})")).unwrap_or_default());
+    if !r.properties.is_empty() {
+        let props: Vec<String> = r.properties.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("properties: {}", props.join(", "));
+    }
+    println!("expires: {}", output::time(r.expires_at));
+    println!("shares: {}", if r.shares.is_empty() { "-".to_owned() } else { r.shares.join(", ") });
+    let now = now_ms();
+    let rows: Vec<Vec<String>> = r
+        .tokens
+        .iter()
+        .map(|t| {
+            let state = if t.revoked_at.is_some() {
+                "revoked"
+            } else if t.is_active(now) {
+                "active"
+            } else {
+                "expired"
+            };
+            vec![t.id.clone(), state.into(), output::time(Some(t.created_at)), output::time(t.expires_at)]
+        })
+        .collect();
+    output::table(&["TOKEN", "STATE", "CREATED", "EXPIRES"], &rows);
+    Ok(())
+}
+
+/// Writes a credential file readable only by its owner.
+pub(crate) fn write_profile(path: &Path, endpoint: &str, token: &IssuedToken) -> Result<()> {
+    let expiration = token.expires_at.map(d2o_protocol::timestamp::format_timestamp_millis);
+    let profile = Profile::bearer(endpoint, token.token.clone(), expiration);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    writeln!(file, "{}", profile.to_json())?;
+    Ok(())
+}
+
+fn report_token(token: &IssuedToken, profile: &ProfileOut, json: bool) -> Result<()> {
+    match &profile.profile_out {
+        Some(path) => {
+            write_profile(path, &profile.endpoint, token)?;
+            if json {
+                output::json(&serde_json::json!({"recipient": token.recipient, "profile": path, "expiresAt": token.expires_at}))?;
+            } else {
+                println!("credential file for {} written to {} (mode 0600)", token.recipient, path.display());
+            }
+        }
+        None => {
+            if json {
+                output::json(token)?;
+            } else {
+                println!("bearer token for {} (shown once, store it now): {}", token.recipient, token.token);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn share(target: &Target, command: ShareCommand) -> Result<()> {
+    let (admin, direct) = target.open().await?;
+    let json = target.json;
+    match command {
+        ShareCommand::Create { name, comment } => {
+            let s = admin.create_share(&name, comment.as_deref()).await?;
+            audited(&admin, direct, "share.create", Some(&name)).await?;
+            print_share(&s, json)
+        }
+        ShareCommand::List => {
+            let shares = admin.list_shares().await?;
+            if json {
+                return shares.iter().try_for_each(output::json);
+            }
+            let rows: Vec<Vec<String>> = shares
+                .iter()
+                .map(|s| vec![s.name.clone(), s.tables.len().to_string(), s.recipients.join(","), s.comment.clone().unwrap_or_default()])
+                .collect();
+            output::table(&["SHARE", "TABLES", "RECIPIENTS", "COMMENT"], &rows);
+            Ok(())
+        }
+        ShareCommand::Show { name } => print_share(&admin.show_share(&name).await?, json),
+        ShareCommand::Comment { name, comment } => {
+            let s = admin.comment_share(&name, comment.as_deref()).await?;
+            audited(&admin, direct, "share.comment", Some(&name)).await?;
+            print_share(&s, json)
+        }
+        ShareCommand::Drop { name } => {
+            admin.drop_share(&name).await?;
+            audited(&admin, direct, "share.drop", Some(&name)).await?;
+            if !json {
+                println!("dropped share {name}");
+            }
+            Ok(())
+        }
+        ShareCommand::AddTable(a) => {
+            let Some((schema, table)) = a.table.split_once('.') else {
+                bail!("the table name must be SCHEMA.TABLE, not '{}'", a.table);
+            };
+            let location = if a.location.contains("://") {
+                a.location.clone()
+            } else {
+                std::path::absolute(&a.location)?.display().to_string()
+            };
+            let entry = TableEntry {
+                schema: schema.to_owned(),
+                name: table.to_owned(),
+                location,
+                history_shared: a.history,
+                start_version: a.start_version,
+                cdf_enabled: a.no_cdf.then_some(false),
+                partition_filter: a.partition_filter,
+                comment: a.comment,
+            };
+            let s = admin.add_table(&a.share, entry).await?;
+            audited(&admin, direct, "share.add_table", Some(&a.share)).await?;
+            print_share(&s, json)
+        }
+        ShareCommand::RemoveTable { share, table } => {
+            let Some((schema, name)) = table.split_once('.') else { bail!("the table name must be SCHEMA.TABLE, not '{table}'") };
+            let s = admin.remove_table(&share, schema, name).await?;
+            audited(&admin, direct, "share.remove_table", Some(&share)).await?;
+            print_share(&s, json)
+        }
+    }
+}
+
+pub(crate) async fn recipient(target: &Target, command: RecipientCommand) -> Result<()> {
+    let (admin, direct) = target.open().await?;
+    let json = target.json;
+    match command {
+        RecipientCommand::Create(c) => {
+            let expires_at = match c.expires_in.as_str() {
+                "never" => None,
+                d => Some(now_ms() + output::parse_duration(d).map_err(anyhow::Error::msg)? as i64 * 1000),
+            };
+            let properties = parse_properties(c.properties.iter().map(String::as_str))?;
+            let (_, token) = admin.create_recipient(NewRecipient { name: c.name.clone(), comment: c.comment, properties, expires_at }).await?;
+            audited(&admin, direct, "recipient.create", None).await?;
+            report_token(&token, &c.profile, json)
+        }
+        RecipientCommand::List => {
+            let recipients = admin.list_recipients().await?;
+            if json {
+                return recipients.iter().try_for_each(output::json);
+            }
+            let now = now_ms();
+            let rows: Vec<Vec<String>> = recipients
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.name.clone(),
+                        r.tokens.iter().filter(|t| t.is_active(now)).count().to_string(),
+                        r.shares.join(","),
+                        output::time(r.expires_at),
+                    ]
+                })
+                .collect();
+            output::table(&["RECIPIENT", "ACTIVE TOKENS", "SHARES", "EXPIRES"], &rows);
+            Ok(())
+        }
+        RecipientCommand::Show { name } => print_recipient(&admin.show_recipient(&name).await?, json),
+        RecipientCommand::Rotate { name, grace, profile } => {
+            let grace = output::parse_duration(&grace).map_err(anyhow::Error::msg)?;
+            let token = admin.rotate_token(&name, grace).await?;
+            audited(&admin, direct, "recipient.rotate", None).await?;
+            report_token(&token, &profile, json)
+        }
+        RecipientCommand::Revoke { name } => {
+            let r = admin.revoke_recipient(&name).await?;
+            audited(&admin, direct, "recipient.revoke", None).await?;
+            print_recipient(&r, json)
+        }
+        RecipientCommand::Drop { name } => {
+            admin.drop_recipient(&name).await?;
+            audited(&admin, direct, "recipient.drop", None).await?;
+            if !json {
+                println!("dropped recipient {name}");
+            }
+            Ok(())
+        }
+    }
+}
+
+pub(crate) async fn grant(target: &Target, share: &str, recipient: &str, grant: bool) -> Result<()> {
+    let (admin, direct) = target.open().await?;
+    if grant {
+        admin.grant(share, recipient).await?;
+        audited(&admin, direct, "grant", Some(share)).await?;
+        if !target.json {
+            println!("granted share {share} to {recipient}");
+        }
+    } else {
+        admin.revoke_grant(share, recipient).await?;
+        audited(&admin, direct, "revoke_grant", Some(share)).await?;
+        if !target.json {
+            println!("revoked share {share} from {recipient}");
+        }
+    }
+    Ok(())
+}
+
+fn time_arg(text: &str) -> Result<i64> {
+    if let Ok(ms) = d2o_protocol::timestamp::parse_timestamp_millis(text) {
+        return Ok(ms);
+    }
+    let ago = output::parse_duration(text).map_err(|_| anyhow::anyhow!("'{text}' is neither an ISO-8601 time nor a duration such as 1h"))?;
+    Ok(now_ms() - ago as i64 * 1000)
+}
+
+pub(crate) async fn audit(target: &Target, a: AuditArgs) -> Result<()> {
+    let (admin, _) = target.open().await?;
+    let filter = AuditFilter {
+        principal: a.recipient,
+        share: a.share,
+        table: a.table,
+        action: a.action,
+        since_ms: a.since.as_deref().map(time_arg).transpose()?,
+        until_ms: a.until.as_deref().map(time_arg).transpose()?,
+        limit: Some(a.limit),
+    };
+    let events = admin.audit(&filter).await?;
+    if target.json {
+        return events.iter().try_for_each(output::json);
+    }
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            let table = match (&e.schema, &e.table) {
+                (Some(s), Some(t)) => format!("{s}.{t}"),
+                (None, Some(t)) => t.clone(),
+                _ => "-".into(),
+            };
+            vec![
+                output::time(Some(e.time_ms)),
+                e.principal.clone(),
+                e.action.clone(),
+                opt(&e.share),
+                table,
+                e.version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                e.files.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                e.bytes.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                e.status.to_string(),
+                opt(&e.client_ip),
+            ]
+        })
+        .collect();
+    output::table(&["TIME", "WHO", "ACTION", "SHARE", "TABLE", "VERSION", "FILES", "BYTES", "STATUS", "CLIENT"], &rows);
+    Ok(())
+}
+
+pub(crate) async fn catalog(target: &Target, command: CatalogCommand) -> Result<()> {
+    let CatalogCommand::Import { config } = command;
+    let (parsed, report) = d2o_catalog::ServerConfig::load(&config)?;
+    for w in &report.warnings {
+        eprintln!("warning: {}: {w}", config.display());
+    }
+    let base = std::path::absolute(&config)?.parent().map(Path::to_path_buf).unwrap_or_default();
+    let (admin, direct) = target.open().await?;
+    let (mut shares, mut tables) = (0, 0);
+    for share in &parsed.shares {
+        let name = share.name.clone().unwrap_or_default();
+        match admin.create_share(&name, None).await {
+            Ok(_) => shares += 1,
+            Err(d2o_catalog::CatalogError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        for schema in &share.schemas {
+            for t in &schema.tables {
+                let location = d2o_catalog::config::resolve_location(t.location.as_deref().unwrap_or_default(), &base)
+                    .map_err(anyhow::Error::msg)?;
+                let entry = TableEntry {
+                    schema: schema.name.clone().unwrap_or_default(),
+                    name: t.name.clone().unwrap_or_default(),
+                    location: location.to_string(),
+                    history_shared: t.history_shared,
+                    start_version: t.start_version,
+                    cdf_enabled: t.cdf_enabled,
+                    partition_filter: None,
+                    comment: None,
+                };
+                match admin.add_table(&name, entry).await {
+                    Ok(_) => tables += 1,
+                    Err(d2o_catalog::CatalogError::AlreadyExists { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    audited(&admin, direct, "catalog.import", None).await?;
+    println!("imported {shares} shares and {tables} tables from {}", config.display());
+    if parsed.authorization.is_some() {
+        println!("note: the config's bearer token is not imported; create recipients with `d2o recipient create`");
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! [`Admin`] over a running server's admin REST API (`d2o ... --server URL`).
+
+use async_trait::async_trait;
+use d2o_catalog::{
+    Admin, AuditEvent, AuditFilter, CatalogError, IssuedToken, NewRecipient, RecipientInfo, ShareInfo, TableEntry,
+};
+use d2o_protocol::ErrorBody;
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// The admin API of a d2o server.
+pub(crate) struct RemoteAdmin {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl RemoteAdmin {
+    pub(crate) fn new(server: &str, token: String) -> Self {
+        RemoteAdmin { base: format!("{}/admin/v1", server.trim_end_matches('/')), token, http: reqwest::Client::new() }
+    }
+
+    fn path(segments: &[&str]) -> String {
+        segments
+            .iter()
+            .map(|s| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20"))
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<Value>) -> Result<T, CatalogError> {
+        let mut req = self.http.request(method, format!("{}/{path}", self.base)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.map_err(|e| CatalogError::Internal(format!("cannot reach the server at {}: {e}", self.base)))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| CatalogError::Internal(e.to_string()))?;
+        if status.is_success() {
+            let text = if text.is_empty() { "null" } else { &text };
+            return serde_json::from_str(text).map_err(|e| CatalogError::Internal(format!("unexpected answer from the server: {e}")));
+        }
+        let err: ErrorBody = serde_json::from_str(&text).unwrap_or(ErrorBody { error_code: String::new(), message: text });
+        Err(match status {
+            StatusCode::NOT_FOUND => CatalogError::NotFound { kind: "object", name: err.message },
+            StatusCode::UNAUTHORIZED => CatalogError::Unauthenticated(err.message),
+            StatusCode::CONFLICT => CatalogError::AlreadyExists { kind: "object", name: err.message },
+            s if s.is_client_error() => CatalogError::InvalidArgument(err.message),
+            _ => CatalogError::Internal(format!("server error {status}: {}", err.message)),
+        })
+    }
+}
+
+#[async_trait]
+impl Admin for RemoteAdmin {
+    async fn create_share(&self, name: &str, comment: Option<&str>) -> Result<ShareInfo, CatalogError> {
+        self.call(Method::POST, "shares", Some(json!({"name": name, "comment": comment}))).await
+    }
+    async fn list_shares(&self) -> Result<Vec<ShareInfo>, CatalogError> {
+        self.call(Method::GET, "shares", None).await
+    }
+    async fn show_share(&self, name: &str) -> Result<ShareInfo, CatalogError> {
+        self.call(Method::GET, &Self::path(&["shares", name]), None).await
+    }
+    async fn comment_share(&self, name: &str, comment: Option<&str>) -> Result<ShareInfo, CatalogError> {
+        self.call(Method::PATCH, &Self::path(&["shares", name]), Some(json!({"comment": comment}))).await
+    }
+    async fn drop_share(&self, name: &str) -> Result<(), CatalogError> {
+        self.call::<Value>(Method::DELETE, &Self::path(&["shares", name]), None).await.map(drop)
+    }
+    async fn add_table(&self, share: &str, table: TableEntry) -> Result<ShareInfo, CatalogError> {
+        let body = serde_json::to_value(&table).map_err(|e| CatalogError::Internal(e.to_string()))?;
+        self.call(Method::POST, &Self::path(&["shares", share, "tables"]), Some(body)).await
+    }
+    async fn remove_table(&self, share: &str, schema: &str, table: &str) -> Result<ShareInfo, CatalogError> {
+        self.call(Method::DELETE, &Self::path(&["shares", share, "tables", schema, table]), None).await
+    }
+    async fn create_recipient(&self, recipient: NewRecipient) -> Result<(RecipientInfo, IssuedToken), CatalogError> {
+        #[derive(serde::Deserialize)]
+        struct Created {
+            recipient: RecipientInfo,
+            token: IssuedToken,
+        }
+        let body = serde_json::to_value(&recipient).map_err(|e| CatalogError::Internal(e.to_string()))?;
+        let created: Created = self.call(Method::POST, "recipients", Some(body)).await?;
+        Ok((created.recipient, created.token))
+    }
+    async fn list_recipients(&self) -> Result<Vec<RecipientInfo>, CatalogError> {
+        self.call(Method::GET, "recipients", None).await
+    }
+    async fn show_recipient(&self, name: &str) -> Result<RecipientInfo, CatalogError> {
+        self.call(Method::GET, &Self::path(&["recipients", name]), None).await
+    }
+    async fn rotate_token(&self, name: &str, grace_seconds: u64) -> Result<IssuedToken, CatalogError> {
+        self.call(Method::POST, &Self::path(&["recipients", name, "rotate"]), Some(json!({"graceSeconds": grace_seconds}))).await
+    }
+    async fn revoke_recipient(&self, name: &str) -> Result<RecipientInfo, CatalogError> {
+        self.call(Method::POST, &Self::path(&["recipients", name, "revoke"]), None).await
+    }
+    async fn drop_recipient(&self, name: &str) -> Result<(), CatalogError> {
+        self.call::<Value>(Method::DELETE, &Self::path(&["recipients", name]), None).await.map(drop)
+    }
+    async fn grant(&self, share: &str, recipient: &str) -> Result<(), CatalogError> {
+        self.call::<Value>(Method::PUT, &Self::path(&["shares", share, "recipients", recipient]), None).await.map(drop)
+    }
+    async fn revoke_grant(&self, share: &str, recipient: &str) -> Result<(), CatalogError> {
+        self.call::<Value>(Method::DELETE, &Self::path(&["shares", share, "recipients", recipient]), None).await.map(drop)
+    }
+    async fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, CatalogError> {
+        let query = {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [("recipient", &f.principal), ("share", &f.share), ("table", &f.table), ("action", &f.action)] {
+            if let Some(v) = v {
+                q.append_pair(k, v);
+            }
+        }
+        for (k, v) in [("since", f.since_ms), ("until", f.until_ms), ("limit", f.limit.map(i64::from))] {
+            if let Some(v) = v {
+                q.append_pair(k, &v.to_string());
+            }
+        }
+        q.finish()
+        };
+        self.call(Method::GET, &format!("audit?{query}"), None).await
+    }
+    async fn append_audit(&self, _event: &AuditEvent) -> Result<(), CatalogError> {
+        // The server records its own admin actions.
+        Ok(())
+    }
+}

@@ -1,0 +1,12 @@
+//! Integration tests of the recipient client against a real d2o server (in-process, on
+//! 127.0.0.1:0) serving the shared fixture tables in `../shared/delta-tables`.
+
+#![allow(unreachable_pub, clippy::expect_used, clippy::unwrap_used)]
+
+mod changes;
+mod discovery;
+mod errors;
+mod filters;
+mod refresh;
+mod snapshots;
+mod support;
