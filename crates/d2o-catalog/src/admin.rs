@@ -9,6 +9,7 @@ use crate::CatalogError;
 
 /// A share with its tables.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ShareInfo {
     pub id: String,
     pub name: String,
@@ -24,6 +25,7 @@ pub struct ShareInfo {
 
 /// A table in a share.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TableEntry {
     pub schema: String,
     pub name: String,
@@ -45,6 +47,7 @@ pub struct TableEntry {
 
 /// What a provider gives to create a recipient.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NewRecipient {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -58,6 +61,7 @@ pub struct NewRecipient {
 
 /// A recipient, its tokens (never the secrets) and the shares granted to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RecipientInfo {
     pub id: String,
     pub name: String,
@@ -76,6 +80,7 @@ pub struct RecipientInfo {
 
 /// A bearer token's lifecycle, without the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TokenInfo {
     pub id: String,
     pub created_at: i64,
@@ -94,6 +99,7 @@ impl TokenInfo {
 
 /// A freshly issued token: the only time the secret is seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct IssuedToken {
     pub recipient: String,
     pub token: String,
@@ -103,6 +109,7 @@ pub struct IssuedToken {
 
 /// One audited request or admin action.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AuditEvent {
     pub time_ms: i64,
     /// The recipient's name, or `admin`.
@@ -132,6 +139,7 @@ pub struct AuditEvent {
 
 /// Which audit events to return; every field narrows the result.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AuditFilter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
