@@ -158,3 +158,23 @@ def test_admin_api_through_the_cli(provider):
     assert json.loads(out.splitlines()[0])["name"] == "external_retail"
     stderr = _cli_fails(b, c, "share", "list", "--server", server, "--admin-token", "wrong-token-xxxxxxxx")
     assert "admin token" in stderr
+
+
+def test_catalog_import_of_a_reference_config(tmp_path):
+    binary = os.environ["D2O_BIN"]
+    catalog = tmp_path / "imported.db"
+    table = fixture_by_name("simple_table").delta_dir
+    (tmp_path / "server.yaml").write_text(
+        "version: 1\nshares:\n- name: share1\n  schemas:\n  - name: schema1\n    tables:\n"
+        f"    - name: t1\n      location: {table}\n      historyShared: true\n      startVersion: 2\n"
+        "    - name: t2\n      location: relative/dir\n"
+        "authorization:\n  bearerToken: not-imported\n"
+    )
+    out = _cli(binary, catalog, "catalog", "import", str(tmp_path / "server.yaml"))
+    assert "imported 1 shares and 2 tables" in out and "not imported" in out
+    shown = json.loads(_cli(binary, catalog, "share", "show", "share1", "--json"))
+    tables = {t["name"]: t for t in shown["tables"]}
+    assert tables["t1"]["historyShared"] is True and tables["t1"]["startVersion"] == 2
+    assert tables["t2"]["location"] == (tmp_path / "relative" / "dir").as_uri() + "/"
+    # Importing again adds nothing and fails nothing.
+    assert "imported 0 shares and 0 tables" in _cli(binary, catalog, "catalog", "import", str(tmp_path / "server.yaml"))
