@@ -195,7 +195,9 @@ pub trait Admin: Send + Sync + 'static {
 }
 
 /// Properties from `key=value` pairs, as the CLI and the admin API take them.
-pub fn parse_properties<'a>(pairs: impl IntoIterator<Item = &'a str>) -> Result<BTreeMap<String, String>, CatalogError> {
+pub fn parse_properties<'a>(
+    pairs: impl IntoIterator<Item = &'a str>,
+) -> Result<BTreeMap<String, String>, CatalogError> {
     pairs
         .into_iter()
         .map(|p| {

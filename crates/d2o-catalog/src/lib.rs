@@ -25,11 +25,13 @@ mod catalog;
 mod error;
 mod yaml_catalog;
 
-pub use admin::{Admin, AuditEvent, AuditFilter, IssuedToken, NewRecipient, RecipientInfo, ShareInfo, TableEntry, TokenInfo};
+pub use admin::{
+    Admin, AuditEvent, AuditFilter, IssuedToken, NewRecipient, RecipientInfo, ShareInfo, TableEntry, TokenInfo,
+};
 pub use catalog::{Catalog, Principal, SharedTable};
-pub use partition_filter::PartitionFilter;
-pub use sql::SqlCatalog;
 pub use config::{ConfigError, ServerConfig};
 pub use error::CatalogError;
 pub use page::{PageRequest, PageToken};
+pub use partition_filter::PartitionFilter;
+pub use sql::SqlCatalog;
 pub use yaml_catalog::YamlCatalog;

@@ -28,7 +28,8 @@ impl PartitionFilter {
         let bad = |m: String| CatalogError::InvalidArgument(format!("invalid partition filter '{text}': {m}"));
         let mut clauses = Vec::new();
         for clause in split_and(text) {
-            let (column, value) = clause.split_once('=').ok_or_else(|| bad(format!("'{clause}' is not 'column = value'")))?;
+            let (column, value) =
+                clause.split_once('=').ok_or_else(|| bad(format!("'{clause}' is not 'column = value'")))?;
             let column = column.trim().trim_matches('`').to_owned();
             if column.is_empty() || !column.chars().all(|c| c.is_alphanumeric() || c == '_') {
                 return Err(bad(format!("'{column}' is not a column name")));
@@ -39,13 +40,18 @@ impl PartitionFilter {
                 .or_else(|| value.strip_prefix("current_recipient("))
                 .and_then(|v| v.strip_suffix(')'))
             {
-                Required::RecipientProperty(unquote(inner.trim()).ok_or_else(|| bad("CURRENT_RECIPIENT takes a quoted property name".into()))?)
+                Required::RecipientProperty(
+                    unquote(inner.trim())
+                        .ok_or_else(|| bad("CURRENT_RECIPIENT takes a quoted property name".into()))?,
+                )
             } else if let Some(s) = unquote(value) {
                 Required::Literal(s)
             } else if !value.is_empty() && value.chars().all(|c| c.is_ascii_digit() || c == '-' || c == '.') {
                 Required::Literal(value.to_owned())
             } else {
-                return Err(bad(format!("'{value}' is not a quoted string, a number or CURRENT_RECIPIENT('property')")));
+                return Err(bad(format!(
+                    "'{value}' is not a quoted string, a number or CURRENT_RECIPIENT('property')"
+                )));
             };
             clauses.push((column, required));
         }
@@ -114,7 +120,15 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_enforce() {
-        for bad in ["", "region", "region > 'EU'", "region = EU", "a b = 'x'", "region = CURRENT_RECIPIENT(region)", "x = 1 OR y = 2"] {
+        for bad in [
+            "",
+            "region",
+            "region > 'EU'",
+            "region = EU",
+            "a b = 'x'",
+            "region = CURRENT_RECIPIENT(region)",
+            "x = 1 OR y = 2",
+        ] {
             assert!(PartitionFilter::parse(bad).is_err(), "{bad}");
         }
     }

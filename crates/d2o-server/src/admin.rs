@@ -2,12 +2,12 @@
 //! guarded by an admin token that is separate from recipient tokens.
 
 use axum::Json;
+use axum::Router;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::Router;
 use d2o_catalog::{Admin, AuditFilter, NewRecipient, RecipientInfo, ShareInfo, TableEntry};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -145,7 +145,9 @@ async fn remove_table(
     let before = admin.show_share(&share).await?;
     let info = admin.remove_table(&share, &schema, &table).await?;
     // Forget cached state of a table no longer shared from this location.
-    for t in before.tables.iter().filter(|t| t.schema.eq_ignore_ascii_case(&schema) && t.name.eq_ignore_ascii_case(&table)) {
+    for t in
+        before.tables.iter().filter(|t| t.schema.eq_ignore_ascii_case(&schema) && t.name.eq_ignore_ascii_case(&table))
+    {
         if let Ok(url) = url::Url::parse(&t.location) {
             state.tables.forget(&url);
         }
@@ -153,7 +155,10 @@ async fn remove_table(
     Ok(Json(info))
 }
 
-async fn grant(AdminCaller(admin): AdminCaller, Path((share, recipient)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+async fn grant(
+    AdminCaller(admin): AdminCaller,
+    Path((share, recipient)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
     admin.grant(&share, &recipient).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -176,7 +181,10 @@ async fn create_recipient(AdminCaller(admin): AdminCaller, body: axum::body::Byt
     Ok((StatusCode::CREATED, Json(serde_json::json!({"recipient": recipient, "token": token}))).into_response())
 }
 
-async fn show_recipient(AdminCaller(admin): AdminCaller, Path(name): Path<String>) -> Result<Json<RecipientInfo>, ApiError> {
+async fn show_recipient(
+    AdminCaller(admin): AdminCaller,
+    Path(name): Path<String>,
+) -> Result<Json<RecipientInfo>, ApiError> {
     Ok(Json(admin.show_recipient(&name).await?))
 }
 
@@ -205,7 +213,10 @@ async fn revoke(AdminCaller(admin): AdminCaller, Path(name): Path<String>) -> Re
     Ok(Json(admin.revoke_recipient(&name).await?))
 }
 
-async fn audit(AdminCaller(admin): AdminCaller, params: Params) -> Result<Json<Vec<d2o_catalog::AuditEvent>>, ApiError> {
+async fn audit(
+    AdminCaller(admin): AdminCaller,
+    params: Params,
+) -> Result<Json<Vec<d2o_catalog::AuditEvent>>, ApiError> {
     let time = |name: &str| -> Result<Option<i64>, ApiError> {
         params
             .get(name)

@@ -88,7 +88,11 @@ pub(crate) async fn record(State(state): State<AppState>, mut req: Request, next
     let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_default();
     let Some(action) = action_of(req.method(), &route) else { return next.run(req).await };
     let slot = AuditSlot::default();
-    let path = req.extensions().get::<axum::extract::OriginalUri>().map(|u| u.path().to_owned()).unwrap_or_else(|| req.uri().path().to_owned());
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map(|u| u.path().to_owned())
+        .unwrap_or_else(|| req.uri().path().to_owned());
     let names = path_names(&route, &path);
     let request_id = req
         .headers()
@@ -104,7 +108,8 @@ pub(crate) async fn record(State(state): State<AppState>, mut req: Request, next
         .and_then(|v| v.split(',').next())
         .map(|v| v.trim().to_owned())
         .or_else(|| req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()));
-    let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|v| v.chars().take(512).collect());
+    let user_agent =
+        req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|v| v.chars().take(512).collect());
     slot.update(|e| {
         e.action = action.to_owned();
         e.share = names.0;
@@ -209,7 +214,9 @@ impl http_body::Body for AuditedBody {
                     Ok(()) => Poll::Ready(None),
                     Err(e) => {
                         tracing::error!(error = %e, "audit event could not be written; failing the response");
-                        Poll::Ready(Some(Err(axum::Error::new(std::io::Error::other("the audit event could not be written")))))
+                        Poll::Ready(Some(Err(axum::Error::new(std::io::Error::other(
+                            "the audit event could not be written",
+                        )))))
                     }
                 }
             }

@@ -120,6 +120,12 @@ impl AppState {
             file_list_cache_bytes: config.file_list_cache_mib << 20,
             staleness: config.staleness_acceptable.then(|| std::time::Duration::from_secs(5)),
         });
-        Ok(AppState { catalog, tables: Arc::new(tables), signer: Arc::new(signer), settings: Arc::new(settings), admin: None })
+        Ok(AppState {
+            catalog,
+            tables: Arc::new(tables),
+            signer: Arc::new(signer),
+            settings: Arc::new(settings),
+            admin: None,
+        })
     }
 }

@@ -50,12 +50,14 @@ impl SqlCatalog {
     }
 
     async fn recipient_row(&self, name: &str) -> Result<AnyRow, CatalogError> {
-        sqlx::query(self.sql("SELECT id, name, comment, properties, expires_at, created_at FROM recipients WHERE name_key = ?"))
-            .bind(name.to_lowercase())
-            .fetch_optional(self.pool())
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| CatalogError::not_found("recipient", name))
+        sqlx::query(
+            self.sql("SELECT id, name, comment, properties, expires_at, created_at FROM recipients WHERE name_key = ?"),
+        )
+        .bind(name.to_lowercase())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| CatalogError::not_found("recipient", name))
     }
 
     async fn share_info(&self, row: &AnyRow) -> Result<ShareInfo, CatalogError> {
@@ -131,15 +133,19 @@ impl SqlCatalog {
         expires_at: Option<i64>,
     ) -> Result<String, CatalogError> {
         let token = new_token();
-        sqlx::query(self.sql("INSERT INTO tokens (id, recipient_id, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)"))
-            .bind(new_id())
-            .bind(recipient_id)
-            .bind(token_hash(&token))
-            .bind(now_ms())
-            .bind(expires_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        sqlx::query(
+            self.sql(
+                "INSERT INTO tokens (id, recipient_id, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+            ),
+        )
+        .bind(new_id())
+        .bind(recipient_id)
+        .bind(token_hash(&token))
+        .bind(now_ms())
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         Ok(token)
     }
 }
@@ -148,16 +154,20 @@ impl SqlCatalog {
 impl Admin for SqlCatalog {
     async fn create_share(&self, name: &str, comment: Option<&str>) -> Result<ShareInfo, CatalogError> {
         check_name("share", name)?;
-        let result = sqlx::query(self.sql("INSERT INTO shares (id, name, name_key, comment, created_at) VALUES (?, ?, ?, ?, ?)"))
-            .bind(new_id())
-            .bind(name)
-            .bind(name.to_lowercase())
-            .bind(comment)
-            .bind(now_ms())
-            .execute(self.pool())
-            .await;
+        let result = sqlx::query(
+            self.sql("INSERT INTO shares (id, name, name_key, comment, created_at) VALUES (?, ?, ?, ?, ?)"),
+        )
+        .bind(new_id())
+        .bind(name)
+        .bind(name.to_lowercase())
+        .bind(comment)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await;
         match result {
-            Err(e) if is_unique_violation(&e) => Err(CatalogError::AlreadyExists { kind: "share", name: name.to_owned() }),
+            Err(e) if is_unique_violation(&e) => {
+                Err(CatalogError::AlreadyExists { kind: "share", name: name.to_owned() })
+            }
             Err(e) => Err(db_err(e)),
             Ok(_) => self.show_share(name).await,
         }
@@ -196,7 +206,11 @@ impl Admin for SqlCatalog {
     async fn drop_share(&self, name: &str) -> Result<(), CatalogError> {
         let id = get_str(&self.share_row(name).await?, "id")?;
         let mut tx = self.pool().begin().await.map_err(db_err)?;
-        for sql in ["DELETE FROM grants WHERE share_id = ?", "DELETE FROM shared_tables WHERE share_id = ?", "DELETE FROM shares WHERE id = ?"] {
+        for sql in [
+            "DELETE FROM grants WHERE share_id = ?",
+            "DELETE FROM shared_tables WHERE share_id = ?",
+            "DELETE FROM shares WHERE id = ?",
+        ] {
             sqlx::query(self.sql(sql)).bind(&id).execute(&mut *tx).await.map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)
@@ -231,9 +245,10 @@ impl Admin for SqlCatalog {
         .execute(self.pool())
         .await;
         match result {
-            Err(e) if is_unique_violation(&e) => {
-                Err(CatalogError::AlreadyExists { kind: "table", name: format!("{share}.{}.{}", table.schema, table.name) })
-            }
+            Err(e) if is_unique_violation(&e) => Err(CatalogError::AlreadyExists {
+                kind: "table",
+                name: format!("{share}.{}.{}", table.schema, table.name),
+            }),
             Err(e) => Err(db_err(e)),
             Ok(_) => self.show_share(share).await,
         }
@@ -241,13 +256,14 @@ impl Admin for SqlCatalog {
 
     async fn remove_table(&self, share: &str, schema: &str, table: &str) -> Result<ShareInfo, CatalogError> {
         let share_id = get_str(&self.share_row(share).await?, "id")?;
-        let done = sqlx::query(self.sql("DELETE FROM shared_tables WHERE share_id = ? AND schema_key = ? AND name_key = ?"))
-            .bind(&share_id)
-            .bind(schema.to_lowercase())
-            .bind(table.to_lowercase())
-            .execute(self.pool())
-            .await
-            .map_err(db_err)?;
+        let done =
+            sqlx::query(self.sql("DELETE FROM shared_tables WHERE share_id = ? AND schema_key = ? AND name_key = ?"))
+                .bind(&share_id)
+                .bind(schema.to_lowercase())
+                .bind(table.to_lowercase())
+                .execute(self.pool())
+                .await
+                .map_err(db_err)?;
         if done.rows_affected() == 0 {
             return Err(CatalogError::not_found("table", format!("{share}.{schema}.{table}")));
         }
@@ -289,10 +305,12 @@ impl Admin for SqlCatalog {
     }
 
     async fn list_recipients(&self) -> Result<Vec<RecipientInfo>, CatalogError> {
-        let rows = sqlx::query("SELECT id, name, comment, properties, expires_at, created_at FROM recipients ORDER BY name_key")
-            .fetch_all(self.pool())
-            .await
-            .map_err(db_err)?;
+        let rows = sqlx::query(
+            "SELECT id, name, comment, properties, expires_at, created_at FROM recipients ORDER BY name_key",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
         let mut out = Vec::new();
         for row in &rows {
             out.push(self.recipient_info(row).await?);
@@ -341,7 +359,11 @@ impl Admin for SqlCatalog {
     async fn drop_recipient(&self, name: &str) -> Result<(), CatalogError> {
         let id = get_str(&self.recipient_row(name).await?, "id")?;
         let mut tx = self.pool().begin().await.map_err(db_err)?;
-        for sql in ["DELETE FROM grants WHERE recipient_id = ?", "DELETE FROM tokens WHERE recipient_id = ?", "DELETE FROM recipients WHERE id = ?"] {
+        for sql in [
+            "DELETE FROM grants WHERE recipient_id = ?",
+            "DELETE FROM tokens WHERE recipient_id = ?",
+            "DELETE FROM recipients WHERE id = ?",
+        ] {
             sqlx::query(self.sql(sql)).bind(&id).execute(&mut *tx).await.map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)
@@ -350,13 +372,15 @@ impl Admin for SqlCatalog {
     async fn grant(&self, share: &str, recipient: &str) -> Result<(), CatalogError> {
         let share_id = get_str(&self.share_row(share).await?, "id")?;
         let recipient_id = get_str(&self.recipient_row(recipient).await?, "id")?;
-        sqlx::query(self.sql("INSERT INTO grants (share_id, recipient_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"))
-            .bind(share_id)
-            .bind(recipient_id)
-            .bind(now_ms())
-            .execute(self.pool())
-            .await
-            .map_err(db_err)?;
+        sqlx::query(
+            self.sql("INSERT INTO grants (share_id, recipient_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"),
+        )
+        .bind(share_id)
+        .bind(recipient_id)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
         Ok(())
     }
 

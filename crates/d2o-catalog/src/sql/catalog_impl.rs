@@ -79,7 +79,8 @@ impl Catalog for SqlCatalog {
         if expired(get_opt_i64(&row, "expires_at")?) || expired(get_opt_i64(&row, "recipient_expires")?) {
             return Err(CatalogError::Unauthenticated("the bearer token has expired".into()));
         }
-        let properties: BTreeMap<String, String> = serde_json::from_str(&get_str(&row, "properties")?).unwrap_or_default();
+        let properties: BTreeMap<String, String> =
+            serde_json::from_str(&get_str(&row, "properties")?).unwrap_or_default();
         Ok(Principal { recipient: get_str(&row, "name")?, properties })
     }
 
@@ -118,7 +119,12 @@ impl Catalog for SqlCatalog {
         Ok(Share { name, id: Some(id), display_name: None, comment: None, properties: BTreeMap::new() })
     }
 
-    async fn list_schemas(&self, who: &Principal, share: &str, page: &PageRequest) -> Result<Page<Schema>, CatalogError> {
+    async fn list_schemas(
+        &self,
+        who: &Principal,
+        share: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Schema>, CatalogError> {
         let (share_id, share_name) = self.granted_share(who, share).await?;
         let listing = format!("schemas/{}", share.to_lowercase());
         let (size, after) = keyset(page, &listing)?;
@@ -134,13 +140,22 @@ impl Catalog for SqlCatalog {
         .map_err(db_err)?;
         let mut items = Vec::new();
         for row in &rows {
-            items.push((get_str(row, "schema_key")?, Schema { name: get_str(row, "schema_name")?, share: share_name.clone() }));
+            items.push((
+                get_str(row, "schema_key")?,
+                Schema { name: get_str(row, "schema_name")?, share: share_name.clone() },
+            ));
         }
         let page = finish(items, size, &listing, |(k, _)| k.clone());
         Ok(Page { items: page.items.into_iter().map(|(_, s)| s).collect(), next_page_token: page.next_page_token })
     }
 
-    async fn list_tables(&self, who: &Principal, share: &str, schema: &str, page: &PageRequest) -> Result<Page<Table>, CatalogError> {
+    async fn list_tables(
+        &self,
+        who: &Principal,
+        share: &str,
+        schema: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Table>, CatalogError> {
         let (share_id, share_name) = self.granted_share(who, share).await?;
         let listing = format!("tables/{}/{}", share.to_lowercase(), schema.to_lowercase());
         let (size, after) = keyset(page, &listing)?;
@@ -175,13 +190,21 @@ impl Catalog for SqlCatalog {
         Ok(Page { items: page.items.into_iter().map(|(_, t)| t).collect(), next_page_token: page.next_page_token })
     }
 
-    async fn list_all_tables(&self, who: &Principal, share: &str, page: &PageRequest) -> Result<Page<Table>, CatalogError> {
+    async fn list_all_tables(
+        &self,
+        who: &Principal,
+        share: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Table>, CatalogError> {
         let (share_id, share_name) = self.granted_share(who, share).await?;
         let listing = format!("all-tables/{}", share.to_lowercase());
         let (size, after) = keyset(page, &listing)?;
         // The position is "schema_key/name_key"; names cannot contain '/'.
         let (after_schema, after_name) = match &after {
-            Some(p) => p.split_once('/').map(|(s, n)| (s.to_owned(), n.to_owned())).ok_or_else(|| CatalogError::InvalidArgument("invalid 'nextPageToken'".into()))?,
+            Some(p) => p
+                .split_once('/')
+                .map(|(s, n)| (s.to_owned(), n.to_owned()))
+                .ok_or_else(|| CatalogError::InvalidArgument("invalid 'nextPageToken'".into()))?,
             None => (String::new(), String::new()),
         };
         let rows = sqlx::query(self.sql(
@@ -214,7 +237,13 @@ impl Catalog for SqlCatalog {
         Ok(Page { items: page.items.into_iter().map(|(_, t)| t).collect(), next_page_token: page.next_page_token })
     }
 
-    async fn get_table(&self, who: &Principal, share: &str, schema: &str, table: &str) -> Result<SharedTable, CatalogError> {
+    async fn get_table(
+        &self,
+        who: &Principal,
+        share: &str,
+        schema: &str,
+        table: &str,
+    ) -> Result<SharedTable, CatalogError> {
         let (share_id, share_name) = self.granted_share(who, share).await?;
         let row = sqlx::query(self.sql(
             "SELECT id, name, schema_name, location, history_shared, start_version, cdf_enabled, partition_filter
@@ -227,13 +256,14 @@ impl Catalog for SqlCatalog {
         .await
         .map_err(db_err)?;
         let Some(row) = row else {
-            let schema_exists: Option<String> =
-                sqlx::query_scalar(self.sql("SELECT id FROM shared_tables WHERE share_id = ? AND schema_key = ? LIMIT 1"))
-                    .bind(&share_id)
-                    .bind(schema.to_lowercase())
-                    .fetch_optional(self.pool())
-                    .await
-                    .map_err(db_err)?;
+            let schema_exists: Option<String> = sqlx::query_scalar(
+                self.sql("SELECT id FROM shared_tables WHERE share_id = ? AND schema_key = ? LIMIT 1"),
+            )
+            .bind(&share_id)
+            .bind(schema.to_lowercase())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_err)?;
             return Err(match schema_exists {
                 None => CatalogError::not_found("schema", format!("{share}.{schema}")),
                 Some(_) => CatalogError::not_found("table", format!("{share}.{schema}.{table}")),
@@ -246,7 +276,8 @@ impl Catalog for SqlCatalog {
             name: get_str(&row, "name")?,
             share_id: Some(share_id),
             id: Some(get_str(&row, "id")?),
-            location: Url::parse(&location).map_err(|e| CatalogError::Internal(format!("stored location '{location}': {e}")))?,
+            location: Url::parse(&location)
+                .map_err(|e| CatalogError::Internal(format!("stored location '{location}': {e}")))?,
             history_shared: get_i64(&row, "history_shared")? != 0,
             start_version: get_i64(&row, "start_version")?.max(0) as u64,
             cdf_enabled: get_opt_i64(&row, "cdf_enabled")?.map(|v| v != 0),
@@ -255,8 +286,10 @@ impl Catalog for SqlCatalog {
     }
 
     async fn table_locations(&self) -> Result<Vec<Url>, CatalogError> {
-        let rows: Vec<String> =
-            sqlx::query_scalar("SELECT DISTINCT location FROM shared_tables").fetch_all(self.pool()).await.map_err(db_err)?;
+        let rows: Vec<String> = sqlx::query_scalar("SELECT DISTINCT location FROM shared_tables")
+            .fetch_all(self.pool())
+            .await
+            .map_err(db_err)?;
         Ok(rows.iter().filter_map(|l| Url::parse(l).ok()).collect())
     }
 

@@ -72,10 +72,12 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
 
 pub(super) async fn apply(catalog: &SqlCatalog) -> Result<(), CatalogError> {
     let pool = catalog.pool();
-    sqlx::query("CREATE TABLE IF NOT EXISTS d2o_schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-        .execute(pool)
-        .await
-        .map_err(db_err)?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS d2o_schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .execute(pool)
+    .await
+    .map_err(db_err)?;
     for (version, statements) in MIGRATIONS {
         let applied: Option<i64> =
             sqlx::query_scalar(catalog.sql("SELECT version FROM d2o_schema_migrations WHERE version = ?"))
@@ -90,11 +92,12 @@ pub(super) async fn apply(catalog: &SqlCatalog) -> Result<(), CatalogError> {
         for statement in *statements {
             sqlx::query(*statement).execute(&mut *tx).await.map_err(db_err)?;
         }
-        let inserted = sqlx::query(catalog.sql("INSERT INTO d2o_schema_migrations (version, applied_at) VALUES (?, ?)"))
-            .bind(*version)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await;
+        let inserted =
+            sqlx::query(catalog.sql("INSERT INTO d2o_schema_migrations (version, applied_at) VALUES (?, ?)"))
+                .bind(*version)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await;
         match inserted {
             Ok(_) => tx.commit().await.map_err(db_err)?,
             // Another replica applied it first: its work stands, ours is rolled back.

@@ -57,7 +57,10 @@ impl SqlCatalog {
             }),
             Backend::Postgres => options,
         };
-        let pool = options.connect(&url).await.map_err(|e| CatalogError::Internal(format!("cannot open the catalog {}: {e}", redact(target))))?;
+        let pool = options
+            .connect(&url)
+            .await
+            .map_err(|e| CatalogError::Internal(format!("cannot open the catalog {}: {e}", redact(target))))?;
         let catalog = SqlCatalog { pool, backend, display: redact(target) };
         migrations::apply(&catalog).await?;
         Ok(catalog)

@@ -35,7 +35,10 @@ pub async fn shares_and_tables(c: &SqlCatalog) {
     let s = c.add_table("EXTERNAL_RETAIL", table("retail", "customers")).await.expect("added");
     assert_eq!(s.tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["customers", "sales"]);
     assert_eq!(s.tables[0].location, "file:///data/retail/customers/");
-    assert!(matches!(c.add_table("external_retail", table("Retail", "SALES")).await, Err(CatalogError::AlreadyExists { .. })));
+    assert!(matches!(
+        c.add_table("external_retail", table("Retail", "SALES")).await,
+        Err(CatalogError::AlreadyExists { .. })
+    ));
     assert!(matches!(c.add_table("nope", table("a", "b")).await, Err(CatalogError::NotFound { .. })));
     let s = c.comment_share("external_retail", Some("new comment")).await.expect("commented");
     assert_eq!(s.comment.as_deref(), Some("new comment"));
@@ -70,8 +73,10 @@ pub async fn bad_input_changes_nothing(c: &SqlCatalog) {
 
 pub async fn tokens_authenticate_rotate_and_revoke(c: &SqlCatalog) {
     let props = BTreeMap::from([("region".to_owned(), "EU".to_owned())]);
-    let (info, first) =
-        c.create_recipient(NewRecipient { properties: props.clone(), ..recipient("Partner_Co") }).await.expect("created");
+    let (info, first) = c
+        .create_recipient(NewRecipient { properties: props.clone(), ..recipient("Partner_Co") })
+        .await
+        .expect("created");
     assert!(first.token.len() >= 40);
     assert_eq!(info.tokens.len(), 1);
     let who = c.authenticate(Some(&first.token)).await.expect("authenticated");
@@ -108,8 +113,10 @@ pub async fn tokens_authenticate_rotate_and_revoke(c: &SqlCatalog) {
 }
 
 pub async fn recipient_expiry(c: &SqlCatalog) {
-    let (_, token) =
-        c.create_recipient(NewRecipient { expires_at: Some(now() + 300), ..recipient("brief") }).await.expect("created");
+    let (_, token) = c
+        .create_recipient(NewRecipient { expires_at: Some(now() + 300), ..recipient("brief") })
+        .await
+        .expect("created");
     assert_eq!(token.expires_at.map(|e| e > now()), Some(true));
     assert!(c.authenticate(Some(&token.token)).await.is_ok());
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
@@ -142,8 +149,14 @@ pub async fn grants_decide_visibility(c: &SqlCatalog) {
     assert_eq!(hidden.replace("secret", "X"), missing.replace("nonexistent", "X"));
     assert!(matches!(c.get_table(&who, "secret", "sc", "t").await, Err(CatalogError::NotFound { kind: "share", .. })));
     assert!(matches!(c.list_schemas(&who, "secret", &page).await, Err(CatalogError::NotFound { kind: "share", .. })));
-    assert!(matches!(c.get_table(&who, "granted", "nope", "t").await, Err(CatalogError::NotFound { kind: "schema", .. })));
-    assert!(matches!(c.get_table(&who, "granted", "sc", "nope").await, Err(CatalogError::NotFound { kind: "table", .. })));
+    assert!(matches!(
+        c.get_table(&who, "granted", "nope", "t").await,
+        Err(CatalogError::NotFound { kind: "schema", .. })
+    ));
+    assert!(matches!(
+        c.get_table(&who, "granted", "sc", "nope").await,
+        Err(CatalogError::NotFound { kind: "table", .. })
+    ));
     c.revoke_grant("granted", "r").await.expect("revoked");
     assert!(matches!(c.get_table(&who, "granted", "sc", "t").await, Err(CatalogError::NotFound { .. })));
     assert!(matches!(c.revoke_grant("granted", "r").await, Err(CatalogError::NotFound { .. })));
@@ -186,10 +199,12 @@ pub async fn pagination_covers_everything_once(c: &SqlCatalog) {
     }
     assert_eq!(all.len(), 9);
     assert_eq!(all.iter().collect::<std::collections::BTreeSet<_>>().len(), 9);
-    let schemas = c.list_schemas(&who, "share0", &PageRequest { max_results: Some(1), page_token: None }).await.expect("page");
+    let schemas =
+        c.list_schemas(&who, "share0", &PageRequest { max_results: Some(1), page_token: None }).await.expect("page");
     assert_eq!(schemas.items.len(), 1);
     assert!(schemas.next_page_token.is_some());
-    let zero = Catalog::list_shares(c, &who, &PageRequest { max_results: Some(0), page_token: None }).await.expect("page");
+    let zero =
+        Catalog::list_shares(c, &who, &PageRequest { max_results: Some(0), page_token: None }).await.expect("page");
     assert!(zero.items.is_empty() && zero.next_page_token.is_some());
     for bad in [Some("garbage".to_owned()), zero.next_page_token.clone()] {
         let r = c.list_all_tables(&who, "share0", &PageRequest { max_results: None, page_token: bad }).await;
@@ -201,10 +216,14 @@ pub async fn pagination_covers_everything_once(c: &SqlCatalog) {
 
 pub async fn audit_events_filter(c: &SqlCatalog) {
     let base = now();
-    for (i, (who, action, table)) in
-        [("partner_co", "query", "sales"), ("partner_co", "metadata", "customers"), ("other", "query", "sales"), ("admin", "share.create", "")]
-            .iter()
-            .enumerate()
+    for (i, (who, action, table)) in [
+        ("partner_co", "query", "sales"),
+        ("partner_co", "metadata", "customers"),
+        ("other", "query", "sales"),
+        ("admin", "share.create", ""),
+    ]
+    .iter()
+    .enumerate()
     {
         let e = AuditEvent {
             time_ms: base + i as i64,
@@ -232,7 +251,10 @@ pub async fn audit_events_filter(c: &SqlCatalog) {
     assert_eq!(f(AuditFilter { action: Some("query".into()), ..Default::default() }).await, 2);
     assert_eq!(f(AuditFilter { table: Some("retail.sales".into()), ..Default::default() }).await, 2);
     assert_eq!(f(AuditFilter { table: Some("customers".into()), ..Default::default() }).await, 1);
-    assert_eq!(f(AuditFilter { share: Some("external_retail".into()), since_ms: Some(base + 2), ..Default::default() }).await, 2);
+    assert_eq!(
+        f(AuditFilter { share: Some("external_retail".into()), since_ms: Some(base + 2), ..Default::default() }).await,
+        2
+    );
     assert_eq!(f(AuditFilter { until_ms: Some(base), ..Default::default() }).await, 1);
     assert_eq!(f(AuditFilter { limit: Some(1), ..Default::default() }).await, 1);
 }

@@ -22,7 +22,9 @@ impl Drop for Guard {
                 rt.block_on(async {
                     sqlx::any::install_default_drivers();
                     if let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await {
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))).execute(&mut conn).await;
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")))
+                            .execute(&mut conn)
+                            .await;
                     }
                 });
             })
@@ -46,10 +48,13 @@ pub async fn postgres() -> (SqlCatalog, Guard) {
     sqlx::any::install_default_drivers();
     let admin = postgres_admin_url();
     let db = format!("d2o_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL must run at {admin} for the catalog contract tests (.ci/run starts it): {e}")
+    });
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("PostgreSQL must run at {admin} for the catalog contract tests (.ci/run starts it): {e}"));
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut conn).await.expect("create database");
+        .expect("create database");
     let mut url = url::Url::parse(&admin).expect("url");
     url.set_path(&db);
     let catalog = SqlCatalog::connect(url.as_str()).await.expect("PostgreSQL catalog");

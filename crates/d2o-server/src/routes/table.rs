@@ -63,7 +63,11 @@ fn restriction(t: &SharedTable, who: &Recipient) -> Result<Restriction, ApiError
 }
 
 /// Whether a file with these partition values may be served under `restriction`.
-fn permitted(restriction: &Restriction, snapshot: &TableSnapshot, partition_values: &serde_json::Map<String, Value>) -> bool {
+fn permitted(
+    restriction: &Restriction,
+    snapshot: &TableSnapshot,
+    partition_values: &serde_json::Map<String, Value>,
+) -> bool {
     match restriction {
         None => true,
         Some(None) => false,
@@ -977,7 +981,8 @@ fn write_changes(
         };
         for change in files {
             if req.restriction.is_some() {
-                let values = change.action.get("partitionValues").and_then(Value::as_object).cloned().unwrap_or_default();
+                let values =
+                    change.action.get("partitionValues").and_then(Value::as_object).cloned().unwrap_or_default();
                 if !permitted(&req.restriction, &plan.latest, &values) {
                     continue;
                 }

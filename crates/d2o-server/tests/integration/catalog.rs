@@ -43,7 +43,11 @@ async fn fixture() -> Fixture {
 }
 
 async fn call(app: &Router, method: Method, uri: &str, token: &str, body: Option<Value>) -> Reply {
-    let mut req = Request::builder().method(method).uri(uri).header("host", "localhost").header("authorization", format!("Bearer {token}"));
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "localhost")
+        .header("authorization", format!("Bearer {token}"));
     if body.is_some() {
         req = req.header("content-type", "application/json");
     }
@@ -53,7 +57,11 @@ async fn call(app: &Router, method: Method, uri: &str, token: &str, body: Option
 
 async fn recipient(f: &Fixture, name: &str, props: &[(&str, &str)]) -> String {
     let properties = props.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    let (_, token) = f.catalog.create_recipient(NewRecipient { name: name.into(), properties, ..Default::default() }).await.expect("recipient");
+    let (_, token) = f
+        .catalog
+        .create_recipient(NewRecipient { name: name.into(), properties, ..Default::default() })
+        .await
+        .expect("recipient");
     token.token
 }
 
@@ -87,8 +95,18 @@ async fn recipients_see_only_their_grants_and_tokens_follow_their_lifecycle() {
     let hidden = call(&f.app, Method::GET, "/delta-sharing/shares/internal/schemas", &token, None).await;
     let missing = call(&f.app, Method::GET, "/delta-sharing/shares/nosuch/schemas", &token, None).await;
     assert_eq!(hidden.status, StatusCode::NOT_FOUND);
-    assert_eq!(hidden.json()["message"].as_str().map(|m| m.replace("internal", "X")), missing.json()["message"].as_str().map(|m| m.replace("nosuch", "X")));
-    let q = call(&f.app, Method::POST, "/delta-sharing/shares/external_retail/schemas/retail/tables/sales/query", &token, Some(json!({}))).await;
+    assert_eq!(
+        hidden.json()["message"].as_str().map(|m| m.replace("internal", "X")),
+        missing.json()["message"].as_str().map(|m| m.replace("nosuch", "X"))
+    );
+    let q = call(
+        &f.app,
+        Method::POST,
+        "/delta-sharing/shares/external_retail/schemas/retail/tables/sales/query",
+        &token,
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(q.status, StatusCode::OK);
 
     // Rotation with a grace period keeps the old token until it ends; revocation ends all.
@@ -101,9 +119,15 @@ async fn recipients_see_only_their_grants_and_tokens_follow_their_lifecycle() {
     call(&f.app, Method::GET, "/delta-sharing/shares", &rotated.token, None).await.error(StatusCode::UNAUTHORIZED);
     assert_eq!(call(&f.app, Method::GET, "/delta-sharing/shares", &last.token, None).await.status, StatusCode::OK);
     f.catalog.revoke_grant("external_retail", "partner_co").await.expect("revoke grant");
-    call(&f.app, Method::POST, "/delta-sharing/shares/external_retail/schemas/retail/tables/sales/query", &last.token, Some(json!({})))
-        .await
-        .error(StatusCode::NOT_FOUND);
+    call(
+        &f.app,
+        Method::POST,
+        "/delta-sharing/shares/external_retail/schemas/retail/tables/sales/query",
+        &last.token,
+        Some(json!({})),
+    )
+    .await
+    .error(StatusCode::NOT_FOUND);
     f.catalog.revoke_recipient("partner_co").await.expect("revoke");
     call(&f.app, Method::GET, "/delta-sharing/shares", &last.token, None).await.error(StatusCode::UNAUTHORIZED);
 }
@@ -124,7 +148,8 @@ async fn partition_filters_hold_against_hostile_requests() {
     let hint_b = json!({"op": "equal", "children": [
         {"op": "column", "name": "letter", "valueType": "string"}, {"op": "literal", "value": "b", "valueType": "string"}]})
     .to_string();
-    let is_null = json!({"op": "isNull", "children": [{"op": "column", "name": "letter", "valueType": "string"}]}).to_string();
+    let is_null =
+        json!({"op": "isNull", "children": [{"op": "column", "name": "letter", "valueType": "string"}]}).to_string();
     let bodies = [
         json!({}),
         json!({"jsonPredicateHints": hint_b}),
@@ -156,7 +181,9 @@ async fn partition_filters_hold_against_hostile_requests() {
     let adds: Vec<Value> = r.lines().into_iter().skip(2).collect();
     assert_eq!(adds.len(), 2);
     assert!(adds.iter().all(|l| l["file"]["deltaSingleAction"]["add"]["partitionValues"]["letter"] == "a"));
-    let r = call(&f.app, Method::GET, "/delta-sharing/shares/s/schemas/sc/tables/cdf/changes?startingVersion=0", &a, None).await;
+    let r =
+        call(&f.app, Method::GET, "/delta-sharing/shares/s/schemas/sc/tables/cdf/changes?startingVersion=0", &a, None)
+            .await;
     let lines = r.lines();
     assert!(lines.len() > 2);
     for l in &lines[2..] {
@@ -172,21 +199,60 @@ async fn admin_api_needs_its_own_token() {
     for t in ["", "wrong", token.as_str()] {
         call(&f.app, Method::GET, "/admin/v1/shares", t, None).await.error(StatusCode::UNAUTHORIZED);
     }
-    let r = call(&f.app, Method::POST, "/admin/v1/shares", ADMIN_TOKEN, Some(json!({"name": "external_retail", "comment": "c"}))).await;
+    let r = call(
+        &f.app,
+        Method::POST,
+        "/admin/v1/shares",
+        ADMIN_TOKEN,
+        Some(json!({"name": "external_retail", "comment": "c"})),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
-    call(&f.app, Method::POST, "/admin/v1/shares", ADMIN_TOKEN, Some(json!({"name": "EXTERNAL_RETAIL"}))).await.error(StatusCode::CONFLICT);
-    call(&f.app, Method::POST, "/admin/v1/shares", ADMIN_TOKEN, Some(json!({"name": "a/b"}))).await.error(StatusCode::BAD_REQUEST);
-    call(&f.app, Method::POST, "/admin/v1/shares", ADMIN_TOKEN, Some(json!({"nom": "x"}))).await.error(StatusCode::BAD_REQUEST);
+    call(&f.app, Method::POST, "/admin/v1/shares", ADMIN_TOKEN, Some(json!({"name": "EXTERNAL_RETAIL"})))
+        .await
+        .error(StatusCode::CONFLICT);
+    call(&f.app, Method::POST, "/admin/v1/shares", ADMIN_TOKEN, Some(json!({"name": "a/b"})))
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    call(&f.app, Method::POST, "/admin/v1/shares", ADMIN_TOKEN, Some(json!({"nom": "x"})))
+        .await
+        .error(StatusCode::BAD_REQUEST);
     let table = json!({"schema": "retail", "name": "sales", "location": table_dir("basic_partitioned").display().to_string(), "historyShared": true});
-    let table = serde_json::to_value(serde_json::from_value::<TableEntry>(table.clone()).unwrap_or_else(|_| entry("retail", "sales", "basic_partitioned", None))).expect("json");
+    let table = serde_json::to_value(
+        serde_json::from_value::<TableEntry>(table.clone())
+            .unwrap_or_else(|_| entry("retail", "sales", "basic_partitioned", None)),
+    )
+    .expect("json");
     let r = call(&f.app, Method::POST, "/admin/v1/shares/external_retail/tables", ADMIN_TOKEN, Some(table)).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    let r = call(&f.app, Method::POST, "/admin/v1/recipients", ADMIN_TOKEN, Some(json!({"name": "partner_co", "properties": {"region": "EU"}}))).await;
+    let r = call(
+        &f.app,
+        Method::POST,
+        "/admin/v1/recipients",
+        ADMIN_TOKEN,
+        Some(json!({"name": "partner_co", "properties": {"region": "EU"}})),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     let new_token = r.json()["token"]["token"].as_str().expect("token").to_owned();
-    assert_eq!(call(&f.app, Method::PUT, "/admin/v1/shares/external_retail/recipients/partner_co", ADMIN_TOKEN, None).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(call(&f.app, Method::GET, "/delta-sharing/shares/external_retail", &new_token, None).await.status, StatusCode::OK);
-    let r = call(&f.app, Method::POST, "/admin/v1/recipients/partner_co/rotate", ADMIN_TOKEN, Some(json!({"graceSeconds": 0}))).await;
+    assert_eq!(
+        call(&f.app, Method::PUT, "/admin/v1/shares/external_retail/recipients/partner_co", ADMIN_TOKEN, None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(&f.app, Method::GET, "/delta-sharing/shares/external_retail", &new_token, None).await.status,
+        StatusCode::OK
+    );
+    let r = call(
+        &f.app,
+        Method::POST,
+        "/admin/v1/recipients/partner_co/rotate",
+        ADMIN_TOKEN,
+        Some(json!({"graceSeconds": 0})),
+    )
+    .await;
     let rotated = r.json()["token"].as_str().expect("rotated").to_owned();
     call(&f.app, Method::GET, "/delta-sharing/shares", &new_token, None).await.error(StatusCode::UNAUTHORIZED);
     assert_eq!(call(&f.app, Method::GET, "/delta-sharing/shares", &rotated, None).await.status, StatusCode::OK);
@@ -196,12 +262,17 @@ async fn admin_api_needs_its_own_token() {
     call(&f.app, Method::POST, "/admin/v1/recipients/partner_co/revoke", ADMIN_TOKEN, None).await;
     call(&f.app, Method::GET, "/delta-sharing/shares", &rotated, None).await.error(StatusCode::UNAUTHORIZED);
     call(&f.app, Method::GET, "/admin/v1/shares/nope", ADMIN_TOKEN, None).await.error(StatusCode::NOT_FOUND);
-    assert_eq!(call(&f.app, Method::DELETE, "/admin/v1/shares/external_retail", ADMIN_TOKEN, None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        call(&f.app, Method::DELETE, "/admin/v1/shares/external_retail", ADMIN_TOKEN, None).await.status,
+        StatusCode::NO_CONTENT
+    );
 
     // The audit log has the admin actions and the protocol requests, and no secret.
     let events = call(&f.app, Method::GET, "/admin/v1/audit?limit=1000", ADMIN_TOKEN, None).await.json();
     let actions: Vec<&str> = events.as_array().expect("events").iter().filter_map(|e| e["action"].as_str()).collect();
-    for expected in ["admin.share.create", "admin.recipient.rotate", "admin.recipient.revoke", "get_share", "list_shares"] {
+    for expected in
+        ["admin.share.create", "admin.recipient.rotate", "admin.recipient.revoke", "get_share", "list_shares"]
+    {
         assert!(actions.contains(&expected), "{expected} in {actions:?}");
     }
     let text = events.to_string();
@@ -210,7 +281,10 @@ async fn admin_api_needs_its_own_token() {
     }
     let unauthorized = events.as_array().expect("events").iter().filter(|e| e["status"] == 401).count();
     assert!(unauthorized >= 3, "refused requests are audited too");
-    let filtered = call(&f.app, Method::GET, "/admin/v1/audit?recipient=partner_co&action=get_share", ADMIN_TOKEN, None).await.json();
+    let filtered =
+        call(&f.app, Method::GET, "/admin/v1/audit?recipient=partner_co&action=get_share", ADMIN_TOKEN, None)
+            .await
+            .json();
     assert_eq!(filtered.as_array().map(Vec::len), Some(1));
 }
 
@@ -270,7 +344,14 @@ async fn admin_changes_while_recipients_read() {
             tokio::spawn(async move {
                 let mut statuses = Vec::new();
                 for _ in 0..25 {
-                    let r = call(&app, Method::POST, "/delta-sharing/shares/s/schemas/sc/tables/t/query", &token, Some(json!({}))).await;
+                    let r = call(
+                        &app,
+                        Method::POST,
+                        "/delta-sharing/shares/s/schemas/sc/tables/t/query",
+                        &token,
+                        Some(json!({})),
+                    )
+                    .await;
                     if r.status == StatusCode::OK {
                         assert_eq!(r.lines().len(), 8, "a complete response");
                     }
@@ -282,7 +363,11 @@ async fn admin_changes_while_recipients_read() {
         .collect();
     for i in 0..20 {
         f.catalog.add_table("s", entry("other", &format!("t{i}"), "simple_table", None)).await.expect("add");
-        let (_, _) = f.catalog.create_recipient(NewRecipient { name: format!("r{i}"), ..Default::default() }).await.expect("recipient");
+        let (_, _) = f
+            .catalog
+            .create_recipient(NewRecipient { name: format!("r{i}"), ..Default::default() })
+            .await
+            .expect("recipient");
         f.catalog.grant("s", &format!("r{i}")).await.expect("grant");
         if i % 5 == 0 {
             f.catalog.remove_table("s", "other", &format!("t{i}")).await.expect("remove");
