@@ -40,6 +40,17 @@ fn finish<T>(mut items: Vec<T>, size: usize, listing: &str, key: impl Fn(&T) -> 
     Page { items, next_page_token }
 }
 
+/// A listed table from a `shared_tables` row.
+fn table_item(row: &sqlx::any::AnyRow, share_name: &str, share_id: &str) -> Result<Table, CatalogError> {
+    Ok(Table {
+        name: get_str(row, "name")?,
+        schema: get_str(row, "schema_name")?,
+        share: share_name.to_owned(),
+        share_id: Some(share_id.to_owned()),
+        id: Some(get_str(row, "id")?),
+    })
+}
+
 impl SqlCatalog {
     /// The id of a share the principal was granted, or `NotFound`.
     async fn granted_share(&self, who: &Principal, share: &str) -> Result<(String, String), CatalogError> {
@@ -175,16 +186,7 @@ impl Catalog for SqlCatalog {
         }
         let mut items = Vec::new();
         for row in &rows {
-            items.push((
-                get_str(row, "name_key")?,
-                Table {
-                    name: get_str(row, "name")?,
-                    schema: get_str(row, "schema_name")?,
-                    share: share_name.clone(),
-                    share_id: Some(share_id.clone()),
-                    id: Some(get_str(row, "id")?),
-                },
-            ));
+            items.push((get_str(row, "name_key")?, table_item(row, &share_name, &share_id)?));
         }
         let page = finish(items, size, &listing, |(k, _)| k.clone());
         Ok(Page { items: page.items.into_iter().map(|(_, t)| t).collect(), next_page_token: page.next_page_token })
@@ -224,13 +226,7 @@ impl Catalog for SqlCatalog {
         for row in &rows {
             items.push((
                 format!("{}/{}", get_str(row, "schema_key")?, get_str(row, "name_key")?),
-                Table {
-                    name: get_str(row, "name")?,
-                    schema: get_str(row, "schema_name")?,
-                    share: share_name.clone(),
-                    share_id: Some(share_id.clone()),
-                    id: Some(get_str(row, "id")?),
-                },
+                table_item(row, &share_name, &share_id)?,
             ));
         }
         let page = finish(items, size, &listing, |(k, _)| k.clone());

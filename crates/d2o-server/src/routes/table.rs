@@ -596,18 +596,28 @@ pub(crate) async fn query(
     plan.audit.update(|e| e.version = Some(plan.snapshot.version() as i64));
     let (writer, body) = LineWriter::channel();
     let response = ndjson_response(plan.snapshot.version(), plan.format, plan.end_stream, body);
-    let url_timeout_ms = state.settings.url_timeout_secs as i64 * 1000;
+    stream_lines(writer, state.settings.url_timeout_secs, move |expires_ms, w| {
+        write_snapshot(&state, &plan, &base, expires_ms, w)
+    });
+    Ok(response)
+}
+
+/// Writes a response body on a blocking thread: `write` gets the expiry of the URLs it signs
+/// and the writer; an error after the 200 went out breaks the stream.
+fn stream_lines(
+    mut writer: LineWriter,
+    url_timeout_secs: u64,
+    write: impl FnOnce(i64, &mut LineWriter) -> Result<(), ApiError> + Send + 'static,
+) {
     tokio::task::spawn_blocking(move || {
-        let mut writer = writer;
-        let expires_ms = now_ms() + url_timeout_ms;
-        match write_snapshot(&state, &plan, &base, expires_ms, &mut writer) {
+        let expires_ms = now_ms() + url_timeout_secs as i64 * 1000;
+        match write(expires_ms, &mut writer) {
             Ok(()) => {
                 let _ = writer.flush();
             }
             Err(e) => writer.abort(&e),
         }
     });
-    Ok(response)
 }
 
 fn write_snapshot(
@@ -820,16 +830,8 @@ async fn changes_response(
     let end_stream = req.end_stream;
     let (writer, body) = LineWriter::channel();
     let response = ndjson_response(plan.start, plan.format, end_stream, body);
-    let url_timeout_ms = state.settings.url_timeout_secs as i64 * 1000;
-    tokio::task::spawn_blocking(move || {
-        let mut writer = writer;
-        let expires_ms = now_ms() + url_timeout_ms;
-        match write_changes(&state, &t, &plan, &req, &base, expires_ms, &mut writer) {
-            Ok(()) => {
-                let _ = writer.flush();
-            }
-            Err(e) => writer.abort(&e),
-        }
+    stream_lines(writer, state.settings.url_timeout_secs, move |expires_ms, w| {
+        write_changes(&state, &t, &plan, &req, &base, expires_ms, w)
     });
     Ok(response)
 }
