@@ -7,7 +7,7 @@
 Builds the release d2o, writes a reference YAML with 10,000 tables (100 schemas x 100 tables,
 all pointing at one small Delta table), imports it into a SQLite catalog, creates 1,000
 recipients through the admin API and grants them the share, then runs `wrk` (installed with
-apt-get if missing) against both servers on 127.0.0.1. Prints a markdown table and writes
+apt-get if missing) against both servers on 127.0.0.1. `D2O_BIN=path` skips the build. Prints a markdown table and writes
 bench/results/catalog.json.
 """
 
@@ -73,8 +73,10 @@ def main():
     a = ap.parse_args()
     if not shutil.which("wrk"):
         subprocess.run(["apt-get", "install", "-y", "wrk"], check=True)
-    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "d2o-cli"], cwd=REPO, check=True)
-    d2o = str(TARGET / "release" / "d2o")
+    d2o = os.environ.get("D2O_BIN")
+    if not d2o:
+        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "d2o-cli"], cwd=REPO, check=True)
+        d2o = str(TARGET / "release" / "d2o")
     work = Path(tempfile.mkdtemp(prefix="d2o-catalog-bench-"))
     lines = ["version: 1", "shares:", "- name: bench", "  schemas:"]
     for s in range(a.schemas):

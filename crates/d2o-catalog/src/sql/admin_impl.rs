@@ -459,27 +459,6 @@ impl Admin for SqlCatalog {
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> Result<(), CatalogError> {
-        sqlx::query(self.sql(
-            "INSERT INTO audit_events (id, time_ms, principal, action, share_name, schema_name, table_name, version, files,
-             bytes, status, client_ip, user_agent, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        ))
-        .bind(new_id())
-        .bind(e.time_ms)
-        .bind(&e.principal)
-        .bind(&e.action)
-        .bind(&e.share)
-        .bind(&e.schema)
-        .bind(&e.table)
-        .bind(e.version)
-        .bind(e.files)
-        .bind(e.bytes)
-        .bind(i64::from(e.status))
-        .bind(&e.client_ip)
-        .bind(&e.user_agent)
-        .bind(&e.request_id)
-        .execute(self.pool())
-        .await
-        .map_err(db_err)?;
-        Ok(())
+        self.audit_writer.append(e.clone()).await
     }
 }

@@ -6,6 +6,7 @@
 //! Migrations are versioned and applied at connect.
 
 mod admin_impl;
+mod audit_writer;
 mod catalog_impl;
 mod migrations;
 
@@ -28,6 +29,7 @@ pub struct SqlCatalog {
     backend: Backend,
     /// Where the catalog lives, password removed (for messages).
     display: String,
+    audit_writer: audit_writer::AuditWriter,
 }
 
 impl SqlCatalog {
@@ -61,7 +63,8 @@ impl SqlCatalog {
             .connect(&url)
             .await
             .map_err(|e| CatalogError::Internal(format!("cannot open the catalog {}: {e}", redact(target))))?;
-        let catalog = SqlCatalog { pool, backend, display: redact(target) };
+        let audit_writer = audit_writer::AuditWriter::start(pool.clone(), backend);
+        let catalog = SqlCatalog { pool, backend, display: redact(target), audit_writer };
         migrations::apply(&catalog).await?;
         Ok(catalog)
     }
