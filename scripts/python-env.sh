@@ -55,5 +55,7 @@ fi
 echo "python-env.sh: installing $req" >&2
 rm -f "$stamp"
 "$venv/bin/python" -m pip install --disable-pip-version-check --quiet -r "$req" >&2
+# The "python3" Jupyter kernel of this venv, for the notebook test (nbclient).
+"$venv/bin/python" -m ipykernel install --sys-prefix --name python3 >&2
 echo "$want" >"$stamp"
 echo "$venv"

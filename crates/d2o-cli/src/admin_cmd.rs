@@ -8,7 +8,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use d2o_catalog::admin::parse_properties;
-use d2o_catalog::{Admin, AuditEvent, AuditFilter, IssuedToken, NewRecipient, RecipientInfo, ShareInfo, SqlCatalog, TableEntry};
+use d2o_catalog::{
+    Admin, AuditEvent, AuditFilter, IssuedToken, NewRecipient, RecipientInfo, ShareInfo, SqlCatalog, TableEntry,
+};
 use d2o_protocol::profile::Profile;
 
 use crate::output;
@@ -39,7 +41,9 @@ impl Target {
                 Ok((Arc::new(RemoteAdmin::new(server, token)), false))
             }
             None => {
-                let catalog = SqlCatalog::connect(&self.catalog).await.with_context(|| format!("cannot open the catalog '{}'", self.catalog))?;
+                let catalog = SqlCatalog::connect(&self.catalog)
+                    .await
+                    .with_context(|| format!("cannot open the catalog '{}'", self.catalog))?;
                 Ok((Arc::new(catalog), true))
             }
         }
@@ -49,7 +53,11 @@ impl Target {
 #[derive(Debug, Subcommand)]
 pub(crate) enum ShareCommand {
     /// Create a share.
-    Create { name: String, #[arg(long)] comment: Option<String> },
+    Create {
+        name: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
     /// List shares.
     List,
     /// Show a share, its tables and its recipients.
@@ -259,7 +267,9 @@ fn report_token(token: &IssuedToken, profile: &ProfileOut, json: bool) -> Result
         Some(path) => {
             write_profile(path, &profile.endpoint, token)?;
             if json {
-                output::json(&serde_json::json!({"recipient": token.recipient, "profile": path, "expiresAt": token.expires_at}))?;
+                output::json(
+                    &serde_json::json!({"recipient": token.recipient, "profile": path, "expiresAt": token.expires_at}),
+                )?;
             } else {
                 println!("credential file for {} written to {} (mode 0600)", token.recipient, path.display());
             }
@@ -291,7 +301,14 @@ pub(crate) async fn share(target: &Target, command: ShareCommand) -> Result<()> 
             }
             let rows: Vec<Vec<String>> = shares
                 .iter()
-                .map(|s| vec![s.name.clone(), s.tables.len().to_string(), s.recipients.join(","), s.comment.clone().unwrap_or_default()])
+                .map(|s| {
+                    vec![
+                        s.name.clone(),
+                        s.tables.len().to_string(),
+                        s.recipients.join(","),
+                        s.comment.clone().unwrap_or_default(),
+                    ]
+                })
                 .collect();
             output::table(&["SHARE", "TABLES", "RECIPIENTS", "COMMENT"], &rows);
             Ok(())
@@ -334,7 +351,9 @@ pub(crate) async fn share(target: &Target, command: ShareCommand) -> Result<()> 
             print_share(&s, json)
         }
         ShareCommand::RemoveTable { share, table } => {
-            let Some((schema, name)) = table.split_once('.') else { bail!("the table name must be SCHEMA.TABLE, not '{table}'") };
+            let Some((schema, name)) = table.split_once('.') else {
+                bail!("the table name must be SCHEMA.TABLE, not '{table}'")
+            };
             let s = admin.remove_table(&share, schema, name).await?;
             audited(&admin, direct, "share.remove_table", Some(&share)).await?;
             print_share(&s, json)
@@ -352,7 +371,9 @@ pub(crate) async fn recipient(target: &Target, command: RecipientCommand) -> Res
                 d => Some(now_ms() + output::parse_duration(d).map_err(anyhow::Error::msg)? as i64 * 1000),
             };
             let properties = parse_properties(c.properties.iter().map(String::as_str))?;
-            let (_, token) = admin.create_recipient(NewRecipient { name: c.name.clone(), comment: c.comment, properties, expires_at }).await?;
+            let (_, token) = admin
+                .create_recipient(NewRecipient { name: c.name.clone(), comment: c.comment, properties, expires_at })
+                .await?;
             audited(&admin, direct, "recipient.create", None).await?;
             report_token(&token, &c.profile, json)
         }
@@ -421,7 +442,8 @@ fn time_arg(text: &str) -> Result<i64> {
     if let Ok(ms) = d2o_protocol::timestamp::parse_timestamp_millis(text) {
         return Ok(ms);
     }
-    let ago = output::parse_duration(text).map_err(|_| anyhow::anyhow!("'{text}' is neither an ISO-8601 time nor a duration such as 1h"))?;
+    let ago = output::parse_duration(text)
+        .map_err(|_| anyhow::anyhow!("'{text}' is neither an ISO-8601 time nor a duration such as 1h"))?;
     Ok(now_ms() - ago as i64 * 1000)
 }
 

@@ -10,6 +10,7 @@ use d2o_catalog::{Admin, Catalog, ServerConfig, SqlCatalog, YamlCatalog};
 use d2o_server::AppState;
 
 mod admin_cmd;
+mod client_cmd;
 mod output;
 mod remote_admin;
 
@@ -24,6 +25,10 @@ struct Cli {
 enum Command {
     /// Run the Delta Sharing protocol server.
     Serve(ServeArgs),
+    /// The one-command demo: share a retail data set, read it back as a recipient, write a report.
+    Demo(DemoArgs),
+    /// Read tables shared with you (recipient client).
+    Client(client_cmd::ClientArgs),
     /// Shares and their tables.
     Share {
         #[command(flatten)]
@@ -88,13 +93,36 @@ struct ServeArgs {
     port: Option<u16>,
 }
 
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// Where the tables, catalog, credentials and report go.
+    #[arg(long, default_value = "d2o-demo")]
+    dir: PathBuf,
+    /// The server's port on 127.0.0.1 (0 picks a free port).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Stop after the report instead of serving on for the notebook.
+    #[arg(long)]
+    no_serve: bool,
+}
+
+async fn demo(args: DemoArgs) -> Result<()> {
+    println!("d2o demo in {}", args.dir.display());
+    let opts = d2o_demo::DemoOptions { dir: args.dir, port: args.port, serve: !args.no_serve, verbose: true };
+    let report = d2o_demo::run(opts).await.context("the demo failed")?;
+    let took: std::time::Duration = report.timings.iter().map(|(_, t)| *t).sum();
+    println!("done: the demo took {:.1} s", took.as_secs_f64());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A server logs what it does; a one-shot command only what went wrong.
     let default_filter = if matches!(cli.command, Command::Serve(_)) { "info,tower_http=warn" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("D2O_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
+            tracing_subscriber::EnvFilter::try_from_env("D2O_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -121,6 +149,8 @@ fn run(cli: Cli) -> Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
+            Command::Demo(args) => demo(args).await,
+            Command::Client(args) => client_cmd::run(args).await,
             Command::Share { target, command } => admin_cmd::share(&target, command).await,
             Command::Recipient { target, command } => admin_cmd::recipient(&target, command).await,
             Command::Grant { share, recipient, target } => admin_cmd::grant(&target, &share, &recipient, true).await,
@@ -145,19 +175,27 @@ async fn serve(args: ServeArgs) -> Result<()> {
         None => (ServerConfig::parse("version: 1", &cwd).map_err(anyhow::Error::msg)?.0, cwd),
     };
     let (catalog, admin): (Arc<dyn Catalog>, Option<Arc<dyn Admin>>) = match (&args.catalog, &args.config) {
-        (None, Some(_)) => (Arc::new(YamlCatalog::new(&config, &base_dir).context("cannot build the catalog from the config")?), None),
+        (None, Some(_)) => {
+            (Arc::new(YamlCatalog::new(&config, &base_dir).context("cannot build the catalog from the config")?), None)
+        }
         (target, _) => {
             let target = target.clone().unwrap_or_else(|| "d2o.db".to_owned());
             if !config.shares.is_empty() {
-                tracing::warn!("the shares of the config file are ignored when serving from a catalog; load them with `d2o catalog import`");
+                tracing::warn!(
+                    "the shares of the config file are ignored when serving from a catalog; load them with `d2o catalog import`"
+                );
             }
-            let catalog = Arc::new(SqlCatalog::connect(&target).await.with_context(|| format!("cannot open the catalog '{target}'"))?);
+            let catalog = Arc::new(
+                SqlCatalog::connect(&target).await.with_context(|| format!("cannot open the catalog '{target}'"))?,
+            );
             tracing::info!(catalog = %catalog.display(), "serving from the catalog");
             (catalog.clone(), Some(catalog))
         }
     };
     if config.url_signing_key.is_none() {
-        tracing::info!("no urlSigningKey configured: file URLs are signed with a key generated now and stop working on restart");
+        tracing::info!(
+            "no urlSigningKey configured: file URLs are signed with a key generated now and stop working on restart"
+        );
     }
     let mut state = AppState::from_config(&config, catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
     match (&args.admin_token, admin) {

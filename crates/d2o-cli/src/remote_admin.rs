@@ -29,19 +29,29 @@ impl RemoteAdmin {
             .join("/")
     }
 
-    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<Value>) -> Result<T, CatalogError> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<T, CatalogError> {
         let mut req = self.http.request(method, format!("{}/{path}", self.base)).bearer_auth(&self.token);
         if let Some(body) = body {
             req = req.json(&body);
         }
-        let resp = req.send().await.map_err(|e| CatalogError::Internal(format!("cannot reach the server at {}: {e}", self.base)))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| CatalogError::Internal(format!("cannot reach the server at {}: {e}", self.base)))?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| CatalogError::Internal(e.to_string()))?;
         if status.is_success() {
             let text = if text.is_empty() { "null" } else { &text };
-            return serde_json::from_str(text).map_err(|e| CatalogError::Internal(format!("unexpected answer from the server: {e}")));
+            return serde_json::from_str(text)
+                .map_err(|e| CatalogError::Internal(format!("unexpected answer from the server: {e}")));
         }
-        let err: ErrorBody = serde_json::from_str(&text).unwrap_or(ErrorBody { error_code: String::new(), message: text });
+        let err: ErrorBody =
+            serde_json::from_str(&text).unwrap_or(ErrorBody { error_code: String::new(), message: text });
         Err(match status {
             StatusCode::NOT_FOUND => CatalogError::NotFound { kind: "object", name: err.message },
             StatusCode::UNAUTHORIZED => CatalogError::Unauthenticated(err.message),
@@ -93,7 +103,12 @@ impl Admin for RemoteAdmin {
         self.call(Method::GET, &Self::path(&["recipients", name]), None).await
     }
     async fn rotate_token(&self, name: &str, grace_seconds: u64) -> Result<IssuedToken, CatalogError> {
-        self.call(Method::POST, &Self::path(&["recipients", name, "rotate"]), Some(json!({"graceSeconds": grace_seconds}))).await
+        self.call(
+            Method::POST,
+            &Self::path(&["recipients", name, "rotate"]),
+            Some(json!({"graceSeconds": grace_seconds})),
+        )
+        .await
     }
     async fn revoke_recipient(&self, name: &str) -> Result<RecipientInfo, CatalogError> {
         self.call(Method::POST, &Self::path(&["recipients", name, "revoke"]), None).await
@@ -105,22 +120,25 @@ impl Admin for RemoteAdmin {
         self.call::<Value>(Method::PUT, &Self::path(&["shares", share, "recipients", recipient]), None).await.map(drop)
     }
     async fn revoke_grant(&self, share: &str, recipient: &str) -> Result<(), CatalogError> {
-        self.call::<Value>(Method::DELETE, &Self::path(&["shares", share, "recipients", recipient]), None).await.map(drop)
+        self.call::<Value>(Method::DELETE, &Self::path(&["shares", share, "recipients", recipient]), None)
+            .await
+            .map(drop)
     }
     async fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, CatalogError> {
         let query = {
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [("recipient", &f.principal), ("share", &f.share), ("table", &f.table), ("action", &f.action)] {
-            if let Some(v) = v {
-                q.append_pair(k, v);
+            let mut q = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in [("recipient", &f.principal), ("share", &f.share), ("table", &f.table), ("action", &f.action)]
+            {
+                if let Some(v) = v {
+                    q.append_pair(k, v);
+                }
             }
-        }
-        for (k, v) in [("since", f.since_ms), ("until", f.until_ms), ("limit", f.limit.map(i64::from))] {
-            if let Some(v) = v {
-                q.append_pair(k, &v.to_string());
+            for (k, v) in [("since", f.since_ms), ("until", f.until_ms), ("limit", f.limit.map(i64::from))] {
+                if let Some(v) = v {
+                    q.append_pair(k, &v.to_string());
+                }
             }
-        }
-        q.finish()
+            q.finish()
         };
         self.call(Method::GET, &format!("audit?{query}"), None).await
     }

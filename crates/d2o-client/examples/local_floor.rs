@@ -36,7 +36,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let dir = PathBuf::from(args.get(1).expect("usage: local_floor <table-dir> [out.parquet|--no-write] [threads]"));
     let out = args.get(2).filter(|a| *a != "--no-write").map(PathBuf::from);
-    let threads: usize = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(8);
+    let threads: usize = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(4);
     let mut files = Vec::new();
     parquet_files(&dir, &mut files);
     files.sort();
@@ -51,7 +51,7 @@ fn main() {
                 let Some(path) = queue.lock().unwrap().pop() else { break };
                 let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).expect("open"))
                     .expect("parquet")
-                    .with_batch_size(65_536)
+                    .with_batch_size(32_768)
                     .build()
                     .expect("reader");
                 for batch in reader {
@@ -71,7 +71,7 @@ fn main() {
             let w = writer.get_or_insert_with(|| {
                 let props = WriterProperties::builder()
                     .set_compression(Compression::SNAPPY)
-                    .set_max_row_group_row_count(Some(1 << 20))
+                    .set_max_row_group_row_count(Some(1 << 18))
                     .build();
                 let file = BufWriter::with_capacity(1 << 20, File::create(path).expect("create"));
                 ArrowWriter::try_new(file, batch.schema(), Some(props)).expect("writer")

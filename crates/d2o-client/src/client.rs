@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use d2o_protocol::ErrorBody;
 use d2o_protocol::capabilities::{self, Capabilities, ResponseFormat};
 use d2o_protocol::model::{GetShareResponse, Page, Schema, Share, Table};
 use d2o_protocol::profile::Profile;
-use d2o_protocol::ErrorBody;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -23,7 +23,9 @@ fn capabilities_header(only: Option<ResponseFormat>) -> String {
         None => "delta,parquet",
         Some(f) => f.as_str(),
     };
-    format!("responseformat={formats};readerfeatures=deletionvectors,columnmapping,timestampntz;includeendstreamaction=true")
+    format!(
+        "responseformat={formats};readerfeatures=deletionvectors,columnmapping,timestampntz;includeendstreamaction=true"
+    )
 }
 
 /// Path-segment encoding: everything but unreserved characters.
@@ -84,7 +86,8 @@ impl ClientBuilder {
         self
     }
 
-    /// How many data files are downloaded and decoded at once (default 8).
+    /// How many data files are downloaded and decoded at once (default 4: enough to keep a
+    /// file writer busy on a small machine; raise it for distant servers).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
         self
@@ -104,8 +107,7 @@ impl ClientBuilder {
         if let Some(t) = self.timeout {
             http = http.timeout(t);
         }
-        let http =
-            http.build().map_err(|e| ClientError::invalid(format!("cannot build the HTTP client: {e}")))?;
+        let http = http.build().map_err(|e| ClientError::invalid(format!("cannot build the HTTP client: {e}")))?;
         Ok(Client {
             inner: Arc::new(Inner {
                 auth: Authenticator::new(&self.profile),
@@ -180,7 +182,7 @@ impl Client {
             profile,
             max_retries: 5,
             retry_base: Duration::from_millis(100),
-            concurrency: 8,
+            concurrency: 4,
             timeout: None,
             connect_timeout: Duration::from_secs(10),
             format: None,
@@ -302,7 +304,9 @@ impl Client {
         let mut all: Option<FileList> = None;
         loop {
             let text = serde_json::to_string(&body).map_err(|e| ClientError::protocol(e.to_string()))?;
-            let r = self.send(Method::POST, &url, Some(text), Some(&self.inner.capabilities), &Resource::Table(table)).await?;
+            let r = self
+                .send(Method::POST, &url, Some(text), Some(&self.inner.capabilities), &Resource::Table(table))
+                .await?;
             let page = self.read_ndjson(r, &url).await?;
             let next = page.next_page_token.clone();
             all = Some(match all {
@@ -361,8 +365,11 @@ impl Client {
     async fn read_ndjson(&self, r: reqwest::Response, url: &str) -> Result<FileList> {
         let version = table_version_header(&r, url)?;
         let caps = Capabilities::parse(r.headers().get(capabilities::HEADER).and_then(|v| v.to_str().ok()));
-        let format =
-            if caps.response_formats.contains(&ResponseFormat::Delta) { ResponseFormat::Delta } else { ResponseFormat::Parquet };
+        let format = if caps.response_formats.contains(&ResponseFormat::Delta) {
+            ResponseFormat::Delta
+        } else {
+            ResponseFormat::Parquet
+        };
         let body = r.text().await.map_err(|e| ClientError::Connection {
             url: url.to_owned(),
             message: format!("the connection broke while reading the response: {e}"),
@@ -394,10 +401,10 @@ impl Client {
         let mut attempt = 0;
         let mut reauthenticated = false;
         loop {
-            let mut req = inner.http.request(method.clone(), url).header(
-                reqwest::header::AUTHORIZATION,
-                inner.auth.header(&inner.http).await?,
-            );
+            let mut req = inner
+                .http
+                .request(method.clone(), url)
+                .header(reqwest::header::AUTHORIZATION, inner.auth.header(&inner.http).await?);
             if let Some(c) = capabilities {
                 req = req.header(capabilities::HEADER, c);
             }
@@ -429,7 +436,10 @@ impl Client {
                 // An OAuth token may have been revoked early: fetch a new one once.
                 inner.auth.invalidate().await;
                 reauthenticated = true;
-                if matches!(inner.profile.credentials, d2o_protocol::profile::Credentials::OAuthClientCredentials { .. }) {
+                if matches!(
+                    inner.profile.credentials,
+                    d2o_protocol::profile::Credentials::OAuthClientCredentials { .. }
+                ) {
                     continue;
                 }
             }
@@ -454,7 +464,11 @@ impl Client {
                 if let Some(expiration_time) = self.inner.auth.expired_token() {
                     return ClientError::TokenExpired { expiration_time };
                 }
-                ClientError::Unauthenticated { endpoint: self.inner.profile.endpoint.clone(), status: status.as_u16(), message }
+                ClientError::Unauthenticated {
+                    endpoint: self.inner.profile.endpoint.clone(),
+                    status: status.as_u16(),
+                    message,
+                }
             }
             StatusCode::NOT_FOUND => ClientError::NotFound { resource: what.to_string(), message },
             _ => ClientError::Http {

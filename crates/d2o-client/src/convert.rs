@@ -21,8 +21,12 @@ const FIELD_ID_KEY: &str = "PARQUET:field_id";
 /// Finds the column of `target` among a file's fields: physical name, then field id, then
 /// logical name (all case-insensitive, as the connectors match).
 pub(crate) fn find_field(fields: &Fields, target: &DeltaField) -> Option<usize> {
-    let by_name = |name: &str| fields.iter().position(|f| f.name() == name)
-        .or_else(|| fields.iter().position(|f| f.name().eq_ignore_ascii_case(name)));
+    let by_name = |name: &str| {
+        fields
+            .iter()
+            .position(|f| f.name() == name)
+            .or_else(|| fields.iter().position(|f| f.name().eq_ignore_ascii_case(name)))
+    };
     by_name(&target.physical_name)
         .or_else(|| {
             let id = target.field_id?.to_string();
@@ -75,9 +79,17 @@ pub(crate) fn conform(array: &ArrayRef, target: &DeltaType) -> Result<ArrayRef> 
                 return Err(ClientError::protocol("map entries are not a struct"));
             };
             let entries = StructArray::try_new(entry_fields.clone(), vec![keys, values], None)?;
-            Ok(Arc::new(MapArray::try_new(entries_field.clone(), m.offsets().clone(), entries, m.nulls().cloned(), *sorted)?))
+            Ok(Arc::new(MapArray::try_new(
+                entries_field.clone(),
+                m.offsets().clone(),
+                entries,
+                m.nulls().cloned(),
+                *sorted,
+            )?))
         }
-        _ => Ok(cast_with_options(array, &want, &CastOptions { safe: false, format_options: FormatOptions::default() })?),
+        _ => {
+            Ok(cast_with_options(array, &want, &CastOptions { safe: false, format_options: FormatOptions::default() })?)
+        }
     }
 }
 
@@ -87,8 +99,9 @@ pub(crate) fn partition_column(value: Option<&str>, target: &DeltaType, rows: us
     let want = arrow_type(target)?;
     let Some(value) = value else { return Ok(new_null_array(&want, rows)) };
     let one: ArrayRef = Arc::new(StringArray::from(vec![normalise_partition_value(value, target)]));
-    let converted = cast_with_options(&one, &want, &CastOptions { safe: false, format_options: FormatOptions::default() })
-        .map_err(|e| ClientError::protocol(format!("partition value '{value}' is not a valid {want}: {e}")))?;
+    let converted =
+        cast_with_options(&one, &want, &CastOptions { safe: false, format_options: FormatOptions::default() })
+            .map_err(|e| ClientError::protocol(format!("partition value '{value}' is not a valid {want}: {e}")))?;
     let indices = UInt32Array::from(vec![0u32; rows]);
     Ok(arrow::compute::take(&converted, &indices, None)?)
 }

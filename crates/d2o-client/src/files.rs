@@ -265,7 +265,8 @@ fn delta_metadata(
 }
 
 fn delta_file(f: d2o_protocol::action::DeltaFile) -> Result<DataFile> {
-    let action = f.delta_single_action.as_object().ok_or_else(|| ClientError::protocol("deltaSingleAction is not an object"))?;
+    let action =
+        f.delta_single_action.as_object().ok_or_else(|| ClientError::protocol("deltaSingleAction is not an object"))?;
     let (kind, a) = if let Some(a) = action.get("add") {
         (FileKind::Add, a)
     } else if let Some(a) = action.get("cdc") {
@@ -308,7 +309,8 @@ fn delta_file(f: d2o_protocol::action::DeltaFile) -> Result<DataFile> {
 mod tests {
     use super::*;
 
-    const SCHEMA: &str = r#"{\"type\":\"struct\",\"fields\":[{\"name\":\"a\",\"type\":\"long\",\"nullable\":true,\"metadata\":{}}]}"#;
+    const SCHEMA: &str =
+        r#"{\"type\":\"struct\",\"fields\":[{\"name\":\"a\",\"type\":\"long\",\"nullable\":true,\"metadata\":{}}]}"#;
 
     #[test]
     fn parquet_format() {

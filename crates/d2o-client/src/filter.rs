@@ -114,7 +114,10 @@ fn leaf_array(batch: &RecordBatch, leaf: &Leaf) -> Result<ArrayRef> {
                 return Ok(column);
             }
             cast_with_options(&column, &want, &strict()).map_err(|e| {
-                ClientError::invalid(format!("column '{name}' ({}) cannot be compared as {value_type:?}: {e}", column.data_type()))
+                ClientError::invalid(format!(
+                    "column '{name}' ({}) cannot be compared as {value_type:?}: {e}",
+                    column.data_type()
+                ))
             })
         }
         Leaf::Literal { value, value_type } => {
@@ -127,7 +130,10 @@ fn leaf_array(batch: &RecordBatch, leaf: &Leaf) -> Result<ArrayRef> {
 /// A column by logical name (case-insensitive); dotted names reach into structs.
 fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
     let find = |fields: &arrow::datatypes::Fields, n: &str| {
-        fields.iter().position(|f| f.name() == n).or_else(|| fields.iter().position(|f| f.name().eq_ignore_ascii_case(n)))
+        fields
+            .iter()
+            .position(|f| f.name() == n)
+            .or_else(|| fields.iter().position(|f| f.name().eq_ignore_ascii_case(n)))
     };
     if let Some(i) = find(batch.schema().fields(), name) {
         return Ok(batch.column(i).clone());
@@ -142,7 +148,8 @@ fn column(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
             .as_any()
             .downcast_ref::<arrow::array::StructArray>()
             .ok_or_else(|| ClientError::invalid(format!("unknown column '{name}' in the filter")))?;
-        let i = find(s.fields(), part).ok_or_else(|| ClientError::invalid(format!("unknown column '{name}' in the filter")))?;
+        let i = find(s.fields(), part)
+            .ok_or_else(|| ClientError::invalid(format!("unknown column '{name}' in the filter")))?;
         current = s.column(i).clone();
     }
     Ok(current)
@@ -157,10 +164,8 @@ mod tests {
 
     #[test]
     fn three_valued_filtering() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("x", DataType::Int32, true),
-            Field::new("s", DataType::Utf8, true),
-        ]));
+        let schema =
+            Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, true), Field::new("s", DataType::Utf8, true)]));
         let batch = RecordBatch::try_new(
             schema,
             vec![
@@ -176,7 +181,10 @@ mod tests {
         // NOT (x > 2) drops the null row too.
         let not = Predicate::Not(Box::new(gt.clone()));
         assert_eq!(filter_batch(&batch, &not).expect("filters").num_rows(), 1);
-        let or = Predicate::Or(vec![gt, Predicate::IsNull(Leaf::Column { name: "s".into(), value_type: ValueType::String })]);
+        let or = Predicate::Or(vec![
+            gt,
+            Predicate::IsNull(Leaf::Column { name: "s".into(), value_type: ValueType::String }),
+        ]);
         assert_eq!(filter_batch(&batch, &or).expect("filters").num_rows(), 2);
         let bad = Predicate::IsNull(Leaf::Column { name: "nope".into(), value_type: ValueType::Long });
         assert!(filter_batch(&batch, &bad).is_err());

@@ -50,7 +50,7 @@ pub use profile::{PROFILE_ENV, TableName, load_profile, parse_table_url, profile
 pub use reader::{CHANGE_TYPE, COMMIT_TIMESTAMP, COMMIT_VERSION, LoadProgress, RecordBatchStream};
 pub use table::{ChangesQuery, TableQuery};
 
+pub use d2o_protocol::capabilities::ResponseFormat;
 /// Re-exported so callers need not depend on `d2o-protocol` for the basics.
 pub use d2o_protocol::predicate::Predicate;
-pub use d2o_protocol::capabilities::ResponseFormat;
 pub use d2o_protocol::profile::Profile;

@@ -16,6 +16,10 @@ use crate::error::{ClientError, Result};
 /// The environment variable that may hold a profile path or the profile JSON itself.
 pub const PROFILE_ENV: &str = "DELTA_SHARING_PROFILE";
 
+/// `application/x-www-form-urlencoded` values: everything but unreserved characters is escaped.
+const FORM_VALUE: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
 /// Refresh an OAuth access token when fewer than this many seconds of it remain.
 const OAUTH_REFRESH_MARGIN: Duration = Duration::from_secs(600);
 
@@ -137,7 +141,8 @@ impl Authenticator {
                 let token = match fresh {
                     Some((t, _)) => t.clone(),
                     None => {
-                        let (t, until) = self.fetch_oauth_token(http, token_endpoint, client_id, client_secret, scope).await?;
+                        let (t, until) =
+                            self.fetch_oauth_token(http, token_endpoint, client_id, client_secret, scope).await?;
                         *cached = Some((t.clone(), until));
                         t
                     }
@@ -172,7 +177,7 @@ impl Authenticator {
         }
         let body: String = form
             .iter()
-            .map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)))
+            .map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, FORM_VALUE)))
             .collect::<Vec<_>>()
             .join("&");
         let response = http
@@ -202,7 +207,9 @@ impl Authenticator {
         .unwrap_or(3600);
         // Tokens shorter-lived than the refresh margin are used for half their life.
         let life = Duration::from_secs(secs);
-        let until = Instant::now() + life + if life <= OAUTH_REFRESH_MARGIN { OAUTH_REFRESH_MARGIN - life / 2 } else { Duration::ZERO };
+        let until = Instant::now()
+            + life
+            + if life <= OAUTH_REFRESH_MARGIN { OAUTH_REFRESH_MARGIN - life / 2 } else { Duration::ZERO };
         Ok((token.access_token, until))
     }
 }

@@ -35,7 +35,7 @@ use crate::schema::DeltaField;
 use crate::{dv, schema};
 
 /// Rows per decoded batch.
-const BATCH_ROWS: usize = 65_536;
+const BATCH_ROWS: usize = 32_768;
 /// Refresh a URL that expires within this margin instead of starting a download with it.
 const EXPIRY_MARGIN_MS: i64 = 2_000;
 /// How often one file's URL may be refreshed before the read gives up.
@@ -132,7 +132,9 @@ impl ReadPlan {
     }
 
     fn is_partition(&self, f: &DeltaField) -> bool {
-        self.partition_columns.iter().any(|p| p.eq_ignore_ascii_case(&f.name) || p.eq_ignore_ascii_case(&f.physical_name))
+        self.partition_columns
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(&f.name) || p.eq_ignore_ascii_case(&f.physical_name))
     }
 }
 
@@ -227,6 +229,14 @@ pub struct RecordBatchStream {
 impl RecordBatchStream {
     pub(crate) fn new(schema: SchemaRef, inner: Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>) -> Self {
         RecordBatchStream { schema, inner }
+    }
+
+    /// Wraps any stream of batches (for example a DataFusion result) to write it out.
+    pub fn from_stream<S>(schema: SchemaRef, stream: S) -> Self
+    where
+        S: Stream<Item = Result<RecordBatch>> + Send + 'static,
+    {
+        RecordBatchStream { schema, inner: Box::pin(stream) }
     }
 
     /// The schema of every batch.
@@ -423,7 +433,9 @@ async fn get_bytes(client: &Client, url: &str) -> std::result::Result<Bytes, Fet
             Ok(r) => {
                 let status = r.status();
                 if status.is_success() {
-                    r.bytes().await.map_err(|e| (true, format!("the download broke: {}", error_chain(&e.without_url()))))
+                    r.bytes()
+                        .await
+                        .map_err(|e| (true, format!("the download broke: {}", error_chain(&e.without_url()))))
                 } else if matches!(status, StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED | StatusCode::GONE)
                     || (status == StatusCode::BAD_REQUEST && url.contains('?'))
                 {
@@ -467,12 +479,8 @@ fn decode(
     let file_schema = builder.schema().clone();
     let file_fields = file_schema.fields();
     // Root columns to read: those of the plan's data fields, plus `_change_type` of CDF files.
-    let mut roots: Vec<usize> = plan
-        .read_fields
-        .iter()
-        .filter(|f| !plan.is_partition(f))
-        .filter_map(|f| find_field(file_fields, f))
-        .collect();
+    let mut roots: Vec<usize> =
+        plan.read_fields.iter().filter(|f| !plan.is_partition(f)).filter_map(|f| find_field(file_fields, f)).collect();
     if file.kind == FileKind::Cdf
         && let Some(i) = file_fields.iter().position(|f| f.name() == CHANGE_TYPE)
     {

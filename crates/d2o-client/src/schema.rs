@@ -22,8 +22,15 @@ pub enum DeltaType {
     /// `string`, `long`, `decimal(10,2)`, `timestamp_ntz`, ...
     Primitive(String),
     Struct(Vec<DeltaField>),
-    Array { element: Box<DeltaType>, contains_null: bool },
-    Map { key: Box<DeltaType>, value: Box<DeltaType>, value_contains_null: bool },
+    Array {
+        element: Box<DeltaType>,
+        contains_null: bool,
+    },
+    Map {
+        key: Box<DeltaType>,
+        value: Box<DeltaType>,
+        value_contains_null: bool,
+    },
 }
 
 /// A field of a Delta struct, with its column-mapping names.
@@ -84,7 +91,8 @@ fn parse_field(v: &Value) -> Result<DeltaField> {
         .and_then(Value::as_str)
         .ok_or_else(|| ClientError::protocol("a schema field has no name"))?
         .to_owned();
-    let data_type = parse_type(v.get("type").ok_or_else(|| ClientError::protocol(format!("field {name} has no type")))?)?;
+    let data_type =
+        parse_type(v.get("type").ok_or_else(|| ClientError::protocol(format!("field {name} has no type")))?)?;
     let nullable = v.get("nullable").and_then(Value::as_bool).unwrap_or(true);
     let metadata = v.get("metadata");
     let physical_name =
@@ -111,7 +119,9 @@ fn parse_type(v: &Value) -> Result<DeltaType> {
                 contains_null: o.get("containsNull").and_then(Value::as_bool).unwrap_or(true),
             }),
             Some("map") => Ok(DeltaType::Map {
-                key: Box::new(parse_type(o.get("keyType").ok_or_else(|| ClientError::protocol("map without keyType"))?)?),
+                key: Box::new(parse_type(
+                    o.get("keyType").ok_or_else(|| ClientError::protocol("map without keyType"))?,
+                )?),
                 value: Box::new(parse_type(
                     o.get("valueType").ok_or_else(|| ClientError::protocol("map without valueType"))?,
                 )?),

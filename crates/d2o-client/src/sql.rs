@@ -18,11 +18,11 @@ use datafusion::datasource::TableType;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
-use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 
 use crate::client::Client;
 use crate::error::Result;
@@ -71,7 +71,10 @@ impl TableProvider for SharedTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
         Ok(filters
             .iter()
             .map(|f| match self.predicate(f) {
@@ -148,10 +151,9 @@ fn expr_to_predicate(e: &Expr, schema: &TableSchema) -> Option<Predicate> {
                     _ => None,
                 }
             }
-            Operator::Or => Some(Predicate::Or(vec![
-                expr_to_predicate(&b.left, schema)?,
-                expr_to_predicate(&b.right, schema)?,
-            ])),
+            Operator::Or => {
+                Some(Predicate::Or(vec![expr_to_predicate(&b.left, schema)?, expr_to_predicate(&b.right, schema)?]))
+            }
             op => {
                 let (column, literal, flipped) = match (strip(&b.left), strip(&b.right)) {
                     (Expr::Column(c), Expr::Literal(v, _)) => (c, v, false),
@@ -176,9 +178,10 @@ fn expr_to_predicate(e: &Expr, schema: &TableSchema) -> Option<Predicate> {
             }
         },
         Expr::IsNull(inner) => match strip(inner) {
-            Expr::Column(c) => {
-                Some(Predicate::IsNull(Leaf::Column { name: c.name.clone(), value_type: column_type(&c.name, schema)? }))
-            }
+            Expr::Column(c) => Some(Predicate::IsNull(Leaf::Column {
+                name: c.name.clone(),
+                value_type: column_type(&c.name, schema)?,
+            })),
             _ => None,
         },
         Expr::IsNotNull(inner) => match strip(inner) {
@@ -304,7 +307,8 @@ pub async fn register_profile(ctx: &SessionContext, client: &Client) -> Result<u
         let schemas = schemas
             .into_iter()
             .map(|(schema, tables)| {
-                let provider = ShareSchema { client: client.clone(), share: share.clone(), schema: schema.clone(), tables };
+                let provider =
+                    ShareSchema { client: client.clone(), share: share.clone(), schema: schema.clone(), tables };
                 (schema, Arc::new(provider))
             })
             .collect();

@@ -272,7 +272,15 @@ impl ChangesQuery {
         let predicate = self.options.predicate(&files.metadata.schema)?;
         let plan = ReadPlan::new(&files.metadata, self.options.columns.as_deref(), predicate, true)?;
         let progress = self.options.progress.clone().unwrap_or_default();
-        Ok(read_files(self.client.clone(), name, files, plan, Requery::Changes(self.range.clone()), self.options.limit, progress))
+        Ok(read_files(
+            self.client.clone(),
+            name,
+            files,
+            plan,
+            Requery::Changes(self.range.clone()),
+            self.options.limit,
+            progress,
+        ))
     }
 
     pub async fn load(self) -> Result<Vec<arrow::record_batch::RecordBatch>> {

@@ -68,7 +68,7 @@ async fn write_inner(mut stream: RecordBatchStream, path: &Path, format: OutputF
         OutputFormat::Parquet => {
             let props = WriterProperties::builder()
                 .set_compression(Compression::SNAPPY)
-                .set_max_row_group_row_count(Some(1 << 20))
+                .set_max_row_group_row_count(Some(1 << 18))
                 .build();
             Sink::Parquet(ArrowWriter::try_new(file, schema.clone(), Some(props))?)
         }

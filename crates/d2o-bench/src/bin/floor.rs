@@ -248,7 +248,7 @@ fn serialize(batches: &[(RecordBatch, Vec<bool>)], mac: &HmacSha256, expiration:
                 out.extend_from_slice(b",\"stats\":");
                 push_json_str(&mut out, cols.stats.value(row))?;
             }
-            write!(out, ",\"expirationTimestamp\":{expiration}}}}}\n")?;
+            writeln!(out, ",\"expirationTimestamp\":{expiration}}}}}")?;
         }
     }
     Ok(out)

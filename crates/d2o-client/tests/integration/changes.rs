@@ -41,19 +41,14 @@ async fn change_feed_range_and_filter() {
     let server = Server::start().await;
     let client = server.client();
     let fx = fixture("cdf-table");
-    let batches =
-        client.table(&fx.table()).changes().from_version(1).to_version(2).load().await.expect("changes load");
+    let batches = client.table(&fx.table()).changes().from_version(1).to_version(2).load().await.expect("changes load");
     assert_eq!(num_rows(&batches), 12);
-    let batches = client
-        .table(&fx.table())
-        .changes()
-        .from_version(0)
-        .filter_text("_change_type = 'delete'")
-        .load()
-        .await;
+    let batches =
+        client.table(&fx.table()).changes().from_version(0).filter_text("_change_type = 'delete'").load().await;
     // `_change_type` is not a table column: filters name table columns only.
     assert!(batches.is_err());
-    let batches = client.table(&fx.table()).changes().from_version(0).filter_text("id = 2").load().await.expect("loads");
+    let batches =
+        client.table(&fx.table()).changes().from_version(0).filter_text("id = 2").load().await.expect("loads");
     assert!(num_rows(&batches) >= 1);
 }
 

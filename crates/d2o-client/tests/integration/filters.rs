@@ -62,12 +62,8 @@ async fn data_column_filter_is_exact_whatever_the_server_skips() {
         }
     }
     want.sort_unstable();
-    let batches = client
-        .table(&fx.table())
-        .filter_text("id > 3 AND birthday >= '2023-12-23'")
-        .load()
-        .await
-        .expect("loads");
+    let batches =
+        client.table(&fx.table()).filter_text("id > 3 AND birthday >= '2023-12-23'").load().await.expect("loads");
     let mut got = Vec::new();
     for b in &batches {
         let id = b.column_by_name("id").unwrap().as_any().downcast_ref::<Int32Array>().unwrap();

@@ -3,10 +3,13 @@
 
 #![allow(unreachable_pub, clippy::expect_used, clippy::unwrap_used)]
 
+mod auth;
 mod changes;
 mod discovery;
 mod errors;
 mod filters;
 mod refresh;
 mod snapshots;
+#[cfg(feature = "sql")]
+mod sql;
 mod support;

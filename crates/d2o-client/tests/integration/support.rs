@@ -46,7 +46,8 @@ impl Fixture {
 
     /// Deletion vectors or column mapping: only the delta format can carry them.
     pub fn needs_delta_format(&self) -> bool {
-        self.feature("deletionVectors").as_bool() == Some(true) || self.feature("columnMapping").as_str() != Some("none")
+        self.feature("deletionVectors").as_bool() == Some(true)
+            || self.feature("columnMapping").as_str() != Some("none")
     }
 
     pub fn expected(&self, file: &str) -> Expected {
