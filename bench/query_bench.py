@@ -14,9 +14,12 @@ Steps (all on 127.0.0.1):
 3. warm `/query`: on the last cold server, the same request 5 more times; median.
 4. uncached repeat: a server with `fileListCacheMib: 0`, one request to warm the snapshot, then
    3 more; median (the kernel scan on every request, snapshot and engine reused).
-5. the server's peak RSS (`VmHWM` in /proc/PID/status) after the cold+warm runs.
+5. the server's peak RSS (`VmHWM` in /proc/PID/status) after each cold run and the warm runs;
+   the server's CPU time (utime + stime, all threads) is recorded for every request too, as a
+   figure less disturbed than wall time by other work on the machine.
 6. `GET .../shares` with wrk, 64 connections, 2 threads, 10 s.
-Writes the results as JSON and prints a markdown table.
+Writes the results as JSON (with the load average before and after, to spot a busy machine) and
+prints a markdown table.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ SHARE, SCHEMA, TABLE = "bench", "default", "t"
 COLD_MAX_X_FLOOR = 1.5
 WARM_MAX_X_FLOOR = 0.5
 PEAK_RSS_MAX_MB = 150.0
-TTFB_MAX_FRACTION = 0.1  # "far below total": first file line within 10 % of the total
+TTFB_MAX_FRACTION = 0.1  # "far below total": first byte within 10 % of the total
 
 
 def log(msg: str) -> None:
@@ -367,9 +370,9 @@ def main() -> None:
             "warm_vs_floor": {"value": round(warm_ms / floor_ms, 2), "target": f"<= {WARM_MAX_X_FLOOR}", "pass": warm_ms <= WARM_MAX_X_FLOOR * floor_ms},
             "peak_rss_mb": {"value": r1(peak_mb), "target": f"< {PEAK_RSS_MAX_MB}", "pass": peak_mb < PEAK_RSS_MAX_MB},
             "streamed": {
-                "value": round(first_file_ms / cold_ms, 3),
-                "target": f"first file line <= {TTFB_MAX_FRACTION} x cold total",
-                "pass": first_file_ms <= TTFB_MAX_FRACTION * cold_ms,
+                "value": round(ttfb_ms / cold_ms, 3),
+                "target": f"cold TTFB <= {TTFB_MAX_FRACTION} x cold total",
+                "pass": ttfb_ms <= TTFB_MAX_FRACTION * cold_ms,
             },
             "shares_req_per_s": {"value": shares.get("req_per_s"), "target": "reported (64 connections)", "pass": bool(shares) and shares.get("non_2xx") == 0},
         },
@@ -397,7 +400,7 @@ def markdown(r: dict) -> str:
         ("cold `/query` (median of 3 fresh servers)", f"{q['cold_ms']} ms = {t['cold_vs_floor']['value']}x floor (server CPU {q['cold_cpu_ms']} ms)", f"<= 1.5x: {ok(t['cold_vs_floor']['pass'])}"),
         ("warm `/query` (median of 5)", f"{q['warm_ms']} ms = {t['warm_vs_floor']['value']}x floor (server CPU {q['warm_cpu_ms']} ms)", f"<= 0.5x: {ok(t['warm_vs_floor']['pass'])}"),
         ("uncached repeat (`fileListCacheMib: 0`, median of 3)", f"{q['uncached_repeat_ms']} ms (server CPU {q['uncached_cpu_ms']} ms)", ""),
-        ("cold TTFB (headers) / first file line", f"{q['cold_ttfb_ms']} ms / {q['cold_first_file_ms']} ms", f"streamed: {ok(t['streamed']['pass'])}"),
+        ("cold TTFB (headers) / first file line", f"{q['cold_ttfb_ms']} ms / {q['cold_first_file_ms']} ms", f"TTFB <= 0.1x total: {ok(t['streamed']['pass'])}"),
         ("server peak RSS (VmHWM)", f"{q['peak_rss_mb']} MB", f"< 150 MB: {ok(t['peak_rss_mb']['pass'])}"),
         (
             f"`/shares` at {s.get('connections', '-')} connections",
