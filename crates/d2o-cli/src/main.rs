@@ -215,28 +215,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let addr = listener.local_addr()?;
     // The one line on stdout: scripts read the address from it.
     println!("d2o serving Delta Sharing at http://{addr}{}", config.endpoint);
-    d2o_server::serve(listener, state, shutdown_signal()).await.context("server failed")?;
+    d2o_server::serve(listener, state, async {
+        d2o_server::shutdown_signal().await;
+        tracing::info!("shutting down");
+    })
+    .await
+    .context("server failed")?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down");
 }

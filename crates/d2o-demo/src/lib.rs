@@ -263,32 +263,10 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, DemoError> {
         if opts.verbose {
             println!("serving {endpoint} for the notebook (profile {}); Ctrl-C stops", report.creds.display());
         }
-        stop_requested().await;
+        d2o_server::shutdown_signal().await;
     }
     server.stop().await?;
     Ok(report)
-}
-
-/// Resolves on Ctrl-C, or on SIGTERM on Unix.
-async fn stop_requested() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
 }
 
 /// Table names as the recipient addresses them.

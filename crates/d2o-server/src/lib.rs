@@ -86,6 +86,29 @@ async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::MethodNotAllowed(format!("method {method} is not allowed here"))
 }
 
+/// Resolves when the process is asked to stop: Ctrl-C, or SIGTERM on Unix. Pass it to
+/// [`serve`] as the shutdown future.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
 /// Serves `router(state)` on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
