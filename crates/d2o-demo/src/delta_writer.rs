@@ -25,9 +25,9 @@ use delta_kernel::committer::FileSystemCommitter;
 use delta_kernel::engine::arrow_data::ArrowEngineData;
 use delta_kernel::expressions::Scalar;
 use delta_kernel::schema::{DataType, SchemaRef, StructField, StructType};
-use delta_kernel::transaction::UpdateTableOperation;
 use delta_kernel::transaction::create_table::create_table;
 use delta_kernel::transaction::data_layout::DataLayout;
+use delta_kernel::transaction::{Transaction, UpdateTableOperation};
 use delta_kernel_default_engine::executor::tokio::TokioBackgroundExecutor;
 use delta_kernel_default_engine::{DefaultEngine, DefaultEngineBuilder};
 use parquet::arrow::ArrowWriter;
@@ -205,23 +205,8 @@ fn create_with_data(
     if let Some(column) = partition_column {
         builder = builder.with_data_layout(DataLayout::partitioned([column]));
     }
-    let mut txn = builder.build(engine, Box::new(FileSystemCommitter::new())).map_err(kernel("create table"))?;
-    let state = txn.write_state().map_err(kernel("create table"))?;
-    for (value, batch) in files {
-        let mut context = state.write_context_builder();
-        if let (Some(column), Some(value)) = (partition_column, value) {
-            context = context.with_partition_values(HashMap::from([(column.to_owned(), Scalar::String(value))]));
-        }
-        let context = context.build().map_err(kernel("write context"))?;
-        let adds =
-            rt.block_on(engine.write_parquet(&ArrowEngineData::new(batch), &context)).map_err(kernel("write data"))?;
-        txn.add_files(adds);
-    }
-    let result = txn.commit(engine).map_err(kernel("commit version 0"))?;
-    if !result.is_committed() {
-        return Err(DemoError::Delta(format!("{url}: version 0 conflicted with another writer")));
-    }
-    Ok(())
+    let txn = builder.build(engine, Box::new(FileSystemCommitter::new())).map_err(kernel("create table"))?;
+    write_and_commit(txn, engine, rt, url, partition_column, files, "version 0")
 }
 
 /// A blind append of `files` as the next version.
@@ -233,12 +218,26 @@ fn append(
     files: Files,
 ) -> Result<(), DemoError> {
     let snapshot = Snapshot::builder_for(url.as_str()).build(engine).map_err(kernel("load the table"))?;
-    let mut txn = snapshot
+    let txn = snapshot
         .update_table(UpdateTableOperation::Write, ENGINE_INFO, true)
         .with_blind_append()
         .build(engine, Box::new(FileSystemCommitter::new()))
         .map_err(kernel("append"))?;
-    let state = txn.write_state().map_err(kernel("append"))?;
+    write_and_commit(txn, engine, rt, url, partition_column, files, "the append")
+}
+
+/// Writes `files` (one per partition value) as Parquet through the engine, adds them to the
+/// transaction and commits it.
+fn write_and_commit<S: std::fmt::Debug>(
+    mut txn: Transaction<S>,
+    engine: &Engine,
+    rt: &Handle,
+    url: &Url,
+    partition_column: Option<&str>,
+    files: Files,
+    what: &str,
+) -> Result<(), DemoError> {
+    let state = txn.write_state().map_err(kernel("write state"))?;
     for (value, batch) in files {
         let mut context = state.write_context_builder();
         if let (Some(column), Some(value)) = (partition_column, value) {
@@ -249,9 +248,9 @@ fn append(
             rt.block_on(engine.write_parquet(&ArrowEngineData::new(batch), &context)).map_err(kernel("write data"))?;
         txn.add_files(adds);
     }
-    let result = txn.commit(engine).map_err(kernel("commit the append"))?;
+    let result = txn.commit(engine).map_err(kernel("commit"))?;
     if !result.is_committed() {
-        return Err(DemoError::Delta(format!("{url}: the append conflicted with another writer")));
+        return Err(DemoError::Delta(format!("{url}: {what} conflicted with another writer")));
     }
     Ok(())
 }
