@@ -189,7 +189,8 @@ impl FileList {
             let digest = hasher.finalize_reset();
             let id_start = self.text.len();
             for b in digest.iter() {
-                let _ = write!(self.text, "{b:02x}");
+                self.text.push(HEX[usize::from(b >> 4)] as char);
+                self.text.push(HEX[usize::from(b & 0xf)] as char);
             }
             let id = self.span_since(id_start)?;
             let pv_start = self.text.len();
@@ -242,6 +243,8 @@ impl FileList {
         })
     }
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn too_large() -> DeltaError {
     DeltaError::Internal("file list larger than 4 GiB".into())

@@ -3,6 +3,7 @@
 //! Lines are written by hand into a buffer that is sent in chunks through a bounded channel,
 //! so a response of 100,000 files starts flowing at once and the server never holds it whole.
 
+use std::fmt::Write as _;
 use std::io;
 use std::ops::ControlFlow;
 
@@ -158,13 +159,9 @@ pub(crate) struct FileLineContext {
 /// Writes the sharing-level fields after `id` in a parquet-format file line.
 fn tail_fields(out: &mut String, ctx: &FileLineContext) {
     if let Some((version, timestamp)) = ctx.version {
-        out.push_str(",\"version\":");
-        out.push_str(&version.to_string());
-        out.push_str(",\"timestamp\":");
-        out.push_str(&timestamp.to_string());
+        let _ = write!(out, ",\"version\":{version},\"timestamp\":{timestamp}");
     }
-    out.push_str(",\"expirationTimestamp\":");
-    out.push_str(&ctx.expires_ms.to_string());
+    let _ = write!(out, ",\"expirationTimestamp\":{}", ctx.expires_ms);
 }
 
 /// A data file of a snapshot, in either format.
@@ -190,7 +187,7 @@ impl SnapshotFile<'_> {
                 out.push_str("\",\"partitionValues\":");
                 out.push_str(e.partition_values_json());
                 out.push_str(",\"size\":");
-                out.push_str(&e.size().to_string());
+                let _ = write!(out, "{}", e.size());
                 if let Some(stats) = e.stats() {
                     out.push_str(",\"stats\":");
                     push_json_string(out, stats);
@@ -208,9 +205,9 @@ impl SnapshotFile<'_> {
                 out.push_str("\",\"partitionValues\":");
                 out.push_str(e.partition_values_json());
                 out.push_str(",\"size\":");
-                out.push_str(&e.size().to_string());
+                let _ = write!(out, "{}", e.size());
                 out.push_str(",\"modificationTime\":");
-                out.push_str(&e.modification_time().to_string());
+                let _ = write!(out, "{}", e.modification_time());
                 out.push_str(",\"dataChange\":true");
                 if let Some(stats) = e.stats() {
                     out.push_str(",\"stats\":");

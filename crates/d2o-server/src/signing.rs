@@ -7,6 +7,7 @@
 //! refresh tokens use the same key, so they cannot be forged or altered either.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -113,10 +114,11 @@ impl UrlSigner {
         out.push('/');
         out.extend(percent_encoding::utf8_percent_encode(path, PATH_SET));
         out.push_str("?sp=r&se=");
-        out.push_str(itoa(expires_ms).as_str());
+        let expires_at = out.len();
+        let _ = write!(out, "{expires_ms}");
+        let sig = self.sign(&[root_id.as_bytes(), path.as_bytes(), out[expires_at..].as_bytes()]);
         out.push_str("&sig=");
-        let sig = self.sign(&[root_id.as_bytes(), path.as_bytes(), itoa(expires_ms).as_bytes()]);
-        out.push_str(&URL_SAFE_NO_PAD.encode(sig));
+        URL_SAFE_NO_PAD.encode_string(sig, out);
     }
 
     /// Checks a file URL's signature and expiry. The path is the decoded path from the URL.
@@ -163,15 +165,10 @@ impl UrlSigner {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s
     })
-}
-
-fn itoa(n: i64) -> String {
-    n.to_string()
 }
 
 #[cfg(test)]
