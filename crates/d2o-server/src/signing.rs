@@ -116,7 +116,7 @@ impl UrlSigner {
         out.push_str("?sp=r&se=");
         let expires_at = out.len();
         let _ = write!(out, "{expires_ms}");
-        let sig = self.sign(&[root_id.as_bytes(), path.as_bytes(), out[expires_at..].as_bytes()]);
+        let sig = self.sign(&[root_id.as_bytes(), path.as_bytes(), &out.as_bytes()[expires_at..]]);
         out.push_str("&sig=");
         URL_SAFE_NO_PAD.encode_string(sig, out);
     }
