@@ -89,7 +89,13 @@ impl<'a> FileEntry<'a> {
     }
 
     /// The statistics JSON text, if the log has it.
-    pub fn stats(&self) -> Option<&'a str> {
+    pub fn stats(&self) -> Option<String> {
+        self.stats_literal().and_then(|s| serde_json::from_str(s).ok())
+    }
+
+    /// The statistics as a JSON string literal (quoted and escaped), ready to be written into
+    /// a response.
+    pub fn stats_literal(&self) -> Option<&'a str> {
         self.record.stats.map(|s| self.str(s))
     }
 
@@ -200,7 +206,11 @@ impl FileList {
                 (None, None)
             } else {
                 let s = stats.value(row);
-                (Some(self.push_str(s)?), num_records_of(s))
+                // Kept as a JSON string literal: every response writes it that way, and only
+                // predicate evaluation needs it parsed.
+                let start = self.text.len();
+                push_json_string(&mut self.text, s);
+                (Some(self.span_since(start)?), num_records_of(s))
             };
             let dv = if dvs.is_null(row) { None } else { Some(self.dv_record(dvs, row)?) };
             self.records.push(Record {
@@ -307,7 +317,7 @@ fn write_partition_values(out: &mut String, map: &MapArray, row: usize) {
 }
 
 /// Appends `s` as a JSON string literal.
-pub fn push_json_string(out: &mut String, s: &str) {
+pub(crate) fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -28,6 +28,6 @@ mod error;
 
 pub use changes::{Commit, FileChange, FileChangeKind};
 pub use error::DeltaError;
-pub use files::{DeletionVector, FileEntry, FileList, deletion_vector_path, push_json_string};
+pub use files::{DeletionVector, FileEntry, FileList, deletion_vector_path};
 pub use snapshot::TableSnapshot;
 pub use tables::{DeltaTables, DeltaTablesOptions, TimestampBound};

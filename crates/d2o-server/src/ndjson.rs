@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 
 use axum::body::Body;
 use bytes::Bytes;
-use d2o_delta::{DeletionVector, deletion_vector_path, push_json_string};
+use d2o_delta::{DeletionVector, deletion_vector_path};
 use d2o_protocol::capabilities::ResponseFormat;
 use futures::StreamExt;
 use serde_json::{Map, Value};
@@ -188,9 +188,9 @@ impl SnapshotFile<'_> {
                 out.push_str(e.partition_values_json());
                 out.push_str(",\"size\":");
                 let _ = write!(out, "{}", e.size());
-                if let Some(stats) = e.stats() {
+                if let Some(stats) = e.stats_literal() {
                     out.push_str(",\"stats\":");
-                    push_json_string(out, stats);
+                    out.push_str(stats);
                 }
                 tail_fields(out, ctx);
                 out.push_str("}}");
@@ -209,9 +209,9 @@ impl SnapshotFile<'_> {
                 out.push_str(",\"modificationTime\":");
                 let _ = write!(out, "{}", e.modification_time());
                 out.push_str(",\"dataChange\":true");
-                if let Some(stats) = e.stats() {
+                if let Some(stats) = e.stats_literal() {
                     out.push_str(",\"stats\":");
-                    push_json_string(out, stats);
+                    out.push_str(stats);
                 }
                 if let Some(dv) = e.deletion_vector() {
                     out.push_str(",\"deletionVector\":");

@@ -395,7 +395,7 @@ fn may_match(
         snapshot,
         partition_columns,
         partitions: serde_json::from_str(entry.partition_values_json()).unwrap_or_default(),
-        stats: entry.stats().and_then(|s| serde_json::from_str(s).ok()).unwrap_or(Value::Null),
+        stats: entry.stats().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(Value::Null),
     };
     p.may_match(&view)
 }
