@@ -118,7 +118,8 @@ async fn demo(args: DemoArgs) -> Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A server logs what it does; a one-shot command only what went wrong.
-    let default_filter = if matches!(cli.command, Command::Serve(_)) { "info,tower_http=warn,delta_kernel=warn" } else { "warn" };
+    let default_filter =
+        if matches!(cli.command, Command::Serve(_)) { "info,tower_http=warn,delta_kernel=warn" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("D2O_LOG")
