@@ -46,6 +46,48 @@ impl ReadOptions {
     }
 }
 
+/// The row-shaping setters shared by [`TableQuery`] and [`ChangesQuery`]; both keep them in
+/// `self.options`.
+macro_rules! read_option_setters {
+    () => {
+        /// Only these columns, in this order (case-insensitive names).
+        pub fn columns<I, S>(mut self, columns: I) -> Self
+        where
+            I: IntoIterator<Item = S>,
+            S: Into<String>,
+        {
+            self.options.columns = Some(columns.into_iter().map(Into::into).collect());
+            self
+        }
+
+        /// Only rows matching `predicate`. For a snapshot the server also skips files with it;
+        /// the client always filters rows. Several filters are combined with AND.
+        pub fn filter(mut self, predicate: Predicate) -> Self {
+            self.options.filters.push(Filter::Predicate(predicate));
+            self
+        }
+
+        /// Like `filter`, from text: `a = 1 AND b >= '2024-01-01' AND c IS NOT NULL`
+        /// (comparisons and null tests joined by AND), or a `jsonPredicateHints` JSON tree.
+        pub fn filter_text(mut self, text: impl Into<String>) -> Self {
+            self.options.filters.push(Filter::Text(text.into()));
+            self
+        }
+
+        /// At most this many rows.
+        pub fn limit(mut self, rows: u64) -> Self {
+            self.options.limit = Some(rows);
+            self
+        }
+
+        /// Counters to follow the read with (files, bytes, rows).
+        pub fn progress(mut self, progress: Arc<LoadProgress>) -> Self {
+            self.options.progress = Some(progress);
+            self
+        }
+    };
+}
+
 /// A read of a table's snapshot (the latest, or a version or timestamp).
 #[derive(Debug, Clone)]
 pub struct TableQuery {
@@ -81,41 +123,7 @@ impl TableQuery {
         self
     }
 
-    /// Only these columns, in this order (case-insensitive names).
-    pub fn columns<I, S>(mut self, columns: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.options.columns = Some(columns.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// Only rows matching `predicate`. The server skips files with it; the client filters rows.
-    /// Several filters are combined with AND.
-    pub fn filter(mut self, predicate: Predicate) -> Self {
-        self.options.filters.push(Filter::Predicate(predicate));
-        self
-    }
-
-    /// Like [`TableQuery::filter`], from text: `a = 1 AND b >= '2024-01-01' AND c IS NOT NULL`
-    /// (comparisons and null tests joined by AND), or a `jsonPredicateHints` JSON tree.
-    pub fn filter_text(mut self, text: impl Into<String>) -> Self {
-        self.options.filters.push(Filter::Text(text.into()));
-        self
-    }
-
-    /// At most this many rows.
-    pub fn limit(mut self, rows: u64) -> Self {
-        self.options.limit = Some(rows);
-        self
-    }
-
-    /// Counters to follow the read with (files, bytes, rows).
-    pub fn progress(mut self, progress: Arc<LoadProgress>) -> Self {
-        self.options.progress = Some(progress);
-        self
-    }
+    read_option_setters!();
 
     /// The table's version: the latest, or the one this query's timestamp selects.
     pub async fn table_version(&self) -> Result<i64> {
@@ -227,35 +235,7 @@ impl ChangesQuery {
         self
     }
 
-    pub fn columns<I, S>(mut self, columns: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.options.columns = Some(columns.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// Only change rows matching `predicate` (applied on the client).
-    pub fn filter(mut self, predicate: Predicate) -> Self {
-        self.options.filters.push(Filter::Predicate(predicate));
-        self
-    }
-
-    pub fn filter_text(mut self, text: impl Into<String>) -> Self {
-        self.options.filters.push(Filter::Text(text.into()));
-        self
-    }
-
-    pub fn limit(mut self, rows: u64) -> Self {
-        self.options.limit = Some(rows);
-        self
-    }
-
-    pub fn progress(mut self, progress: Arc<LoadProgress>) -> Self {
-        self.options.progress = Some(progress);
-        self
-    }
+    read_option_setters!();
 
     /// The files of the change feed.
     pub async fn list_files(&self) -> Result<FileList> {
