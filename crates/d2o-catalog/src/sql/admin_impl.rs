@@ -169,7 +169,10 @@ impl Admin for SqlCatalog {
                 Err(CatalogError::AlreadyExists { kind: "share", name: name.to_owned() })
             }
             Err(e) => Err(db_err(e)),
-            Ok(_) => self.show_share(name).await,
+            Ok(_) => {
+                self.snapshots.changed();
+                self.show_share(name).await
+            }
         }
     }
 
@@ -197,6 +200,7 @@ impl Admin for SqlCatalog {
             .execute(self.pool())
             .await
             .map_err(db_err)?;
+        self.snapshots.changed();
         if done.rows_affected() == 0 {
             return Err(CatalogError::not_found("share", name));
         }
@@ -213,7 +217,9 @@ impl Admin for SqlCatalog {
         ] {
             sqlx::query(self.sql(sql)).bind(&id).execute(&mut *tx).await.map_err(db_err)?;
         }
-        tx.commit().await.map_err(db_err)
+        tx.commit().await.map_err(db_err)?;
+        self.snapshots.changed();
+        Ok(())
     }
 
     async fn add_table(&self, share: &str, table: TableEntry) -> Result<ShareInfo, CatalogError> {
@@ -250,7 +256,10 @@ impl Admin for SqlCatalog {
                 name: format!("{share}.{}.{}", table.schema, table.name),
             }),
             Err(e) => Err(db_err(e)),
-            Ok(_) => self.show_share(share).await,
+            Ok(_) => {
+                self.snapshots.changed();
+                self.show_share(share).await
+            }
         }
     }
 
@@ -264,6 +273,7 @@ impl Admin for SqlCatalog {
                 .execute(self.pool())
                 .await
                 .map_err(db_err)?;
+        self.snapshots.changed();
         if done.rows_affected() == 0 {
             return Err(CatalogError::not_found("table", format!("{share}.{schema}.{table}")));
         }
@@ -300,6 +310,7 @@ impl Admin for SqlCatalog {
         }
         let token = self.insert_token(&mut tx, &id, r.expires_at).await?;
         tx.commit().await.map_err(db_err)?;
+        self.snapshots.changed();
         let info = self.show_recipient(&r.name).await?;
         Ok((info, IssuedToken { recipient: r.name, token, expires_at: r.expires_at }))
     }
@@ -342,6 +353,7 @@ impl Admin for SqlCatalog {
         .map_err(db_err)?;
         let token = self.insert_token(&mut tx, &id, recipient_expires).await?;
         tx.commit().await.map_err(db_err)?;
+        self.snapshots.changed();
         Ok(IssuedToken { recipient: name, token, expires_at: recipient_expires })
     }
 
@@ -353,6 +365,7 @@ impl Admin for SqlCatalog {
             .execute(self.pool())
             .await
             .map_err(db_err)?;
+        self.snapshots.changed();
         self.show_recipient(name).await
     }
 
@@ -366,7 +379,9 @@ impl Admin for SqlCatalog {
         ] {
             sqlx::query(self.sql(sql)).bind(&id).execute(&mut *tx).await.map_err(db_err)?;
         }
-        tx.commit().await.map_err(db_err)
+        tx.commit().await.map_err(db_err)?;
+        self.snapshots.changed();
+        Ok(())
     }
 
     async fn grant(&self, share: &str, recipient: &str) -> Result<(), CatalogError> {
@@ -381,6 +396,7 @@ impl Admin for SqlCatalog {
         .execute(self.pool())
         .await
         .map_err(db_err)?;
+        self.snapshots.changed();
         Ok(())
     }
 
@@ -393,6 +409,7 @@ impl Admin for SqlCatalog {
             .execute(self.pool())
             .await
             .map_err(db_err)?;
+        self.snapshots.changed();
         if done.rows_affected() == 0 {
             return Err(CatalogError::not_found("grant", format!("{share} to {recipient}")));
         }
@@ -459,6 +476,6 @@ impl Admin for SqlCatalog {
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> Result<(), CatalogError> {
-        self.audit_writer.append(e.clone()).await
+        self.audit_writer.submit(e.clone()).await
     }
 }

@@ -1,20 +1,22 @@
 //! Versioned schema migrations, applied in order at connect. Never edit a released migration:
 //! add a new one.
 
-use super::{SqlCatalog, db_err, now_ms};
+use super::{Backend, SqlCatalog, db_err, now_ms};
 use crate::CatalogError;
 
-/// `(version, statements)`. Portable SQL only (TEXT, BIGINT).
-const MIGRATIONS: &[(i64, &[&str])] = &[(
-    1,
-    &[
-        "CREATE TABLE IF NOT EXISTS shares (
+/// `(version, statements)` for both backends. Portable SQL only (TEXT, BIGINT); what cannot be
+/// portable is in [`backend_statements`].
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        1,
+        &[
+            "CREATE TABLE IF NOT EXISTS shares (
             id TEXT PRIMARY KEY,
             name TEXT NOT NULL,
             name_key TEXT NOT NULL UNIQUE,
             comment TEXT,
             created_at BIGINT NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS shared_tables (
+            "CREATE TABLE IF NOT EXISTS shared_tables (
             id TEXT PRIMARY KEY,
             share_id TEXT NOT NULL REFERENCES shares(id) ON DELETE CASCADE,
             schema_name TEXT NOT NULL,
@@ -29,7 +31,7 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             comment TEXT,
             created_at BIGINT NOT NULL,
             UNIQUE (share_id, schema_key, name_key))",
-        "CREATE TABLE IF NOT EXISTS recipients (
+            "CREATE TABLE IF NOT EXISTS recipients (
             id TEXT PRIMARY KEY,
             name TEXT NOT NULL,
             name_key TEXT NOT NULL UNIQUE,
@@ -37,21 +39,21 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             properties TEXT NOT NULL,
             expires_at BIGINT,
             created_at BIGINT NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS tokens (
+            "CREATE TABLE IF NOT EXISTS tokens (
             id TEXT PRIMARY KEY,
             recipient_id TEXT NOT NULL REFERENCES recipients(id) ON DELETE CASCADE,
             token_hash TEXT NOT NULL UNIQUE,
             created_at BIGINT NOT NULL,
             expires_at BIGINT,
             revoked_at BIGINT)",
-        "CREATE INDEX IF NOT EXISTS tokens_recipient ON tokens (recipient_id)",
-        "CREATE TABLE IF NOT EXISTS grants (
+            "CREATE INDEX IF NOT EXISTS tokens_recipient ON tokens (recipient_id)",
+            "CREATE TABLE IF NOT EXISTS grants (
             share_id TEXT NOT NULL REFERENCES shares(id) ON DELETE CASCADE,
             recipient_id TEXT NOT NULL REFERENCES recipients(id) ON DELETE CASCADE,
             created_at BIGINT NOT NULL,
             PRIMARY KEY (share_id, recipient_id))",
-        "CREATE INDEX IF NOT EXISTS grants_recipient ON grants (recipient_id)",
-        "CREATE TABLE IF NOT EXISTS audit_events (
+            "CREATE INDEX IF NOT EXISTS grants_recipient ON grants (recipient_id)",
+            "CREATE TABLE IF NOT EXISTS audit_events (
             id TEXT PRIMARY KEY,
             time_ms BIGINT NOT NULL,
             principal TEXT NOT NULL,
@@ -66,9 +68,64 @@ const MIGRATIONS: &[(i64, &[&str])] = &[(
             client_ip TEXT,
             user_agent TEXT,
             request_id TEXT)",
-        "CREATE INDEX IF NOT EXISTS audit_time ON audit_events (time_ms)",
-    ],
-)];
+            "CREATE INDEX IF NOT EXISTS audit_time ON audit_events (time_ms)",
+        ],
+    ),
+    (
+        2,
+        &[
+            // The catalog generation: bumped by triggers (see `backend_statements`) in every
+            // transaction that changes what recipients can see, so that a server holding the
+            // catalog in memory knows with one cheap query whether its copy is current.
+            "CREATE TABLE IF NOT EXISTS catalog_generation (
+            id BIGINT PRIMARY KEY,
+            generation BIGINT NOT NULL,
+            bumped_by BIGINT)",
+            "INSERT INTO catalog_generation (id, generation)
+             SELECT 1, 0 WHERE NOT EXISTS (SELECT 1 FROM catalog_generation WHERE id = 1)",
+        ],
+    ),
+];
+
+/// The tables whose changes bump the catalog generation: everything but the audit log.
+const VERSIONED_TABLES: &[&str] = &["shares", "shared_tables", "recipients", "tokens", "grants"];
+
+/// Statements of migration `version` that differ between backends.
+fn backend_statements(version: i64, backend: Backend) -> Vec<String> {
+    match (version, backend) {
+        // SQLite has one writer at a time, so a row trigger that bumps at once is enough.
+        (2, Backend::Sqlite) => ["insert", "update", "delete"]
+            .iter()
+            .flat_map(|op| {
+                VERSIONED_TABLES.iter().map(move |t| {
+                    format!(
+                        "CREATE TRIGGER IF NOT EXISTS {t}_{op}_generation AFTER {op} ON {t}
+                         BEGIN UPDATE catalog_generation SET generation = generation + 1; END"
+                    )
+                })
+            })
+            .collect(),
+        // PostgreSQL: the bump is deferred to commit (so the generation row is locked last and
+        // concurrent admin transactions cannot deadlock on it) and happens once per transaction.
+        (2, Backend::Postgres) => std::iter::once(
+            "CREATE OR REPLACE FUNCTION d2o_bump_generation() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 UPDATE catalog_generation SET generation = generation + 1, bumped_by = txid_current()
+                 WHERE bumped_by IS DISTINCT FROM txid_current();
+                 RETURN NULL;
+             END $$"
+                .to_owned(),
+        )
+        .chain(VERSIONED_TABLES.iter().map(|t| {
+            format!(
+                "CREATE CONSTRAINT TRIGGER {t}_generation AFTER INSERT OR UPDATE OR DELETE ON {t}
+                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION d2o_bump_generation()"
+            )
+        }))
+        .collect(),
+        _ => Vec::new(),
+    }
+}
 
 pub(super) async fn apply(catalog: &SqlCatalog) -> Result<(), CatalogError> {
     let pool = catalog.pool();
@@ -91,6 +148,9 @@ pub(super) async fn apply(catalog: &SqlCatalog) -> Result<(), CatalogError> {
         let mut tx = pool.begin().await.map_err(db_err)?;
         for statement in *statements {
             sqlx::query(*statement).execute(&mut *tx).await.map_err(db_err)?;
+        }
+        for statement in backend_statements(*version, catalog.backend()) {
+            sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut *tx).await.map_err(db_err)?;
         }
         let inserted =
             sqlx::query(catalog.sql("INSERT INTO d2o_schema_migrations (version, applied_at) VALUES (?, ?)"))

@@ -3,12 +3,17 @@
 //! One implementation serves both databases through sqlx's `Any` driver: the SQL is written once
 //! with `?` placeholders (rewritten to `$n` for PostgreSQL) and portable types only (`TEXT`,
 //! `BIGINT`; booleans as 0/1, times as milliseconds since the epoch, maps as JSON text).
-//! Migrations are versioned and applied at connect.
+//! Migrations are versioned and applied at connect. Recipient requests are answered from an
+//! in-memory snapshot of the catalog that a generation counter keeps current (see
+//! [`snapshot`]); audit events are group-committed (see [`batch`]).
 
 mod admin_impl;
-mod audit_writer;
+mod batch;
 mod catalog_impl;
 mod migrations;
+mod snapshot;
+
+use std::sync::Arc;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -29,7 +34,9 @@ pub struct SqlCatalog {
     backend: Backend,
     /// Where the catalog lives, password removed (for messages).
     display: String,
-    audit_writer: audit_writer::AuditWriter,
+    audit_writer: batch::Batcher<crate::AuditEvent, ()>,
+    generation_check: batch::Batcher<(), i64>,
+    snapshots: Arc<snapshot::SnapshotCache>,
 }
 
 impl SqlCatalog {
@@ -63,8 +70,14 @@ impl SqlCatalog {
             .connect(&url)
             .await
             .map_err(|e| CatalogError::Internal(format!("cannot open the catalog {}: {e}", redact(target))))?;
-        let audit_writer = audit_writer::AuditWriter::start(pool.clone(), backend);
-        let catalog = SqlCatalog { pool, backend, display: redact(target), audit_writer };
+        let catalog = SqlCatalog {
+            audit_writer: batch::audit_writer(pool.clone(), backend),
+            generation_check: snapshot::generation_check(pool.clone()),
+            snapshots: Arc::default(),
+            pool,
+            backend,
+            display: redact(target),
+        };
         migrations::apply(&catalog).await?;
         Ok(catalog)
     }

@@ -288,3 +288,61 @@ pub async fn concurrent_changes(c: &SqlCatalog) {
     assert_eq!(share.tables.len(), 16);
     assert_eq!(share.recipients.len(), 16);
 }
+
+/// Changes made elsewhere (the CLI on the same catalog, another replica) reach a running
+/// catalog at its next `authenticate`, which starts every request, with no restart.
+pub async fn changes_made_elsewhere_are_seen_by_the_next_request(c: &SqlCatalog) {
+    let other = SqlCatalog::connect(c.display()).await.expect("a second handle shares no memory with the first");
+    let page = PageRequest::default();
+    other.create_share("s", None).await.expect("created");
+    other.add_table("s", table("sc", "t")).await.expect("added");
+    let (_, issued) = other.create_recipient(recipient("r")).await.expect("created");
+    let who = c.authenticate(Some(&issued.token)).await.expect("a new recipient authenticates at once");
+    assert!(Catalog::list_shares(c, &who, &page).await.expect("listed").items.is_empty());
+
+    other.grant("s", "r").await.expect("granted");
+    let who = c.authenticate(Some(&issued.token)).await.expect("authenticated");
+    assert_eq!(Catalog::list_shares(c, &who, &page).await.expect("listed").items.len(), 1);
+    assert_eq!(c.get_table(&who, "s", "sc", "t").await.expect("visible").name, "t");
+
+    other
+        .add_table("s", TableEntry { partition_filter: Some("region = 'EU'".into()), ..table("sc", "u") })
+        .await
+        .expect("added");
+    let who = c.authenticate(Some(&issued.token)).await.expect("authenticated");
+    let u = c.get_table(&who, "s", "sc", "u").await.expect("a new table is visible");
+    assert_eq!(u.partition_filter.as_deref(), Some("region = 'EU'"));
+
+    other.revoke_grant("s", "r").await.expect("revoked");
+    let who = c.authenticate(Some(&issued.token)).await.expect("authenticated");
+    assert!(matches!(c.get_table(&who, "s", "sc", "t").await, Err(CatalogError::NotFound { kind: "share", .. })));
+
+    let rotated = other.rotate_token("r", 0).await.expect("rotated");
+    assert!(matches!(c.authenticate(Some(&issued.token)).await, Err(CatalogError::Unauthenticated(_))));
+    c.authenticate(Some(&rotated.token)).await.expect("the new token works at once");
+    other.revoke_recipient("r").await.expect("revoked");
+    assert!(matches!(c.authenticate(Some(&rotated.token)).await, Err(CatalogError::Unauthenticated(_))));
+}
+
+/// Many requests at once each see the catalog as of their start, while it changes.
+pub async fn concurrent_reads_see_committed_changes(c: &SqlCatalog) {
+    c.create_share("s", None).await.expect("created");
+    let (_, issued) = c.create_recipient(recipient("r")).await.expect("created");
+    c.grant("s", "r").await.expect("granted");
+    let other = SqlCatalog::connect(c.display()).await.expect("second handle");
+    for i in 0..20 {
+        other.add_table("s", table("sc", &format!("t{i}"))).await.expect("added");
+        let readers: Vec<_> = (0..16)
+            .map(|_| {
+                let (c, token) = (c.clone(), issued.token.clone());
+                tokio::spawn(async move {
+                    let who = c.authenticate(Some(&token)).await?;
+                    c.list_tables(&who, "s", "sc", &PageRequest::default()).await.map(|p| p.items.len())
+                })
+            })
+            .collect();
+        for r in readers {
+            assert_eq!(r.await.expect("task").expect("listed"), i + 1, "every reader sees every committed table");
+        }
+    }
+}

@@ -82,4 +82,6 @@ contract!(
     audit_events_filter,
     migrations_are_idempotent,
     concurrent_changes,
+    changes_made_elsewhere_are_seen_by_the_next_request,
+    concurrent_reads_see_committed_changes,
 );
