@@ -78,37 +78,49 @@ impl<T: Send + 'static, R: Clone + Send + 'static> Batcher<T, R> {
     }
 }
 
-/// The audit writer: each batch of events is inserted in one transaction.
+/// The most audit events inserted by one statement (14 parameters each, well under the
+/// databases' limits).
+const ROWS_PER_INSERT: usize = 64;
+
+/// The audit writer: each batch of events is inserted in one transaction, by multi-row
+/// `INSERT`s (one statement per [`ROWS_PER_INSERT`] events rather than one per event).
 pub(crate) fn audit_writer(pool: AnyPool, backend: Backend) -> Batcher<AuditEvent, ()> {
-    let sql: std::sync::Arc<str> = placeholders(
-        "INSERT INTO audit_events (id, time_ms, principal, action, share_name, schema_name, table_name, version, files,
-         bytes, status, client_ip, user_agent, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        backend,
-    )
-    .into();
+    let row = format!("({})", ["?"; 14].join(", "));
+    // statements[n - 1] inserts n rows.
+    let statements: std::sync::Arc<[std::sync::Arc<str>]> = (1..=ROWS_PER_INSERT)
+        .map(|n| {
+            let sql = format!(
+                "INSERT INTO audit_events (id, time_ms, principal, action, share_name, schema_name, table_name, version,
+                 files, bytes, status, client_ip, user_agent, request_id) VALUES {}",
+                vec![row.as_str(); n].join(", ")
+            );
+            placeholders(&sql, backend).into()
+        })
+        .collect();
     Batcher::start(move |events: Vec<AuditEvent>| {
-        let (pool, sql) = (pool.clone(), sql.clone());
+        let (pool, statements) = (pool.clone(), statements.clone());
         async move {
             let mut tx = pool.begin().await.map_err(db_err)?;
-            for e in &events {
-                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(uuid::Uuid::new_v4().to_string())
-                    .bind(e.time_ms)
-                    .bind(&e.principal)
-                    .bind(&e.action)
-                    .bind(&e.share)
-                    .bind(&e.schema)
-                    .bind(&e.table)
-                    .bind(e.version)
-                    .bind(e.files)
-                    .bind(e.bytes)
-                    .bind(i64::from(e.status))
-                    .bind(&e.client_ip)
-                    .bind(&e.user_agent)
-                    .bind(&e.request_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
+            for chunk in events.chunks(ROWS_PER_INSERT) {
+                let mut insert = sqlx::query(sqlx::AssertSqlSafe(statements[chunk.len() - 1].clone()));
+                for e in chunk {
+                    insert = insert
+                        .bind(uuid::Uuid::new_v4().to_string())
+                        .bind(e.time_ms)
+                        .bind(&e.principal)
+                        .bind(&e.action)
+                        .bind(&e.share)
+                        .bind(&e.schema)
+                        .bind(&e.table)
+                        .bind(e.version)
+                        .bind(e.files)
+                        .bind(e.bytes)
+                        .bind(i64::from(e.status))
+                        .bind(&e.client_ip)
+                        .bind(&e.user_agent)
+                        .bind(&e.request_id);
+                }
+                insert.execute(&mut *tx).await.map_err(db_err)?;
             }
             tx.commit().await.map_err(db_err)
         }

@@ -346,3 +346,43 @@ pub async fn concurrent_reads_see_committed_changes(c: &SqlCatalog) {
         }
     }
 }
+
+/// Events appended at once are written together (several per statement) and none is lost or
+/// altered.
+pub async fn concurrent_audit_events_are_all_stored(c: &SqlCatalog) {
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let e = AuditEvent {
+                    time_ms: 1_000 + i,
+                    principal: format!("p{}", i % 7),
+                    action: "query".into(),
+                    share: Some("s".into()),
+                    schema: None,
+                    table: None,
+                    version: Some(i),
+                    files: None,
+                    bytes: Some(i * 10),
+                    status: 200,
+                    client_ip: None,
+                    user_agent: Some(format!("agent {i}")),
+                    request_id: Some(format!("req-{i}")),
+                };
+                c.append_audit(&e).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task").expect("appended");
+    }
+    let all = c.audit(&AuditFilter { limit: Some(1000), ..Default::default() }).await.expect("read");
+    assert_eq!(all.len(), 300);
+    for e in &all {
+        let i = e.time_ms - 1_000;
+        assert_eq!((e.version, e.bytes), (Some(i), Some(i * 10)));
+        assert_eq!(e.request_id.as_deref(), Some(format!("req-{i}").as_str()));
+        assert_eq!(e.user_agent.as_deref(), Some(format!("agent {i}").as_str()));
+        assert_eq!(e.principal, format!("p{}", i % 7));
+    }
+}

@@ -84,4 +84,5 @@ contract!(
     concurrent_changes,
     changes_made_elsewhere_are_seen_by_the_next_request,
     concurrent_reads_see_committed_changes,
+    concurrent_audit_events_are_all_stored,
 );
