@@ -43,6 +43,17 @@ impl SharedTable {
     pub fn qualified_name(&self) -> String {
         format!("{}.{}.{}", self.share, self.schema, self.name)
     }
+
+    /// The table as listed to recipients.
+    pub fn listed(&self) -> Table {
+        Table {
+            name: self.name.clone(),
+            schema: self.schema.clone(),
+            share: self.share.clone(),
+            share_id: self.share_id.clone(),
+            id: self.id.clone(),
+        }
+    }
 }
 
 /// The source of truth for shares and recipients.

@@ -89,16 +89,6 @@ impl YamlCatalog {
     }
 }
 
-fn table_item(t: &SharedTable) -> Table {
-    Table {
-        name: t.name.clone(),
-        schema: t.schema.clone(),
-        share: t.share.clone(),
-        share_id: t.share_id.clone(),
-        id: t.id.clone(),
-    }
-}
-
 #[async_trait]
 impl Catalog for YamlCatalog {
     async fn authenticate(&self, bearer_token: Option<&str>) -> Result<Principal, CatalogError> {
@@ -142,7 +132,7 @@ impl Catalog for YamlCatalog {
         schema: &str,
         page: &PageRequest,
     ) -> Result<Page<Table>, CatalogError> {
-        let items = self.schema(share, schema)?.iter().map(table_item).collect();
+        let items = self.schema(share, schema)?.iter().map(SharedTable::listed).collect();
         page_of(items, &format!("tables/{}/{}", share.to_lowercase(), schema.to_lowercase()), page)
     }
 
@@ -152,7 +142,7 @@ impl Catalog for YamlCatalog {
         share: &str,
         page: &PageRequest,
     ) -> Result<Page<Table>, CatalogError> {
-        let items = self.share(share)?.schemas.iter().flat_map(|(_, t)| t.iter().map(table_item)).collect();
+        let items = self.share(share)?.schemas.iter().flat_map(|(_, t)| t.iter().map(SharedTable::listed)).collect();
         page_of(items, &format!("all-tables/{}", share.to_lowercase()), page)
     }
 

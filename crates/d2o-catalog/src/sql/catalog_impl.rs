@@ -41,17 +41,6 @@ fn keyset_page<K: AsRef<str>, S, T>(
     Ok(Page { items: items.into_iter().map(|(_, s)| make(s)).collect(), next_page_token })
 }
 
-/// A listed table.
-fn table_item(t: &SharedTable) -> Table {
-    Table {
-        name: t.name.clone(),
-        schema: t.schema.clone(),
-        share: t.share.clone(),
-        share_id: t.share_id.clone(),
-        id: t.id.clone(),
-    }
-}
-
 /// Reads are served from the in-memory [`super::snapshot::Snapshot`]; `authenticate`, which
 /// starts every request, makes sure it is current (see that module's freshness contract).
 #[async_trait]
@@ -95,7 +84,7 @@ impl Catalog for SqlCatalog {
             .schema(&schema.to_lowercase())
             .ok_or_else(|| CatalogError::not_found("schema", format!("{share}.{schema}")))?;
         let listing = format!("tables/{}/{}", share.to_lowercase(), schema.to_lowercase());
-        keyset_page(schema_entry.tables.iter().map(|(k, t)| (k, t)), table_item, page, &listing)
+        keyset_page(schema_entry.tables.iter().map(|(k, t)| (k, t)), SharedTable::listed, page, &listing)
     }
 
     async fn list_all_tables(
@@ -108,7 +97,7 @@ impl Catalog for SqlCatalog {
         let s = snapshot.granted_share(who, share)?;
         // The key is "schema_key/name_key": names cannot contain '/', so it sorts as the pair.
         let items = s.schemas.iter().flat_map(|sc| sc.tables.iter().map(move |(k, t)| (format!("{}/{k}", sc.key), t)));
-        keyset_page(items, table_item, page, &format!("all-tables/{}", share.to_lowercase()))
+        keyset_page(items, SharedTable::listed, page, &format!("all-tables/{}", share.to_lowercase()))
     }
 
     async fn get_table(
