@@ -4,8 +4,10 @@
 #
 #   1. `d2o client load profile#bench.b.t --out x.parquet`
 #   2. the official Python connector's `delta_sharing.load_as_pandas`
-#   3. the floor: the same Parquet files read from local disk with arrow-rs
-#      (examples/local_floor.rs), once writing the same output file, once read-only.
+#   3. the floors: the same Parquet files read from local disk with arrow-rs
+#      (examples/local_floor.rs), once writing the same output file (decoding and re-encoding),
+#      once read-only, and once copying their column chunks into one file without decoding
+#      (what `d2o client load` does for Parquet output where the files allow it).
 #
 #   bench/client_bench.sh [--runs N] [--skip-python] [--skip-build]
 #
@@ -43,7 +45,9 @@ trap cleanup EXIT
 
 if [[ $skip_build == 0 ]]; then
     say "building the release d2o and the floor"
-    cargo build --release -q -p d2o-cli -p d2o-client --example local_floor
+    # Two commands: with --example, cargo builds only that example of the selected packages.
+    cargo build --release -q -p d2o-cli
+    cargo build --release -q -p d2o-client --example local_floor
 fi
 d2o="${D2O_BIN:-$target/release/d2o}"
 floor="${D2O_FLOOR_BIN:-$target/release/examples/local_floor}"
@@ -103,6 +107,7 @@ rows="$("$venv/bin/python" -c "import pyarrow.parquet as pq,sys; print(pq.Parque
 say "d2o client load wrote $rows rows"
 measure floor-read-write "$floor" "$table" "$work/floor.parquet" 4
 measure floor-read-only "$floor" "$table" --no-write 4
+measure floor-copy-chunks "$floor" "$table" "$work/floor-copy.parquet" 4 --copy
 if [[ $skip_python == 0 ]]; then
     runs_saved=$runs
     runs=1
@@ -129,4 +134,6 @@ for n, (w, r) in best.items():
     print(f"| {n} | {w:.2f} | {r / 1024:.0f} | {ratio} |")
 if "python-load_as_pandas" in best and "d2o-client-load" in best:
     print(f"\nd2o client load is {best['python-load_as_pandas'][0] / best['d2o-client-load'][0]:.1f}x faster than load_as_pandas.")
+if "floor-copy-chunks" in best and "d2o-client-load" in best:
+    print(f"d2o client load takes {best['d2o-client-load'][0] / best['floor-copy-chunks'][0]:.2f}x the time of the local chunk copy.")
 EOF

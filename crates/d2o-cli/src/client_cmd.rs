@@ -5,14 +5,14 @@
 //! scripts. Errors name the profile, the table and the cause.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use arrow::record_batch::RecordBatch;
-use d2o_client::write::{OutputFormat, write_stream};
+use d2o_client::write::{OutputFormat, WriteSummary, write_stream};
 use d2o_client::{Client, LoadProgress, PROFILE_ENV, Profile, RecordBatchStream, ResponseFormat, TableName};
 use futures::StreamExt;
 
@@ -269,8 +269,19 @@ pub(crate) async fn run(args: ClientArgs) -> Result<()> {
             if let Some(l) = limit {
                 q = q.limit(l);
             }
-            let stream = q.load_stream().await.with_context(ctx)?;
-            output(stream, &load.output, progress).await.with_context(ctx)?;
+            match &load.output.out {
+                // Parquet output may copy the data files' column chunks instead of decoding them.
+                Some(path) => {
+                    let format = OutputFormat::from_path(path)?;
+                    write_reporting(q.load_to_file(path, format), path, &load.output, progress)
+                        .await
+                        .with_context(ctx)?;
+                }
+                None => {
+                    let stream = q.load_stream().await.with_context(ctx)?;
+                    output(stream, &load.output, progress).await.with_context(ctx)?;
+                }
+            }
         }
         ClientCommand::Changes(ch) => {
             let (p, name) = table_arg(&ch.table)?;
@@ -331,32 +342,38 @@ pub(crate) async fn run(args: ClientArgs) -> Result<()> {
 }
 
 async fn output(stream: RecordBatchStream, args: &OutputArgs, progress: Arc<LoadProgress>) -> Result<()> {
-    let started = Instant::now();
-    let bar =
-        (!args.quiet && args.out.is_some() && std::io::stderr().is_terminal()).then(|| spawn_bar(progress.clone()));
-    let result = match &args.out {
+    match &args.out {
         Some(path) => {
             let format = OutputFormat::from_path(path)?;
-            write_stream(stream, path, format).await.map(|s| Some((s, path)))
+            write_reporting(write_stream(stream, path, format), path, args, progress).await
         }
-        None => stream.collect().await.map(|b| {
-            let _ = print_batches(&b);
-            None
-        }),
-    };
+        None => print_batches(&stream.collect().await?),
+    }
+}
+
+/// Runs `write` (writing `path`) under a progress bar (on a terminal, unless --quiet), then
+/// reports what it wrote.
+async fn write_reporting(
+    write: impl Future<Output = d2o_client::Result<WriteSummary>>,
+    path: &Path,
+    args: &OutputArgs,
+    progress: Arc<LoadProgress>,
+) -> Result<()> {
+    let started = Instant::now();
+    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| spawn_bar(progress.clone()));
+    let result = write.await;
     if let Some((bar, task)) = bar {
         task.abort();
         bar.finish_and_clear();
     }
-    if let Some((summary, path)) = result? {
-        let secs = started.elapsed().as_secs_f64();
-        eprintln!(
-            "wrote {} rows to {} in {secs:.1} s ({} downloaded)",
-            summary.rows,
-            path.display(),
-            human_bytes(progress.bytes_done.load(Ordering::Relaxed))
-        );
-    }
+    let summary = result?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "wrote {} rows to {} in {secs:.1} s ({} downloaded)",
+        summary.rows,
+        path.display(),
+        human_bytes(progress.bytes_done.load(Ordering::Relaxed))
+    );
     Ok(())
 }
 

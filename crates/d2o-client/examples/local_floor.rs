@@ -1,9 +1,12 @@
-//! The floor of the client benchmark: read a table's Parquet files from local disk with arrow-rs
-//! (no server, no HTTP, no protocol) and, unless `--no-write`, write them to one Parquet file
-//! with the same writer settings as `d2o client load`.
+//! The floors of the client benchmark, from a table's Parquet files on local disk (no server,
+//! no HTTP, no protocol):
+//! - by default, read them with arrow-rs and, unless `--no-write`, write them to one Parquet file
+//!   with the settings `d2o client load` encodes with (the floor of decoding and re-encoding);
+//! - with `--copy`, read them whole and append their column chunks to one Parquet file without
+//!   decoding (the floor of the chunk copy `d2o client load` does for Parquet output).
 //!
 //! ```text
-//! cargo run --release -p d2o-client --example local_floor -- <table-dir> [out.parquet | --no-write] [threads]
+//! cargo run --release -p d2o-client --example local_floor -- <table-dir> [out.parquet | --no-write] [threads] [--copy]
 //! ```
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -15,10 +18,14 @@ use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use parquet::column::writer::ColumnCloseResult;
+use parquet::file::metadata::ParquetMetaDataReader;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
 
 fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).expect("readable dir") {
@@ -40,6 +47,11 @@ fn main() {
     let mut files = Vec::new();
     parquet_files(&dir, &mut files);
     files.sort();
+    if args.get(4).map(String::as_str) == Some("--copy") {
+        let out = out.expect("--copy needs an output file");
+        copy_floor(files, &out, threads);
+        return;
+    }
     let start = Instant::now();
     let queue = Arc::new(Mutex::new(files));
     let (tx, rx) = sync_channel(threads.max(2));
@@ -77,6 +89,66 @@ fn main() {
                 ArrowWriter::try_new(file, batch.schema(), Some(props)).expect("writer")
             });
             w.write(&batch).expect("write");
+        }
+    }
+    if let Some(w) = writer {
+        w.close().expect("close");
+    }
+    for w in workers {
+        w.join().expect("worker");
+    }
+    println!("rows={rows} seconds={:.3}", start.elapsed().as_secs_f64());
+}
+
+/// Reads the files whole on `threads` threads and appends their column chunks to `out` (all
+/// files must have the same Parquet schema).
+fn copy_floor(files: Vec<PathBuf>, out: &Path, threads: usize) {
+    let start = Instant::now();
+    let queue = Arc::new(Mutex::new(files));
+    let (tx, rx) = sync_channel::<Bytes>(threads.max(2));
+    let mut workers = Vec::new();
+    for _ in 0..threads {
+        let (queue, tx) = (queue.clone(), tx.clone());
+        workers.push(std::thread::spawn(move || {
+            loop {
+                let Some(path) = queue.lock().unwrap().pop() else { break };
+                if tx.send(Bytes::from(std::fs::read(&path).expect("read"))).is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let props = Arc::new(
+        WriterProperties::builder()
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_offset_index_disabled(true)
+            .build(),
+    );
+    let mut rows = 0i64;
+    let mut writer: Option<SerializedFileWriter<BufWriter<File>>> = None;
+    for data in rx {
+        let metadata = ParquetMetaDataReader::new().parse_and_finish(&data).expect("footer");
+        let w = writer.get_or_insert_with(|| {
+            let file = BufWriter::with_capacity(1 << 20, File::create(out).expect("create"));
+            let schema = metadata.file_metadata().schema_descr().root_schema_ptr();
+            SerializedFileWriter::new(file, schema, props.clone()).expect("writer")
+        });
+        for rg in metadata.row_groups() {
+            let mut group = w.next_row_group().expect("row group");
+            for chunk in rg.columns() {
+                let close = ColumnCloseResult {
+                    bytes_written: chunk.compressed_size() as u64,
+                    rows_written: rg.num_rows() as u64,
+                    metadata: chunk.clone(),
+                    bloom_filter: None,
+                    column_index: None,
+                    offset_index: None,
+                };
+                group.append_column(&data, close).expect("append");
+            }
+            group.close().expect("close row group");
+            rows += rg.num_rows();
         }
     }
     if let Some(w) = writer {

@@ -37,6 +37,7 @@ pub mod table;
 pub mod write;
 
 mod convert;
+mod copy;
 mod dv;
 mod error;
 mod reader;

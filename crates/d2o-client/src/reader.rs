@@ -35,7 +35,7 @@ use crate::schema::DeltaField;
 use crate::{dv, schema};
 
 /// Rows per decoded batch.
-const BATCH_ROWS: usize = 32_768;
+pub(crate) const BATCH_ROWS: usize = 32_768;
 /// Refresh a URL that expires within this margin instead of starting a download with it.
 const EXPIRY_MARGIN_MS: i64 = 2_000;
 /// How often one file's URL may be refreshed before the read gives up.
@@ -131,7 +131,13 @@ impl ReadPlan {
         self.output_schema.clone()
     }
 
-    fn is_partition(&self, f: &DeltaField) -> bool {
+    /// The output's logical fields, in order, when the plan keeps every row of a snapshot as it
+    /// is (no filter to apply, no change-feed columns); `None` otherwise.
+    pub(crate) fn plain_fields(&self) -> Option<&[DeltaField]> {
+        (self.filter.is_none() && !self.change_feed).then_some(self.read_fields.as_slice())
+    }
+
+    pub(crate) fn is_partition(&self, f: &DeltaField) -> bool {
         self.partition_columns
             .iter()
             .any(|p| p.eq_ignore_ascii_case(&f.name) || p.eq_ignore_ascii_case(&f.physical_name))
@@ -272,40 +278,9 @@ pub(crate) fn read_files(
     limit: Option<u64>,
     progress: Arc<LoadProgress>,
 ) -> RecordBatchStream {
-    let concurrency = client.inner.concurrency;
     let schema = plan.output_schema();
-    let (tx, mut rx) = mpsc::channel::<Result<RecordBatch>>(concurrency.max(2));
-    progress.files_total.fetch_add(list.files.len() as u64, Ordering::Relaxed);
-    progress.bytes_total.fetch_add(list.files.iter().map(|f| f.size.max(0) as u64).sum(), Ordering::Relaxed);
-    let book = Arc::new(UrlBook {
-        client: client.clone(),
-        table,
-        requery,
-        state: parking_lot::Mutex::new(UrlState {
-            generation: 0,
-            refresh_token: list.refresh_token.clone(),
-            urls: HashMap::new(),
-        }),
-        refreshing: tokio::sync::Mutex::new(()),
-    });
-    let plan = Arc::new(plan);
-    let files = list.files;
-    let driver_progress = progress.clone();
-    tokio::spawn(async move {
-        let semaphore = Arc::new(Semaphore::new(concurrency));
-        for file in files {
-            let permit = tokio::select! {
-                p = semaphore.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                () = tx.closed() => break,
-            };
-            let (tx, book, plan, progress) = (tx.clone(), book.clone(), plan.clone(), driver_progress.clone());
-            tokio::spawn(async move {
-                if let Err(e) = read_one(&book, &plan, file, &tx, &progress).await {
-                    let _ = tx.send(Err(e)).await;
-                }
-                drop(permit);
-            });
-        }
+    let mut rx = spawn_reads(client, table, list, plan, requery, progress.clone(), |plan, file, data, deleted, tx| {
+        decode(plan, file, data, deleted, &mut |batch| tx.blocking_send(Ok(batch)).is_ok())
     });
     let mut remaining = limit;
     let mut failed = false;
@@ -337,21 +312,90 @@ pub(crate) fn read_files(
     RecordBatchStream::new(schema, Box::pin(stream))
 }
 
-async fn read_one(
+/// Downloads `list`'s files (at most the client's concurrency at once, refreshing expired
+/// URLs) and hands each, with its deleted row indexes, to `per_file` on a blocking thread,
+/// which sends what it makes of the file into the returned channel.
+///
+/// The channel is bounded, so a slow consumer slows the downloads; when the consumer drops the
+/// receiver, no further file is started. An error of a download or of `per_file` is sent into
+/// the channel.
+pub(crate) fn spawn_reads<T, F>(
+    client: Client,
+    table: TableName,
+    list: FileList,
+    plan: ReadPlan,
+    requery: Requery,
+    progress: Arc<LoadProgress>,
+    per_file: F,
+) -> mpsc::Receiver<Result<T>>
+where
+    T: Send + 'static,
+    F: Fn(&ReadPlan, &DataFile, Bytes, Option<Vec<u64>>, &mpsc::Sender<Result<T>>) -> Result<()>
+        + Send
+        + Sync
+        + 'static,
+{
+    let concurrency = client.inner.concurrency;
+    let (tx, rx) = mpsc::channel::<Result<T>>(concurrency.max(2));
+    progress.files_total.fetch_add(list.files.len() as u64, Ordering::Relaxed);
+    progress.bytes_total.fetch_add(list.files.iter().map(|f| f.size.max(0) as u64).sum(), Ordering::Relaxed);
+    let book = Arc::new(UrlBook {
+        client: client.clone(),
+        table,
+        requery,
+        state: parking_lot::Mutex::new(UrlState {
+            generation: 0,
+            refresh_token: list.refresh_token.clone(),
+            urls: HashMap::new(),
+        }),
+        refreshing: tokio::sync::Mutex::new(()),
+    });
+    let plan = Arc::new(plan);
+    let per_file = Arc::new(per_file);
+    let files = list.files;
+    tokio::spawn(async move {
+        let semaphore = Arc::new(Semaphore::new(concurrency));
+        for file in files {
+            let permit = tokio::select! {
+                p = semaphore.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                () = tx.closed() => break,
+            };
+            let (tx, book, plan, progress, per_file) =
+                (tx.clone(), book.clone(), plan.clone(), progress.clone(), per_file.clone());
+            tokio::spawn(async move {
+                if let Err(e) = read_one(&book, plan, file, &tx, &progress, per_file).await {
+                    let _ = tx.send(Err(e)).await;
+                }
+                drop(permit);
+            });
+        }
+    });
+    rx
+}
+
+async fn read_one<T, F>(
     book: &UrlBook,
-    plan: &Arc<ReadPlan>,
+    plan: Arc<ReadPlan>,
     file: DataFile,
-    tx: &mpsc::Sender<Result<RecordBatch>>,
+    tx: &mpsc::Sender<Result<T>>,
     progress: &LoadProgress,
-) -> Result<()> {
+    per_file: Arc<F>,
+) -> Result<()>
+where
+    T: Send + 'static,
+    F: Fn(&ReadPlan, &DataFile, Bytes, Option<Vec<u64>>, &mpsc::Sender<Result<T>>) -> Result<()>
+        + Send
+        + Sync
+        + 'static,
+{
     let (data, deleted) = fetch_file(book, &file).await?;
     progress.bytes_done.fetch_add(data.len() as u64, Ordering::Relaxed);
-    let (plan, tx2) = (plan.clone(), tx.clone());
-    let decoded = tokio::task::spawn_blocking(move || decode(&plan, &file, data, deleted, &tx2))
+    let tx2 = tx.clone();
+    let done = tokio::task::spawn_blocking(move || per_file(&plan, &file, data, deleted, &tx2))
         .await
         .map_err(|e| ClientError::protocol(format!("decoding task failed: {e}")))?;
     progress.files_done.fetch_add(1, Ordering::Relaxed);
-    decoded
+    done
 }
 
 /// Downloads a file and its deletion vector, refreshing URLs that expired.
@@ -467,13 +511,15 @@ async fn get_bytes(client: &Client, url: &str) -> std::result::Result<Bytes, Fet
     }
 }
 
-/// Decodes one file into batches of the plan's shape and sends them (blocking thread).
-fn decode(
+/// Decodes one file into batches of the plan's shape (deleted rows dropped, the filter
+/// applied) and hands them to `emit` (on a blocking thread). Stops quietly when `emit` returns
+/// false (the consumer is gone).
+pub(crate) fn decode(
     plan: &ReadPlan,
     file: &DataFile,
     data: Bytes,
     deleted: Option<Vec<u64>>,
-    tx: &mpsc::Sender<Result<RecordBatch>>,
+    emit: &mut dyn FnMut(RecordBatch) -> bool,
 ) -> Result<()> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(data)?;
     let file_schema = builder.schema().clone();
@@ -519,7 +565,7 @@ fn decode(
             continue;
         }
         let batch = batch.project(&plan.output_indices)?;
-        if tx.blocking_send(Ok(batch)).is_err() {
+        if !emit(batch) {
             // The consumer is gone (limit reached, or it failed): stop quietly.
             return Ok(());
         }
@@ -528,7 +574,7 @@ fn decode(
 }
 
 /// The file's partition values by lower-cased logical name.
-fn partition_values(plan: &ReadPlan, file: &DataFile) -> BTreeMap<String, Option<String>> {
+pub(crate) fn partition_values(plan: &ReadPlan, file: &DataFile) -> BTreeMap<String, Option<String>> {
     let mut out = BTreeMap::new();
     for f in &plan.read_fields {
         if !plan.is_partition(f) {

@@ -6,6 +6,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::path::Path;
 use std::sync::Arc;
 
 use d2o_protocol::predicate::{Predicate, ValueType};
@@ -16,6 +17,7 @@ use crate::files::{FileList, TableMetadata};
 use crate::profile::TableName;
 use crate::reader::{LoadProgress, ReadPlan, RecordBatchStream, Requery, read_files};
 use crate::schema::{DeltaType, TableSchema};
+use crate::write::{OutputFormat, WriteSummary, write_parquet_copying, write_stream};
 
 /// A filter, given as a predicate or as text to be parsed against the schema.
 #[derive(Debug, Clone)]
@@ -180,6 +182,12 @@ impl TableQuery {
     /// Reads the files of an earlier [`TableQuery::list_files`]; URLs that expired since are
     /// refreshed.
     pub fn load_stream_from(self, files: FileList) -> Result<RecordBatchStream> {
+        let (name, plan, requery, progress) = self.read_setup(&files)?;
+        Ok(read_files(self.client.clone(), name, files, plan, requery, self.options.limit, progress))
+    }
+
+    /// What a read of `files` needs: the table name, the plan, how to refresh URLs, progress.
+    fn read_setup(&self, files: &FileList) -> Result<(TableName, ReadPlan, Requery, Arc<LoadProgress>)> {
         let name = self.name()?.clone();
         let predicate = self.options.predicate(&files.metadata.schema)?;
         let plan = ReadPlan::new(&files.metadata, self.options.columns.as_deref(), predicate.clone(), false)?;
@@ -190,7 +198,26 @@ impl TableQuery {
             body.include_refresh_token = None;
         }
         let progress = self.options.progress.clone().unwrap_or_default();
-        Ok(read_files(self.client.clone(), name, files, plan, Requery::Snapshot(body), self.options.limit, progress))
+        Ok((name, plan, Requery::Snapshot(body), progress))
+    }
+
+    /// Loads the table into a local file, streaming (a table larger than memory fits); on
+    /// error the partial file is removed.
+    ///
+    /// The file reads back to the schema and rows of [`TableQuery::load`] (in some order).
+    /// For a Parquet file of a read without filter and row limit, the column chunks of every
+    /// data file that has no deletion vector and already stores the selected columns with the
+    /// output's Parquet types are copied as they are, without decoding: such files keep their
+    /// row groups, compression and column statistics. The other files are decoded and encoded
+    /// as [`write_stream`](crate::write::write_stream) does. [`WriteSummary::files_copied`]
+    /// counts the copied files.
+    pub async fn load_to_file(self, path: &Path, format: OutputFormat) -> Result<WriteSummary> {
+        let files = self.list_files().await?;
+        if format != OutputFormat::Parquet || !self.options.filters.is_empty() || self.options.limit.is_some() {
+            return write_stream(self.load_stream_from(files)?, path, format).await;
+        }
+        let (name, plan, requery, progress) = self.read_setup(&files)?;
+        write_parquet_copying(self.client.clone(), name, files, plan, requery, progress, path).await
     }
 
     /// Loads the whole result into memory.

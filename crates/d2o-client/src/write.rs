@@ -1,18 +1,24 @@
 //! Writing a stream of batches to a local file (Parquet, CSV or Arrow IPC), batch by batch, so
-//! that a table larger than memory streams to disk.
+//! that a table larger than memory streams to disk; and writing a snapshot read to Parquet by
+//! copying the data files' column chunks where they allow it
+//! ([`TableQuery::load_to_file`](crate::TableQuery::load_to_file)).
 
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
 
+use crate::client::Client;
+use crate::copy::{ParquetSink, Piece, plan_copy};
 use crate::error::{ClientError, Result};
-use crate::reader::RecordBatchStream;
+use crate::files::FileList;
+use crate::profile::TableName;
+use crate::reader::{LoadProgress, ReadPlan, RecordBatchStream, Requery, decode, spawn_reads};
 
 /// An output file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,11 +48,14 @@ impl OutputFormat {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WriteSummary {
     pub rows: u64,
+    /// Record batches encoded.
     pub batches: u64,
+    /// Data files whose column chunks were copied into the Parquet output without decoding.
+    pub files_copied: u64,
 }
 
 enum Sink {
-    Parquet(ArrowWriter<BufWriter<File>>),
+    Parquet(ParquetSink),
     Csv(arrow::csv::Writer<BufWriter<File>>),
     Arrow(arrow::ipc::writer::FileWriter<BufWriter<File>>),
 }
@@ -65,13 +74,7 @@ async fn write_inner(mut stream: RecordBatchStream, path: &Path, format: OutputF
     let file = BufWriter::with_capacity(1 << 20, File::create(path).map_err(io)?);
     let schema = stream.schema();
     let mut sink = match format {
-        OutputFormat::Parquet => {
-            let props = WriterProperties::builder()
-                .set_compression(Compression::SNAPPY)
-                .set_max_row_group_row_count(Some(1 << 18))
-                .build();
-            Sink::Parquet(ArrowWriter::try_new(file, schema.clone(), Some(props))?)
-        }
+        OutputFormat::Parquet => Sink::Parquet(ParquetSink::for_batches(file, schema.clone())?),
         OutputFormat::Csv => Sink::Csv(arrow::csv::WriterBuilder::new().with_header(true).build(file)),
         OutputFormat::Arrow => Sink::Arrow(arrow::ipc::writer::FileWriter::try_new(file, &schema)?),
     };
@@ -81,7 +84,7 @@ async fn write_inner(mut stream: RecordBatchStream, path: &Path, format: OutputF
         summary.rows += batch.num_rows() as u64;
         summary.batches += 1;
         // Encoding is CPU work; it runs here, between polls, which also paces the downloads.
-        let mut encode = || -> Result<()> {
+        let encode = || -> Result<()> {
             match &mut sink {
                 Sink::Parquet(w) => w.write(&batch)?,
                 Sink::Csv(w) => w.write(&batch)?,
@@ -89,20 +92,88 @@ async fn write_inner(mut stream: RecordBatchStream, path: &Path, format: OutputF
             }
             Ok(())
         };
-        if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-            tokio::task::block_in_place(encode)?;
-        } else {
-            encode()?;
-        }
+        run_cpu(encode)?;
     }
     match sink {
-        Sink::Parquet(w) => {
-            w.close()?;
-        }
+        Sink::Parquet(w) => w.close()?,
         Sink::Csv(w) => {
             w.into_inner().into_inner().map_err(|e| io(e.into_error()))?;
         }
         Sink::Arrow(mut w) => w.finish()?,
     }
+    Ok(summary)
+}
+
+/// Runs CPU work from async code: in place on a multi-threaded runtime (telling it so), plainly
+/// on a current-thread one.
+fn run_cpu<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
+    if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
+}
+
+/// Writes a snapshot read to a Parquet file: the column chunks of files [`plan_copy`] accepts
+/// are copied, the other files decoded and encoded. Files are written in the order their
+/// downloads finish. On error the partial file is removed.
+pub(crate) async fn write_parquet_copying(
+    client: Client,
+    table: TableName,
+    list: FileList,
+    plan: ReadPlan,
+    requery: Requery,
+    progress: Arc<LoadProgress>,
+    path: &Path,
+) -> Result<WriteSummary> {
+    let result = copy_inner(client, table, list, plan, requery, progress, path).await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+async fn copy_inner(
+    client: Client,
+    table: TableName,
+    list: FileList,
+    plan: ReadPlan,
+    requery: Requery,
+    progress: Arc<LoadProgress>,
+    path: &Path,
+) -> Result<WriteSummary> {
+    let io = |source| ClientError::Io { path: PathBuf::from(path), source };
+    let file = BufWriter::with_capacity(1 << 20, File::create(path).map_err(io)?);
+    let mut sink = ParquetSink::for_copies(file, plan.output_schema())?;
+    let target = sink.copy_target();
+    let mut pieces =
+        spawn_reads(client, table, list, plan, requery, progress.clone(), move |plan, file, data, deleted, tx| {
+            if deleted.is_none()
+                && let Some(copy) = plan_copy(&target, plan, file, &data)?
+            {
+                // A closed channel means the writer failed; it reports why.
+                let _ = tx.blocking_send(Ok(Piece::Copy(copy)));
+                return Ok(());
+            }
+            decode(plan, file, data, deleted, &mut |batch| tx.blocking_send(Ok(Piece::Batch(batch))).is_ok())
+        });
+    let mut summary = WriteSummary::default();
+    while let Some(piece) = pieces.recv().await {
+        let rows = run_cpu(|| match piece? {
+            Piece::Batch(batch) => {
+                sink.write(&batch)?;
+                summary.batches += 1;
+                Ok(batch.num_rows() as u64)
+            }
+            Piece::Copy(copy) => {
+                let rows = sink.copy(copy)?;
+                summary.files_copied += 1;
+                Ok(rows)
+            }
+        })?;
+        summary.rows += rows;
+        progress.rows.fetch_add(rows, Ordering::Relaxed);
+    }
+    run_cpu(|| sink.close())?;
     Ok(summary)
 }

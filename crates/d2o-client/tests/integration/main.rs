@@ -13,3 +13,4 @@ mod snapshots;
 #[cfg(feature = "sql")]
 mod sql;
 mod support;
+mod write;

@@ -97,7 +97,9 @@ pub fn read_parquet(path: &Path) -> Expected {
     Expected { schema, batches }
 }
 
-fn config_yaml(extra: &str) -> String {
+/// The fixtures as `s1.sc1.<name>`, basic_partitioned as `plain.sc.t`, and `tables` as
+/// `plain.sc.<name>`.
+fn config_yaml(extra: &str, tables: &[(&str, &Path)]) -> String {
     let mut y = String::from("version: 1\nshares:\n- name: s1\n  schemas:\n  - name: sc1\n    tables:\n");
     for f in fixtures() {
         y += &format!(
@@ -110,6 +112,9 @@ fn config_yaml(extra: &str) -> String {
         "- name: plain\n  schemas:\n  - name: sc\n    tables:\n    - name: t\n      location: {}\n",
         fixtures_dir().join("basic_partitioned/delta").display()
     );
+    for (name, location) in tables {
+        y += &format!("    - name: {name}\n      location: {}\n", location.display());
+    }
     y += &format!("authorization:\n  bearerToken: {TOKEN}\n{extra}");
     y
 }
@@ -128,7 +133,16 @@ impl Server {
 
     /// `extra` is appended to the YAML config (e.g. `preSignedUrlTimeoutSeconds: 1`).
     pub async fn start_with(extra: &str) -> Server {
-        let (config, _) = ServerConfig::parse(&config_yaml(extra), Path::new("/")).expect("valid config");
+        Server::start_full(extra, &[]).await
+    }
+
+    /// Also serves the Delta tables at these locations, as `plain.sc.<name>`.
+    pub async fn start_with_tables(tables: &[(&str, &Path)]) -> Server {
+        Server::start_full("", tables).await
+    }
+
+    async fn start_full(extra: &str, tables: &[(&str, &Path)]) -> Server {
+        let (config, _) = ServerConfig::parse(&config_yaml(extra, tables), Path::new("/")).expect("valid config");
         let catalog = YamlCatalog::new(&config, Path::new("/")).expect("valid catalog");
         let state = AppState::from_config(&config, Arc::new(catalog)).expect("valid state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
