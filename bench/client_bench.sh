@@ -83,11 +83,14 @@ echo "{\"shareCredentialsVersion\":1,\"endpoint\":\"$endpoint\",\"bearerToken\":
 url="$work/config.share#bench.b.t"
 say "server at $endpoint"
 
-# measure NAME CMD...: appends "name seconds peak_rss_kib" per run to $work/results.
+# measure NAME CMD...: appends "name seconds peak_rss_kib" per run to $work/results. Every run
+# writes a new file: earlier outputs are deleted (and the deletion synced) before the clock
+# starts, since truncating a 1 GB file costs up to half a second on some disks.
 measure() {
     local name="$1"
     shift
     for i in $(seq "$runs"); do
+        rm -f "$work"/*.parquet
         sync
         /usr/bin/time -v -o "$work/time.txt" "$@" >"$work/cmd.out" 2>"$work/cmd.err" || {
             cat "$work/cmd.err" >&2
