@@ -6,7 +6,6 @@
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -50,7 +49,8 @@ pub struct WriteSummary {
     pub rows: u64,
     /// Record batches encoded.
     pub batches: u64,
-    /// Data files whose column chunks were copied into the Parquet output without decoding.
+    /// Data files appended to a Parquet output by copying their column chunks without decoding
+    /// (columns a file stores otherwise are re-encoded); the other files were decoded.
     pub files_copied: u64,
 }
 
