@@ -2,10 +2,10 @@
 //!
 //! A middleware puts an [`AuditSlot`] into each request; the authentication extractor and the
 //! handlers fill it in (who, what, which table, version, files and bytes), and the middleware
-//! records it once the response is complete. For streamed NDJSON that is when the last line has
-//! been written: the body's end waits for the record, and if the event cannot be stored the body
-//! fails instead of ending cleanly — a request is never served without its event. Tokens never
-//! reach the event.
+//! records it once the response is complete. For a streamed body (NDJSON lines, a file) that is
+//! when the last bytes have been produced: the body's end waits for the record, and if the event
+//! cannot be stored the body fails instead of ending cleanly — a request is never served without
+//! its event. Tokens never reach the event.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -127,12 +127,9 @@ pub(crate) async fn record(State(state): State<AppState>, mut req: Request, next
     }
     let status = response.status().as_u16();
     slot.update(|e| e.status = status);
-    let streamed = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.starts_with("application/x-ndjson"))
-        && response.headers().get(header::CONTENT_LENGTH).is_none();
+    // A body of unknown length is streamed: its event is recorded before its end. A body that
+    // is complete already is answered once its event is stored.
+    let streamed = http_body::Body::size_hint(response.body()).exact().is_none();
     if streamed {
         let (parts, body) = response.into_parts();
         let body = AuditedBody { inner: body, slot, catalog: state.catalog.clone(), pending: None, done: false };

@@ -5,8 +5,8 @@
 //! its outcome. An item is always handled by an operation that *starts after it was submitted*,
 //! which is what lets callers rely on the result reflecting the database as of their call.
 //!
-//! Two uses: the audit log (one write transaction per batch of events instead of one per
-//! request) and the catalog's generation check (one `SELECT` per batch of requests).
+//! The catalog runs one: [`database_task`], which stores audit events and reads the catalog
+//! generation for all concurrent requests together.
 
 use std::future::Future;
 
@@ -17,9 +17,6 @@ use super::{Backend, db_err, placeholders};
 use crate::{AuditEvent, CatalogError};
 
 type Reply<R> = oneshot::Sender<Result<R, CatalogError>>;
-
-/// The most items handled by one operation.
-const MAX_BATCH: usize = 256;
 
 /// A handle to a background batch runner; cheap to clone.
 #[derive(Debug)]
@@ -35,20 +32,20 @@ impl<T, R> Clone for Batcher<T, R> {
 
 impl<T: Send + 'static, R: Clone + Send + 'static> Batcher<T, R> {
     /// Starts the runner on the current runtime. `run` gets each batch (never empty, at most
-    /// [`MAX_BATCH`] items, in submission order); its outcome is every item's outcome.
-    pub(crate) fn start<F, Fut>(mut run: F) -> Batcher<T, R>
+    /// `max_batch` items, in submission order); its outcome is every item's outcome.
+    pub(crate) fn start<F, Fut>(max_batch: usize, mut run: F) -> Batcher<T, R>
     where
         F: FnMut(Vec<T>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<R, CatalogError>> + Send,
     {
         let (queue, mut rx) = mpsc::channel::<(T, Reply<R>)>(4096);
         tokio::spawn(async move {
-            let mut items = Vec::with_capacity(MAX_BATCH);
-            let mut replies = Vec::with_capacity(MAX_BATCH);
+            let mut items = Vec::with_capacity(max_batch);
+            let mut replies = Vec::with_capacity(max_batch);
             while let Some((item, reply)) = rx.recv().await {
                 items.push(item);
                 replies.push(reply);
-                while items.len() < MAX_BATCH {
+                while items.len() < max_batch {
                     match rx.try_recv() {
                         Ok((item, reply)) => {
                             items.push(item);
@@ -78,51 +75,74 @@ impl<T: Send + 'static, R: Clone + Send + 'static> Batcher<T, R> {
     }
 }
 
-/// The most audit events inserted by one statement (14 parameters each, well under the
-/// databases' limits).
-const ROWS_PER_INSERT: usize = 64;
+/// What the catalog's database task is asked for.
+#[derive(Debug)]
+pub(crate) enum Io {
+    /// Store an audit event.
+    Record(Box<AuditEvent>),
+    /// Read the catalog generation.
+    Generation,
+}
 
-/// The audit writer: each batch of events is inserted in one transaction, by multi-row
-/// `INSERT`s (one statement per [`ROWS_PER_INSERT`] events rather than one per event).
-pub(crate) fn audit_writer(pool: AnyPool, backend: Backend) -> Batcher<AuditEvent, ()> {
+/// The most requests served by one statement; an `INSERT` then carries at most this many
+/// events (14 parameters each, well under the databases' limits).
+const MAX_BATCH: usize = 64;
+
+/// The catalog's database task. Each batch is one statement: a multi-row `INSERT` of the
+/// queued audit events (atomic on its own) that also returns the catalog generation, or, with no
+/// events queued, a `SELECT` of the generation. Every item's outcome is the generation the
+/// statement read. Under load, a request thus costs the database a share of one statement
+/// for its generation check and a share of another for its event.
+pub(crate) fn database_task(pool: AnyPool, backend: Backend) -> Batcher<Io, i64> {
     let row = format!("({})", ["?"; 14].join(", "));
-    // statements[n - 1] inserts n rows.
-    let statements: std::sync::Arc<[std::sync::Arc<str>]> = (1..=ROWS_PER_INSERT)
+    // inserts[n - 1] inserts n events.
+    let inserts: std::sync::Arc<[std::sync::Arc<str>]> = (1..=MAX_BATCH)
         .map(|n| {
             let sql = format!(
                 "INSERT INTO audit_events (id, time_ms, principal, action, share_name, schema_name, table_name, version,
-                 files, bytes, status, client_ip, user_agent, request_id) VALUES {}",
+                 files, bytes, status, client_ip, user_agent, request_id) VALUES {}
+                 RETURNING (SELECT generation FROM catalog_generation WHERE id = 1) AS generation",
                 vec![row.as_str(); n].join(", ")
             );
             placeholders(&sql, backend).into()
         })
         .collect();
-    Batcher::start(move |events: Vec<AuditEvent>| {
-        let (pool, statements) = (pool.clone(), statements.clone());
+    Batcher::start(MAX_BATCH, move |batch: Vec<Io>| {
+        let (pool, inserts) = (pool.clone(), inserts.clone());
         async move {
-            let mut tx = pool.begin().await.map_err(db_err)?;
-            for chunk in events.chunks(ROWS_PER_INSERT) {
-                let mut insert = sqlx::query(sqlx::AssertSqlSafe(statements[chunk.len() - 1].clone()));
-                for e in chunk {
-                    insert = insert
-                        .bind(uuid::Uuid::new_v4().to_string())
-                        .bind(e.time_ms)
-                        .bind(&e.principal)
-                        .bind(&e.action)
-                        .bind(&e.share)
-                        .bind(&e.schema)
-                        .bind(&e.table)
-                        .bind(e.version)
-                        .bind(e.files)
-                        .bind(e.bytes)
-                        .bind(i64::from(e.status))
-                        .bind(&e.client_ip)
-                        .bind(&e.user_agent)
-                        .bind(&e.request_id);
-                }
-                insert.execute(&mut *tx).await.map_err(db_err)?;
+            let events: Vec<&AuditEvent> = batch
+                .iter()
+                .filter_map(|io| match io {
+                    Io::Record(e) => Some(e.as_ref()),
+                    Io::Generation => None,
+                })
+                .collect();
+            if events.is_empty() {
+                return sqlx::query_scalar("SELECT generation FROM catalog_generation WHERE id = 1")
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(db_err);
             }
-            tx.commit().await.map_err(db_err)
+            let mut insert = sqlx::query_scalar(sqlx::AssertSqlSafe(inserts[events.len() - 1].clone()));
+            for e in events {
+                insert = insert
+                    // Time-ordered ids keep the primary-key index append-only.
+                    .bind(uuid::Uuid::now_v7().to_string())
+                    .bind(e.time_ms)
+                    .bind(&e.principal)
+                    .bind(&e.action)
+                    .bind(&e.share)
+                    .bind(&e.schema)
+                    .bind(&e.table)
+                    .bind(e.version)
+                    .bind(e.files)
+                    .bind(e.bytes)
+                    .bind(i64::from(e.status))
+                    .bind(&e.client_ip)
+                    .bind(&e.user_agent)
+                    .bind(&e.request_id);
+            }
+            insert.fetch_one(&pool).await.map_err(db_err)
         }
     })
 }

@@ -34,8 +34,8 @@ pub struct SqlCatalog {
     backend: Backend,
     /// Where the catalog lives, password removed (for messages).
     display: String,
-    audit_writer: batch::Batcher<crate::AuditEvent, ()>,
-    generation_check: batch::Batcher<(), i64>,
+    /// Audit events and generation checks, batched.
+    database: batch::Batcher<batch::Io, i64>,
     snapshots: Arc<snapshot::SnapshotCache>,
 }
 
@@ -51,7 +51,10 @@ impl SqlCatalog {
         } else {
             (format!("sqlite://{target}?mode=rwc"), Backend::Sqlite)
         };
-        let options = AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 4 } else { 16 });
+        let options = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+            // An embedded database has no connection to lose: skip the ping before each use.
+            .test_before_acquire(backend == Backend::Postgres);
         let options = match backend {
             Backend::Sqlite => options.after_connect(|conn, _| {
                 Box::pin(async move {
@@ -61,6 +64,8 @@ impl SqlCatalog {
                     sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
                     sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
                     sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                    // Read pages through a memory map instead of a copy per read.
+                    sqlx::query("PRAGMA mmap_size = 268435456").execute(&mut *conn).await?;
                     Ok(())
                 })
             }),
@@ -71,8 +76,7 @@ impl SqlCatalog {
             .await
             .map_err(|e| CatalogError::Internal(format!("cannot open the catalog {}: {e}", redact(target))))?;
         let catalog = SqlCatalog {
-            audit_writer: batch::audit_writer(pool.clone(), backend),
-            generation_check: snapshot::generation_check(pool.clone()),
+            database: batch::database_task(pool.clone(), backend),
             snapshots: Arc::default(),
             pool,
             backend,

@@ -9,8 +9,9 @@
 //!
 //! Freshness contract:
 //! - [`SqlCatalog::fresh_snapshot`] (used by `authenticate`, which starts every request) asks the
-//!   database for the generation with a query that *starts after the call*; concurrent callers
-//!   share one such query (see [`super::batch`]). So a request sees every change committed
+//!   database for the generation with a statement that *starts after the call*; concurrent
+//!   callers share one such statement, which also stores queued audit events (see
+//!   [`super::batch`]). So a request sees every change committed
 //!   before it began, and the database answers one short query per batch of requests.
 //! - [`SqlCatalog::snapshot`] (the other reads of a request) returns the newest snapshot without
 //!   asking the database, unless this process changed the catalog since it was read.
@@ -157,7 +158,7 @@ impl SqlCatalog {
     /// A snapshot with every change committed before this call (one shared query for the
     /// generation; a reload only if it moved).
     pub(crate) async fn fresh_snapshot(&self) -> Result<Arc<Snapshot>, CatalogError> {
-        let generation = self.generation_check.submit(()).await?;
+        let generation = self.database.submit(super::batch::Io::Generation).await?;
         self.snapshot_at_least(Some(generation)).await
     }
 
@@ -315,17 +316,4 @@ impl SqlCatalog {
         }
         Ok(Snapshot { generation, local_changes, tokens, recipients, recipient_index, shares })
     }
-}
-
-/// The generation check: one `SELECT` per batch of callers.
-pub(crate) fn generation_check(pool: sqlx::AnyPool) -> super::batch::Batcher<(), i64> {
-    super::batch::Batcher::start(move |_: Vec<()>| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query_scalar("SELECT generation FROM catalog_generation WHERE id = 1")
-                .fetch_one(&pool)
-                .await
-                .map_err(db_err)
-        }
-    })
 }
