@@ -9,6 +9,8 @@
 //! generation for all concurrent requests together.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
@@ -75,6 +77,28 @@ impl<T: Send + 'static, R: Clone + Send + 'static> Batcher<T, R> {
     }
 }
 
+/// The generation read by the latest statement of the database task, and when that statement
+/// started.
+#[derive(Debug, Default)]
+pub(crate) struct RecentGeneration(Mutex<Option<(Instant, i64)>>);
+
+impl RecentGeneration {
+    /// The generation read by a statement that started at most `max_age` ago.
+    pub(crate) fn within(&self, max_age: Duration) -> Option<i64> {
+        let (started, generation) = (*self.0.lock().ok()?)?;
+        (started.elapsed() <= max_age).then_some(generation)
+    }
+
+    fn set(&self, started: Instant, generation: i64) {
+        if let Ok(mut recent) = self.0.lock() {
+            // Statements run one at a time, so a later start is a newer read.
+            if recent.is_none_or(|(at, _)| at <= started) {
+                *recent = Some((started, generation));
+            }
+        }
+    }
+}
+
 /// What the catalog's database task is asked for.
 #[derive(Debug)]
 pub(crate) enum Io {
@@ -92,11 +116,12 @@ const MAX_BATCH: usize = 64;
 /// queued audit events (atomic on its own) that also returns the catalog generation, or, with no
 /// events queued, a `SELECT` of the generation. Every item's outcome is the generation the
 /// statement read. Under load, a request thus costs the database a share of one statement
-/// for its generation check and a share of another for its event.
-pub(crate) fn database_task(pool: AnyPool, backend: Backend) -> Batcher<Io, i64> {
+/// for its generation check and a share of another for its event. Each generation read is
+/// also published in `recent`.
+pub(crate) fn database_task(pool: AnyPool, backend: Backend, recent: Arc<RecentGeneration>) -> Batcher<Io, i64> {
     let row = format!("({})", ["?"; 14].join(", "));
     // inserts[n - 1] inserts n events.
-    let inserts: std::sync::Arc<[std::sync::Arc<str>]> = (1..=MAX_BATCH)
+    let inserts: Arc<[Arc<str>]> = (1..=MAX_BATCH)
         .map(|n| {
             let sql = format!(
                 "INSERT INTO audit_events (id, time_ms, principal, action, share_name, schema_name, table_name, version,
@@ -108,41 +133,49 @@ pub(crate) fn database_task(pool: AnyPool, backend: Backend) -> Batcher<Io, i64>
         })
         .collect();
     Batcher::start(MAX_BATCH, move |batch: Vec<Io>| {
-        let (pool, inserts) = (pool.clone(), inserts.clone());
+        let (pool, inserts, recent) = (pool.clone(), inserts.clone(), recent.clone());
         async move {
-            let events: Vec<&AuditEvent> = batch
-                .iter()
-                .filter_map(|io| match io {
-                    Io::Record(e) => Some(e.as_ref()),
-                    Io::Generation => None,
-                })
-                .collect();
-            if events.is_empty() {
-                return sqlx::query_scalar("SELECT generation FROM catalog_generation WHERE id = 1")
-                    .fetch_one(&pool)
-                    .await
-                    .map_err(db_err);
-            }
-            let mut insert = sqlx::query_scalar(sqlx::AssertSqlSafe(inserts[events.len() - 1].clone()));
-            for e in events {
-                insert = insert
-                    // Time-ordered ids keep the primary-key index append-only.
-                    .bind(uuid::Uuid::now_v7().to_string())
-                    .bind(e.time_ms)
-                    .bind(&e.principal)
-                    .bind(&e.action)
-                    .bind(&e.share)
-                    .bind(&e.schema)
-                    .bind(&e.table)
-                    .bind(e.version)
-                    .bind(e.files)
-                    .bind(e.bytes)
-                    .bind(i64::from(e.status))
-                    .bind(&e.client_ip)
-                    .bind(&e.user_agent)
-                    .bind(&e.request_id);
-            }
-            insert.fetch_one(&pool).await.map_err(db_err)
+            let started = Instant::now();
+            let generation = run_batch(&pool, &inserts, &batch).await?;
+            recent.set(started, generation);
+            Ok(generation)
         }
     })
+}
+
+/// One statement for a batch; returns the generation it read.
+async fn run_batch(pool: &AnyPool, inserts: &[Arc<str>], batch: &[Io]) -> Result<i64, CatalogError> {
+    let events: Vec<&AuditEvent> = batch
+        .iter()
+        .filter_map(|io| match io {
+            Io::Record(e) => Some(e.as_ref()),
+            Io::Generation => None,
+        })
+        .collect();
+    if events.is_empty() {
+        return sqlx::query_scalar("SELECT generation FROM catalog_generation WHERE id = 1")
+            .fetch_one(pool)
+            .await
+            .map_err(db_err);
+    }
+    let mut insert = sqlx::query_scalar(sqlx::AssertSqlSafe(inserts[events.len() - 1].clone()));
+    for e in events {
+        insert = insert
+            // Time-ordered ids keep the primary-key index append-only.
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(e.time_ms)
+            .bind(&e.principal)
+            .bind(&e.action)
+            .bind(&e.share)
+            .bind(&e.schema)
+            .bind(&e.table)
+            .bind(e.version)
+            .bind(e.files)
+            .bind(e.bytes)
+            .bind(i64::from(e.status))
+            .bind(&e.client_ip)
+            .bind(&e.user_agent)
+            .bind(&e.request_id);
+    }
+    insert.fetch_one(pool).await.map_err(db_err)
 }

@@ -13,7 +13,14 @@ use crate::{AuditEvent, Catalog, CatalogError, PageRequest, Principal, SharedTab
 /// The stored form of a token: its SHA-256, hex. Tokens are 256 random bits, so a fast hash
 /// is enough (a slow password hash would only slow down every request).
 pub(crate) fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(token.as_bytes());
+    let mut hex = String::with_capacity(2 * digest.len());
+    for b in digest {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    hex
 }
 
 /// One page of a listing sorted by key: the items after the page token's key, with a token

@@ -36,6 +36,7 @@ pub struct SqlCatalog {
     display: String,
     /// Audit events and generation checks, batched.
     database: batch::Batcher<batch::Io, i64>,
+    recent_generation: Arc<batch::RecentGeneration>,
     snapshots: Arc<snapshot::SnapshotCache>,
 }
 
@@ -64,8 +65,6 @@ impl SqlCatalog {
                     sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
                     sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
                     sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-                    // Read pages through a memory map instead of a copy per read.
-                    sqlx::query("PRAGMA mmap_size = 268435456").execute(&mut *conn).await?;
                     Ok(())
                 })
             }),
@@ -75,8 +74,10 @@ impl SqlCatalog {
             .connect(&url)
             .await
             .map_err(|e| CatalogError::Internal(format!("cannot open the catalog {}: {e}", redact(target))))?;
+        let recent_generation = Arc::new(batch::RecentGeneration::default());
         let catalog = SqlCatalog {
-            database: batch::database_task(pool.clone(), backend),
+            database: batch::database_task(pool.clone(), backend, recent_generation.clone()),
+            recent_generation,
             snapshots: Arc::default(),
             pool,
             backend,

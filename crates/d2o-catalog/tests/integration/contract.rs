@@ -23,6 +23,12 @@ fn recipient(name: &str) -> NewRecipient {
     NewRecipient { name: name.into(), ..Default::default() }
 }
 
+/// Waits out the catalog's freshness window: a change made elsewhere is guaranteed to reach
+/// requests that start more than 1 ms after it committed.
+async fn settle() {
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+}
+
 fn now() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -290,17 +296,20 @@ pub async fn concurrent_changes(c: &SqlCatalog) {
 }
 
 /// Changes made elsewhere (the CLI on the same catalog, another replica) reach a running
-/// catalog at its next `authenticate`, which starts every request, with no restart.
+/// catalog at its next `authenticate` (which starts every request) once the freshness window
+/// has passed, with no restart.
 pub async fn changes_made_elsewhere_are_seen_by_the_next_request(c: &SqlCatalog) {
     let other = SqlCatalog::connect(c.display()).await.expect("a second handle shares no memory with the first");
     let page = PageRequest::default();
     other.create_share("s", None).await.expect("created");
     other.add_table("s", table("sc", "t")).await.expect("added");
     let (_, issued) = other.create_recipient(recipient("r")).await.expect("created");
+    settle().await;
     let who = c.authenticate(Some(&issued.token)).await.expect("a new recipient authenticates at once");
     assert!(Catalog::list_shares(c, &who, &page).await.expect("listed").items.is_empty());
 
     other.grant("s", "r").await.expect("granted");
+    settle().await;
     let who = c.authenticate(Some(&issued.token)).await.expect("authenticated");
     assert_eq!(Catalog::list_shares(c, &who, &page).await.expect("listed").items.len(), 1);
     assert_eq!(c.get_table(&who, "s", "sc", "t").await.expect("visible").name, "t");
@@ -309,22 +318,27 @@ pub async fn changes_made_elsewhere_are_seen_by_the_next_request(c: &SqlCatalog)
         .add_table("s", TableEntry { partition_filter: Some("region = 'EU'".into()), ..table("sc", "u") })
         .await
         .expect("added");
+    settle().await;
     let who = c.authenticate(Some(&issued.token)).await.expect("authenticated");
     let u = c.get_table(&who, "s", "sc", "u").await.expect("a new table is visible");
     assert_eq!(u.partition_filter.as_deref(), Some("region = 'EU'"));
 
     other.revoke_grant("s", "r").await.expect("revoked");
+    settle().await;
     let who = c.authenticate(Some(&issued.token)).await.expect("authenticated");
     assert!(matches!(c.get_table(&who, "s", "sc", "t").await, Err(CatalogError::NotFound { kind: "share", .. })));
 
     let rotated = other.rotate_token("r", 0).await.expect("rotated");
+    settle().await;
     assert!(matches!(c.authenticate(Some(&issued.token)).await, Err(CatalogError::Unauthenticated(_))));
     c.authenticate(Some(&rotated.token)).await.expect("the new token works at once");
     other.revoke_recipient("r").await.expect("revoked");
+    settle().await;
     assert!(matches!(c.authenticate(Some(&rotated.token)).await, Err(CatalogError::Unauthenticated(_))));
 }
 
-/// Many requests at once each see the catalog as of their start, while it changes.
+/// Many requests at once each see every change committed before the freshness window, while
+/// the catalog changes.
 pub async fn concurrent_reads_see_committed_changes(c: &SqlCatalog) {
     c.create_share("s", None).await.expect("created");
     let (_, issued) = c.create_recipient(recipient("r")).await.expect("created");
@@ -332,6 +346,7 @@ pub async fn concurrent_reads_see_committed_changes(c: &SqlCatalog) {
     let other = SqlCatalog::connect(c.display()).await.expect("second handle");
     for i in 0..20 {
         other.add_table("s", table("sc", &format!("t{i}"))).await.expect("added");
+        settle().await;
         let readers: Vec<_> = (0..16)
             .map(|_| {
                 let (c, token) = (c.clone(), issued.token.clone());
