@@ -505,11 +505,12 @@ pub(crate) async fn catalog(target: &Target, command: CatalogCommand) -> Result<
             Err(d2o_catalog::CatalogError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
         }
+        let mut entries = Vec::new();
         for schema in &share.schemas {
             for t in &schema.tables {
                 let location = d2o_catalog::config::resolve_location(t.location.as_deref().unwrap_or_default(), &base)
                     .map_err(anyhow::Error::msg)?;
-                let entry = TableEntry {
+                entries.push(TableEntry {
                     schema: schema.name.clone().unwrap_or_default(),
                     name: t.name.clone().unwrap_or_default(),
                     location: location.to_string(),
@@ -518,14 +519,10 @@ pub(crate) async fn catalog(target: &Target, command: CatalogCommand) -> Result<
                     cdf_enabled: t.cdf_enabled,
                     partition_filter: None,
                     comment: None,
-                };
-                match admin.add_table(&name, entry).await {
-                    Ok(_) => tables += 1,
-                    Err(d2o_catalog::CatalogError::AlreadyExists { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                });
             }
         }
+        tables += admin.import_tables(&name, entries).await?;
     }
     audited(&admin, direct, "catalog.import", None).await?;
     println!("imported {shares} shares and {tables} tables from {}", config.display());

@@ -125,6 +125,44 @@ impl SqlCatalog {
         })
     }
 
+    /// Validates `table` and inserts it into the share; `false` when the name is taken.
+    async fn insert_table(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        share_id: &str,
+        table: &TableEntry,
+    ) -> Result<bool, CatalogError> {
+        check_name("schema", &table.schema)?;
+        check_name("table", &table.name)?;
+        if let Some(filter) = &table.partition_filter {
+            PartitionFilter::parse(filter)?;
+        }
+        let location = crate::config::resolve_location(&table.location, &std::env::current_dir().unwrap_or_default())
+            .map_err(CatalogError::InvalidArgument)?;
+        let inserted = sqlx::query(self.sql(
+            "INSERT INTO shared_tables (id, share_id, schema_name, schema_key, name, name_key, location, history_shared,
+             start_version, cdf_enabled, partition_filter, comment, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        ))
+        .bind(new_id())
+        .bind(share_id)
+        .bind(&table.schema)
+        .bind(table.schema.to_lowercase())
+        .bind(&table.name)
+        .bind(table.name.to_lowercase())
+        .bind(location.as_str())
+        .bind(i64::from(table.history_shared))
+        .bind(table.start_version as i64)
+        .bind(table.cdf_enabled.map(i64::from))
+        .bind(&table.partition_filter)
+        .bind(&table.comment)
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        Ok(inserted.rows_affected() > 0)
+    }
+
     /// Stores a new token for a recipient inside `tx` and returns its secret.
     async fn insert_token(
         &self,
@@ -223,44 +261,32 @@ impl Admin for SqlCatalog {
     }
 
     async fn add_table(&self, share: &str, table: TableEntry) -> Result<ShareInfo, CatalogError> {
-        check_name("schema", &table.schema)?;
-        check_name("table", &table.name)?;
-        if let Some(filter) = &table.partition_filter {
-            PartitionFilter::parse(filter)?;
-        }
-        let location = crate::config::resolve_location(&table.location, &std::env::current_dir().unwrap_or_default())
-            .map_err(CatalogError::InvalidArgument)?;
         let share_id = get_str(&self.share_row(share).await?, "id")?;
-        let result = sqlx::query(self.sql(
-            "INSERT INTO shared_tables (id, share_id, schema_name, schema_key, name, name_key, location, history_shared,
-             start_version, cdf_enabled, partition_filter, comment, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        ))
-        .bind(new_id())
-        .bind(&share_id)
-        .bind(&table.schema)
-        .bind(table.schema.to_lowercase())
-        .bind(&table.name)
-        .bind(table.name.to_lowercase())
-        .bind(location.as_str())
-        .bind(i64::from(table.history_shared))
-        .bind(table.start_version as i64)
-        .bind(table.cdf_enabled.map(i64::from))
-        .bind(&table.partition_filter)
-        .bind(&table.comment)
-        .bind(now_ms())
-        .execute(self.pool())
-        .await;
-        match result {
-            Err(e) if is_unique_violation(&e) => Err(CatalogError::AlreadyExists {
+        let mut conn = self.pool().acquire().await.map_err(db_err)?;
+        let added = self.insert_table(&mut conn, &share_id, &table).await?;
+        drop(conn);
+        self.snapshots.changed();
+        if !added {
+            return Err(CatalogError::AlreadyExists {
                 kind: "table",
                 name: format!("{share}.{}.{}", table.schema, table.name),
-            }),
-            Err(e) => Err(db_err(e)),
-            Ok(_) => {
-                self.snapshots.changed();
-                self.show_share(share).await
-            }
+            });
         }
+        self.show_share(share).await
+    }
+
+    /// One transaction for the whole list, so a big import costs one commit and its bad input
+    /// adds nothing.
+    async fn import_tables(&self, share: &str, tables: Vec<TableEntry>) -> Result<usize, CatalogError> {
+        let share_id = get_str(&self.share_row(share).await?, "id")?;
+        let mut tx = self.pool().begin().await.map_err(db_err)?;
+        let mut added = 0;
+        for table in &tables {
+            added += usize::from(self.insert_table(&mut tx, &share_id, table).await?);
+        }
+        tx.commit().await.map_err(db_err)?;
+        self.snapshots.changed();
+        Ok(added)
     }
 
     async fn remove_table(&self, share: &str, schema: &str, table: &str) -> Result<ShareInfo, CatalogError> {

@@ -401,3 +401,15 @@ pub async fn concurrent_audit_events_are_all_stored(c: &SqlCatalog) {
         assert_eq!(e.principal, format!("p{}", i % 7));
     }
 }
+
+/// A bulk import adds what is new, skips names already taken, and adds nothing on bad input.
+pub async fn import_tables_is_atomic_and_idempotent(c: &SqlCatalog) {
+    c.create_share("bulk", None).await.expect("created");
+    let many: Vec<_> = (0..50).map(|i| table(&format!("s{}", i % 5), &format!("t{i}"))).collect();
+    assert_eq!(c.import_tables("bulk", many.clone()).await.expect("imported"), 50);
+    assert_eq!(c.import_tables("bulk", many).await.expect("imported again"), 0, "existing names are skipped");
+    let bad = vec![table("s0", "new"), TableEntry { partition_filter: Some("nonsense (".into()), ..table("s0", "x") }];
+    assert!(matches!(c.import_tables("bulk", bad).await, Err(CatalogError::InvalidArgument(_))));
+    assert_eq!(c.show_share("bulk").await.expect("shown").tables.len(), 50, "a failed import adds nothing");
+    assert!(matches!(c.import_tables("missing", vec![table("s", "t")]).await, Err(CatalogError::NotFound { .. })));
+}

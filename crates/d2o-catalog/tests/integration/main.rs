@@ -85,4 +85,5 @@ contract!(
     changes_made_elsewhere_are_seen_by_the_next_request,
     concurrent_reads_see_committed_changes,
     concurrent_audit_events_are_all_stored,
+    import_tables_is_atomic_and_idempotent,
 );
