@@ -271,6 +271,17 @@ class D2O:
             return f"<cannot read {self.log_path}: {e}>"
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """Stops a server process: SIGTERM, then SIGKILL if it is still running after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 def _wait_healthy(proc: subprocess.Popen, url: str, timeout: float) -> Optional[str]:
     """None when GET url answered 200 in time, else a description of the failure."""
     deadline = time.monotonic() + timeout
@@ -357,13 +368,7 @@ def d2o(tmp_path_factory) -> Iterator[D2O]:
             fixtures=fx,
         )
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop(proc)
         log_fh.close()
 
 

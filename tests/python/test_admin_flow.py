@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from requests.exceptions import HTTPError
 
-from conftest import _wait_healthy, fixture_by_name, free_port
+from conftest import _wait_healthy, fixture_by_name, free_port, stop
 from test_connector_fixtures import assert_frame_matches, expected_snapshot
 
 ADMIN_TOKEN = "admin-token-for-the-flow-test"
@@ -67,8 +67,7 @@ def provider(tmp_path_factory):
         proc.kill()
         pytest.fail(f"server did not start: {failure}\n{(work / 'server.log').read_text()}")
     yield {"binary": binary, "catalog": catalog, "profile": profile, "endpoint": endpoint, "work": work, "port": port}
-    proc.terminate()
-    proc.wait(timeout=10)
+    stop(proc)
 
 
 def test_credential_file_is_private_and_complete(provider):

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from conftest import _wait_healthy, free_port
+from conftest import _wait_healthy, free_port, stop
 
 SHARE, SCHEMA = "external_retail", "retail"
 # (table, version) -> rows, as the demo documents them (crates/d2o-demo/src/dataset.rs).
@@ -70,12 +70,7 @@ def demo(tmp_path_factory):
         assert problem is None, problem
         yield work
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
         log.close()
 
 

@@ -20,7 +20,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from conftest import REPO_ROOT, free_port
+from conftest import REPO_ROOT, free_port, stop
 
 NOTEBOOK = REPO_ROOT / "examples" / "d2o_example.ipynb"
 CHARTS = {
@@ -113,10 +113,5 @@ def test_the_notebook_runs_against_the_serving_demo(tmp_path: Path, monkeypatch)
                   if "image/png" in o.get("data", {})]
         assert len(images) == len(CHARTS)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
         log.close()

@@ -62,7 +62,12 @@ enum Sink {
 
 /// Writes every batch of `stream` to `path`. On error the partial file is removed.
 pub async fn write_stream(stream: RecordBatchStream, path: &Path, format: OutputFormat) -> Result<WriteSummary> {
-    let result = write_inner(stream, path, format).await;
+    removing_partial_file(path, write_inner(stream, path, format)).await
+}
+
+/// Runs a write to `path`; if it fails, removes what it left there.
+async fn removing_partial_file<T>(path: &Path, write: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let result = write.await;
     if result.is_err() {
         let _ = std::fs::remove_file(path);
     }
@@ -126,54 +131,41 @@ pub(crate) async fn write_parquet_copying(
     progress: Arc<LoadProgress>,
     path: &Path,
 ) -> Result<WriteSummary> {
-    let result = copy_inner(client, table, list, plan, requery, progress, path).await;
-    if result.is_err() {
-        let _ = std::fs::remove_file(path);
-    }
-    result
-}
-
-async fn copy_inner(
-    client: Client,
-    table: TableName,
-    list: FileList,
-    plan: ReadPlan,
-    requery: Requery,
-    progress: Arc<LoadProgress>,
-    path: &Path,
-) -> Result<WriteSummary> {
-    let io = |source| ClientError::Io { path: PathBuf::from(path), source };
-    let file = BufWriter::with_capacity(1 << 20, File::create(path).map_err(io)?);
-    let mut sink = ParquetSink::for_copies(file, plan.output_schema())?;
-    let target = sink.copy_target();
-    let mut pieces =
-        spawn_reads(client, table, list, plan, requery, progress.clone(), move |plan, file, data, deleted, tx| {
-            if deleted.is_none()
-                && let Some(copy) = plan_copy(&target, plan, file, &data)?
-            {
-                // A closed channel means the writer failed; it reports why.
-                let _ = tx.blocking_send(Ok(Piece::Copy(copy)));
-                return Ok(());
-            }
-            decode(plan, file, data, deleted, &mut |batch| tx.blocking_send(Ok(Piece::Batch(batch))).is_ok())
-        });
-    let mut summary = WriteSummary::default();
-    while let Some(piece) = pieces.recv().await {
-        let rows = run_cpu(|| match piece? {
-            Piece::Batch(batch) => {
-                sink.write(&batch)?;
-                summary.batches += 1;
-                Ok(batch.num_rows() as u64)
-            }
-            Piece::Copy(copy) => {
-                let rows = sink.copy(copy)?;
-                summary.files_copied += 1;
-                Ok(rows)
-            }
-        })?;
-        summary.rows += rows;
-        progress.rows.fetch_add(rows, Ordering::Relaxed);
-    }
-    run_cpu(|| sink.close())?;
-    Ok(summary)
+    removing_partial_file(path, async move {
+        let io = |source| ClientError::Io { path: PathBuf::from(path), source };
+        let file = BufWriter::with_capacity(1 << 20, File::create(path).map_err(io)?);
+        let mut sink = ParquetSink::for_copies(file, plan.output_schema())?;
+        let target = sink.copy_target();
+        let mut pieces =
+            spawn_reads(client, table, list, plan, requery, progress.clone(), move |plan, file, data, deleted, tx| {
+                if deleted.is_none()
+                    && let Some(copy) = plan_copy(&target, plan, file, &data)?
+                {
+                    // A closed channel means the writer failed; it reports why.
+                    let _ = tx.blocking_send(Ok(Piece::Copy(copy)));
+                    return Ok(());
+                }
+                decode(plan, file, data, deleted, &mut |batch| tx.blocking_send(Ok(Piece::Batch(batch))).is_ok())
+            });
+        let mut summary = WriteSummary::default();
+        while let Some(piece) = pieces.recv().await {
+            let rows = run_cpu(|| match piece? {
+                Piece::Batch(batch) => {
+                    sink.write(&batch)?;
+                    summary.batches += 1;
+                    Ok(batch.num_rows() as u64)
+                }
+                Piece::Copy(copy) => {
+                    let rows = sink.copy(copy)?;
+                    summary.files_copied += 1;
+                    Ok(rows)
+                }
+            })?;
+            summary.rows += rows;
+            progress.rows.fetch_add(rows, Ordering::Relaxed);
+        }
+        run_cpu(|| sink.close())?;
+        Ok(summary)
+    })
+    .await
 }

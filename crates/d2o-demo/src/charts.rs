@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::SegmentedCoord;
-use plotters::coord::types::RangedCoordi32;
+use plotters::coord::types::{RangedCoordf64, RangedCoordi32};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -115,6 +115,44 @@ fn money_label(v: f64) -> String {
     }
 }
 
+/// A chart of money amounts (y, from 0 to `y_max`) per named category (x), its mesh drawn:
+/// `caption` with its font size, `axes` the x and y descriptions, `x_mesh` whether vertical
+/// grid lines are drawn.
+fn money_per_category<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    caption: (&str, u32),
+    axes: (&str, &str),
+    names: &[String],
+    y_max: f64,
+    y_label_area: u32,
+    x_mesh: bool,
+) -> Result<CategoryChart<'a, DB>, Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption.0, ("sans-serif", caption.1))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(y_label_area)
+        .build_cartesian_2d(segments(names.len()), 0.0..y_max)?;
+    let mut mesh = chart.configure_mesh();
+    if !x_mesh {
+        mesh.disable_x_mesh();
+    }
+    mesh.x_desc(axes.0)
+        .y_desc(axes.1)
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => names.get(*i as usize).cloned().unwrap_or_default(),
+            _ => String::new(),
+        })
+        .y_label_formatter(&|v| money_label(*v))
+        .draw()?;
+    Ok(chart)
+}
+
+type CategoryChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<SegmentedCoord<RangedCoordi32>, RangedCoordf64>>;
+
 fn amount_histogram<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, f: &Figures) -> DrawResult
 where
     DB::ErrorType: 'static,
@@ -150,23 +188,15 @@ where
     let cats = &f.category_amounts;
     let names: Vec<String> = cats.iter().map(|c| c.category.clone()).collect();
     let y_max = cats.iter().map(|c| c.amounts.max).fold(1.0, f64::max) * 1.05;
-    let mut chart = ChartBuilder::on(root)
-        .caption("Sale amounts by product category (box: quartiles, whiskers: min-max)", ("sans-serif", 20))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(60)
-        .build_cartesian_2d(segments(names.len()), 0.0..y_max)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_desc("Product category")
-        .y_desc("Sale amount (USD)")
-        .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => names.get(*i as usize).cloned().unwrap_or_default(),
-            _ => String::new(),
-        })
-        .y_label_formatter(&|v| money_label(*v))
-        .draw()?;
+    let mut chart = money_per_category(
+        root,
+        ("Sale amounts by product category (box: quartiles, whiskers: min-max)", 20),
+        ("Product category", "Sale amount (USD)"),
+        &names,
+        y_max,
+        60,
+        false,
+    )?;
     for (i, c) in cats.iter().enumerate() {
         let i = i as i32;
         let color = PALETTE[i as usize % PALETTE.len()];
@@ -204,22 +234,8 @@ where
     let months = &f.monthly_revenue;
     let names: Vec<String> = months.iter().map(|m| m.month.clone()).collect();
     let y_max = months.iter().map(|m| m.revenue).fold(1.0, f64::max) * 1.15;
-    let mut chart = ChartBuilder::on(root)
-        .caption("Revenue per month", ("sans-serif", 24))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(70)
-        .build_cartesian_2d(segments(names.len()), 0.0..y_max)?;
-    chart
-        .configure_mesh()
-        .x_desc("Month")
-        .y_desc("Revenue (USD)")
-        .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => names.get(*i as usize).cloned().unwrap_or_default(),
-            _ => String::new(),
-        })
-        .y_label_formatter(&|v| money_label(*v))
-        .draw()?;
+    let mut chart =
+        money_per_category(root, ("Revenue per month", 24), ("Month", "Revenue (USD)"), &names, y_max, 70, true)?;
     let points: Vec<(SegmentValue<i32>, f64)> =
         months.iter().enumerate().map(|(i, m)| (SegmentValue::CenterOf(i as i32), m.revenue)).collect();
     chart.draw_series(LineSeries::new(points.clone(), PALETTE[0].stroke_width(3)))?;
@@ -291,23 +307,15 @@ where
     let rows = &f.revenue_by_segment;
     let names: Vec<String> = rows.iter().map(|r| r.segment.clone()).collect();
     let y_max = rows.iter().map(|r| r.revenue).fold(1.0, f64::max) * 1.15;
-    let mut chart = ChartBuilder::on(root)
-        .caption("Revenue by customer segment", ("sans-serif", 24))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(70)
-        .build_cartesian_2d(segments(names.len()), 0.0..y_max)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_desc("Segment")
-        .y_desc("Revenue (USD)")
-        .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => names.get(*i as usize).cloned().unwrap_or_default(),
-            _ => String::new(),
-        })
-        .y_label_formatter(&|v| money_label(*v))
-        .draw()?;
+    let mut chart = money_per_category(
+        root,
+        ("Revenue by customer segment", 24),
+        ("Segment", "Revenue (USD)"),
+        &names,
+        y_max,
+        70,
+        false,
+    )?;
     chart.draw_series(rows.iter().enumerate().map(|(i, r)| {
         let i = i as i32;
         let mut bar = Rectangle::new(
