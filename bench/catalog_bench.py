@@ -26,7 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache" / "d2o-target"))
-TABLE = Path(os.environ.get("D2O_SHARED_TABLES", REPO.parent / "shared" / "delta-tables")) / "basic_partitioned" / "delta"
+TABLE = Path(os.environ.get("D2O_SHARED_TABLES", REPO / "tests" / "data" / "delta-tables")) / "basic_partitioned" / "delta"
 ADMIN = "bench-admin-token-0123456789"
 YAML_TOKEN = "bench-yaml-token"
 

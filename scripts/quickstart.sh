@@ -5,11 +5,11 @@
 #   scripts/quickstart.sh [TABLES_DIR]
 #
 # TABLES_DIR holds one Delta table per sub-folder (a folder with a _delta_log, or a
-# <name>/delta/_delta_log layout as in ../shared/delta-tables).
+# <name>/delta/_delta_log layout as in tests/data/delta-tables).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-tables="$(cd "${1:-${D2O_SHARED_TABLES:-$repo/../shared/delta-tables}}" && pwd)"
+tables="$(cd "${1:-${D2O_SHARED_TABLES:-$repo/tests/data/delta-tables}}" && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/d2o-target}"
 
 profile="${D2O_PROFILE:-debug}"   # debug shares its build with scripts/test.sh; release for speed

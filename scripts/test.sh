@@ -17,8 +17,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 for tool in cargo python3; do
     command -v "$tool" >/dev/null || { echo "test.sh: '$tool' is required but not installed" >&2; exit 1; }
 done
-if [[ ! -d "${D2O_SHARED_TABLES:-$repo/../shared/delta-tables}" ]]; then
-    echo "test.sh: the shared Delta fixtures are missing (set D2O_SHARED_TABLES or place shared/ beside the repo)" >&2
+if [[ ! -d "${D2O_SHARED_TABLES:-$repo/tests/data/delta-tables}" ]]; then
+    echo "test.sh: the Delta fixtures are missing (tests/data/delta-tables, or set D2O_SHARED_TABLES)" >&2
     exit 1
 fi
 

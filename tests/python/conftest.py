@@ -8,7 +8,7 @@ Environment:
   D2O_BIN            path to the d2o binary (required; the suite fails, it does not skip,
                      when it is missing)
   D2O_SHARED_TABLES  directory holding the fixture tables
-                     (default: <repo>/../shared/delta-tables)
+                     (default: <repo>/tests/data/delta-tables)
   D2O_CONNECTOR_RETRIES  retries of the connector on 429/5xx/connection errors (default 0)
 """
 
@@ -53,12 +53,12 @@ def shared_tables_dir() -> Path:
     env = os.environ.get("D2O_SHARED_TABLES")
     if env:
         return Path(env).resolve()
-    return (REPO_ROOT / ".." / "shared" / "delta-tables").resolve()
+    return (REPO_ROOT / "tests" / "data" / "delta-tables").resolve()
 
 
 @dataclass(frozen=True)
 class Fixture:
-    """One directory of shared/delta-tables: <name>/{delta,expected}."""
+    """One directory of tests/data/delta-tables: <name>/{delta,expected}."""
 
     name: str
     root: Path
@@ -153,8 +153,8 @@ def discover_fixtures() -> List[Fixture]:
     root = shared_tables_dir()
     if not root.is_dir():
         raise pytest.UsageError(
-            f"fixture tables not found at {root}; set D2O_SHARED_TABLES or put shared/ "
-            f"beside the repository"
+            f"fixture tables not found at {root}; set D2O_SHARED_TABLES to a copy of "
+            f"tests/data/delta-tables"
         )
     out = []
     for d in sorted(root.iterdir()):

@@ -1,5 +1,5 @@
 //! Integration tests of the recipient client against a real d2o server (in-process, on
-//! 127.0.0.1:0) serving the shared fixture tables in `../shared/delta-tables`.
+//! 127.0.0.1:0) serving the shared fixture tables in `tests/data/delta-tables`.
 
 #![allow(unreachable_pub, clippy::expect_used, clippy::unwrap_used)]
 

@@ -19,7 +19,7 @@ pub fn fixtures_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("D2O_SHARED_TABLES") {
         return PathBuf::from(dir);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/delta-tables")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/delta-tables")
 }
 
 /// One fixture table and what its `expected/meta.json` says.

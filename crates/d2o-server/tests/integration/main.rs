@@ -1,5 +1,5 @@
 //! Integration tests of the protocol server: the router called in-process (`oneshot`) over the
-//! real Delta tables in `../shared/delta-tables`, and a real socket where URLs are fetched.
+//! real Delta tables in `tests/data/delta-tables`, and a real socket where URLs are fetched.
 
 #![allow(unreachable_pub, clippy::expect_used, clippy::unwrap_used)]
 
