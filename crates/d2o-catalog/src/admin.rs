@@ -114,7 +114,7 @@ pub struct AuditEvent {
     pub time_ms: i64,
     /// The recipient's name, or `admin`.
     pub principal: String,
-    /// What was done: `list_shares`, `query`, `changes`, `share.create`, ...
+    /// What was done: `list_shares`, `query`, `changes`, `download`, `admin.share.create`, ...
     pub action: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub share: Option<String>,
@@ -135,6 +135,10 @@ pub struct AuditEvent {
     pub user_agent: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// What the status alone does not say: the range of a file download (`bytes=0-1023`), or
+    /// how much of a response was sent before the client went away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Which audit events to return; every field narrows the result.

@@ -4,11 +4,13 @@ use async_trait::async_trait;
 use d2o_protocol::model::{Page, Schema, Share, Table};
 use url::Url;
 
-use crate::{AuditEvent, CatalogError, PageRequest};
+use crate::{AuditEvent, CatalogError, PageRequest, PartitionFilter};
 
 /// Who is calling, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
+    /// The recipient's stable id: unlike the name, never reused by another recipient.
+    pub id: String,
     /// The recipient's name (for the YAML catalog, the one holder of the bearer token).
     pub recipient: String,
     /// The recipient's properties, which partition filters may refer to.
@@ -23,7 +25,9 @@ pub struct SharedTable {
     pub schema: String,
     pub name: String,
     pub share_id: Option<String>,
-    pub id: Option<String>,
+    /// The table entry's id, unique in the catalog and stable (two entries over one Delta
+    /// table have different ids).
+    pub id: String,
     /// The Delta table root, with a trailing `/`.
     pub location: Url,
     /// Whether time travel and the change data feed are shared.
@@ -33,9 +37,8 @@ pub struct SharedTable {
     /// `Some(false)` when the provider turned the change data feed off for this table; `None`
     /// when the table's own `delta.enableChangeDataFeed` decides.
     pub cdf_enabled: Option<bool>,
-    /// The provider's partition filter (see [`crate::PartitionFilter`]); `None` shares every
-    /// partition.
-    pub partition_filter: Option<String>,
+    /// The provider's partition filter, parsed; `None` shares every partition.
+    pub partition_filter: Option<PartitionFilter>,
 }
 
 impl SharedTable {
@@ -51,7 +54,7 @@ impl SharedTable {
             schema: self.schema.clone(),
             share: self.share.clone(),
             share_id: self.share_id.clone(),
-            id: self.id.clone(),
+            id: Some(self.id.clone()),
         }
     }
 }
@@ -110,9 +113,14 @@ pub trait Catalog: Send + Sync + 'static {
         table: &str,
     ) -> Result<SharedTable, CatalogError>;
 
-    /// Every table location the catalog shares, so that file URLs signed before a restart can
-    /// be resolved again. May be expensive; called rarely.
-    async fn table_locations(&self) -> Result<Vec<Url>, CatalogError>;
+    /// The recipient with id `recipient_id` and the table with id `table_id`, as that recipient
+    /// may read it now: the check behind a file URL signed earlier, made when it is used.
+    ///
+    /// Must return [`CatalogError::NotFound`] when the recipient no longer exists or has no
+    /// credential that would authenticate now (all revoked or expired), and when no share
+    /// granted to it holds a table with that id. Must see changes as fresh as
+    /// [`Catalog::authenticate`] does, so that a revocation stops downloads as it stops requests.
+    async fn file_access(&self, recipient_id: &str, table_id: &str) -> Result<(Principal, SharedTable), CatalogError>;
 
     /// Records one protocol request. Must not return before the event is stored (or logged, for
     /// catalogs without storage); an error means the event was not recorded.

@@ -67,6 +67,24 @@ pub struct ServerConfig {
     /// Memory budget, in MiB, of the per-version file-list cache.
     #[serde(default = "default_file_list_cache_mib")]
     pub file_list_cache_mib: usize,
+    /// Proxies (CIDR ranges or addresses) whose `Forwarded`/`X-Forwarded-For` headers name the
+    /// client; without them the socket's peer is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Origins whose web pages may call the API (CORS); none by default.
+    #[serde(default)]
+    pub cors_allowed_origins: Vec<String>,
+    /// Most connections open at once (default 4096, lowered to fit the open-file limit).
+    pub max_connections: Option<usize>,
+    /// Seconds a client may take to send a request's headers.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_seconds: u64,
+    /// Seconds an idle keep-alive connection stays open.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_seconds: u64,
+    /// Seconds a response may wait for the client to read more of it.
+    #[serde(default = "default_write_timeout")]
+    pub write_timeout_seconds: u64,
 
     // Reference keys d2o reads but does not act on; a warning says so.
     pub ssl: Option<serde_yaml_ng::Value>,
@@ -139,6 +157,15 @@ fn default_table_cache_size() -> usize {
 fn default_file_list_cache_mib() -> usize {
     256
 }
+fn default_header_read_timeout() -> u64 {
+    10
+}
+fn default_idle_timeout() -> u64 {
+    60
+}
+fn default_write_timeout() -> u64 {
+    60
+}
 
 /// What loading a file produced besides the config: warnings for the operator.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -152,9 +179,7 @@ impl ServerConfig {
     pub fn load(path: &Path) -> Result<(ServerConfig, LoadReport), ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError { file: path.to_owned(), message: format!("cannot read the file: {e}") })?;
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let base = std::path::absolute(&base).unwrap_or(base);
-        Self::parse(&text, &base).map_err(|message| ConfigError { file: path.to_owned(), message })
+        Self::parse(&text, &config_dir(path)).map_err(|message| ConfigError { file: path.to_owned(), message })
     }
 
     /// Parses configuration text; `base_dir` anchors relative table locations.
@@ -212,10 +237,23 @@ impl ServerConfig {
                 Some(_) => {}
             }
         }
+        for (key, value) in [
+            ("headerReadTimeoutSeconds", self.header_read_timeout_seconds),
+            ("idleTimeoutSeconds", self.idle_timeout_seconds),
+            ("writeTimeoutSeconds", self.write_timeout_seconds),
+        ] {
+            if value == 0 {
+                return Err(format!("key '{key}': must be greater than 0"));
+            }
+        }
+        if self.max_connections == Some(0) {
+            return Err("key 'maxConnections': must be greater than 0".into());
+        }
         if self.query_table_page_size_limit == 0 {
             return Err("key 'queryTablePageSizeLimit': must be greater than 0".into());
         }
         let mut share_names = Vec::new();
+        let mut table_ids = std::collections::HashSet::new();
         for (si, share) in self.shares.iter().enumerate() {
             let share_name = check_name(share.name.as_deref(), &format!("shares[{si}]"), "share")?;
             if share_names.contains(&share_name.to_lowercase()) {
@@ -242,6 +280,13 @@ impl ServerConfig {
                         ));
                     }
                     table_names.push(table_name.to_lowercase());
+                    // File URLs and page tokens name a table by its id: two entries with one id
+                    // would be one table to them.
+                    if let Some(id) = &table.id
+                        && !table_ids.insert(id.clone())
+                    {
+                        return Err(format!("key '{at}.id': table id '{id}' appears twice"));
+                    }
                     match table.location.as_deref() {
                         None | Some("") => {
                             return Err(format!("key '{at}.location': 'location' in a table must be provided"));
@@ -255,6 +300,14 @@ impl ServerConfig {
         }
         Ok(())
     }
+}
+
+/// The absolute directory of a configuration file, whatever form its path takes: a bare
+/// `server.yaml` lives in the current directory (its `parent()` is the empty path, which
+/// cannot be made absolute).
+pub fn config_dir(path: &Path) -> PathBuf {
+    let file = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    file.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 fn check_name<'a>(name: Option<&'a str>, at: &str, kind: &str) -> Result<&'a str, String> {
@@ -388,12 +441,26 @@ someFutureKey: 1
             ("version: 1\nauthorization: {}", "bearerToken"),
             ("version: 1\nshares:\n- name: a/b", "key 'shares[0].name'"),
             ("version: 1\nshares:\n- name: a\n- name: A", "appears twice"),
+            (
+                "version: 1\nshares:\n- name: s\n  schemas:\n  - name: x\n    tables:\n    - {name: a, location: /a, id: i}\n    - {name: b, location: /b, id: i}",
+                "key 'shares[0].schemas[0].tables[1].id'",
+            ),
             ("version: [", "line"),
         ];
         for (text, expected) in cases {
             let err = ServerConfig::parse(text, Path::new("/")).expect_err(text);
             assert!(err.contains(expected), "{text:?} gave {err:?}");
         }
+    }
+
+    #[test]
+    fn a_bare_file_name_lives_in_the_current_directory() {
+        let cwd = std::env::current_dir().expect("a current directory");
+        assert_eq!(config_dir(Path::new("server.yaml")), cwd);
+        assert_eq!(config_dir(Path::new("./conf/server.yaml")), cwd.join("conf"));
+        assert_eq!(config_dir(Path::new("/etc/ds/server.yaml")), Path::new("/etc/ds"));
+        let url = resolve_location("tables/sales", &config_dir(Path::new("server.yaml"))).expect("resolves");
+        assert_eq!(url, Url::from_directory_path(cwd.join("tables/sales")).expect("absolute"));
     }
 
     #[test]

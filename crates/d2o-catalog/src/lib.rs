@@ -34,4 +34,4 @@ pub use error::CatalogError;
 pub use page::{PageRequest, PageToken};
 pub use partition_filter::PartitionFilter;
 pub use sql::SqlCatalog;
-pub use yaml_catalog::YamlCatalog;
+pub use yaml_catalog::{YamlCatalog, derived_table_id};

@@ -4,7 +4,6 @@ use std::path::Path;
 use async_trait::async_trait;
 use d2o_protocol::model::{Page, Schema, Share, Table};
 use subtle::ConstantTimeEq;
-use url::Url;
 
 use crate::config::{ServerConfig, resolve_location};
 use crate::page::page_of;
@@ -26,8 +25,16 @@ struct YamlShare {
     schemas: Vec<(String, Vec<SharedTable>)>,
 }
 
-/// The principal of the YAML catalog's single token.
+/// The principal of the YAML catalog's single token (its name and its id).
 const RECIPIENT: &str = "bearer-token";
+
+/// The id of a table the YAML file gives no `id`: derived from its names (case-insensitive, as
+/// names are matched), so it is the same at every start and on every replica.
+pub fn derived_table_id(share: &str, schema: &str, table: &str) -> String {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6432_6f00_7461_626c_6569_6473_0000_0001);
+    let key = format!("{}\n{}\n{}", share.to_lowercase(), schema.to_lowercase(), table.to_lowercase());
+    uuid::Uuid::new_v5(&NAMESPACE, key.as_bytes()).to_string()
+}
 
 impl YamlCatalog {
     /// Builds the catalog from a validated config; `base_dir` anchors relative locations.
@@ -42,12 +49,14 @@ impl YamlCatalog {
                 for table in &schema.tables {
                     let location = resolve_location(table.location.as_deref().unwrap_or_default(), base_dir)
                         .map_err(CatalogError::InvalidArgument)?;
+                    let name = table.name.clone().unwrap_or_default();
+                    let id = table.id.clone().unwrap_or_else(|| derived_table_id(&share_name, &schema_name, &name));
                     tables.push(SharedTable {
                         share: share_name.clone(),
                         schema: schema_name.clone(),
-                        name: table.name.clone().unwrap_or_default(),
+                        name,
                         share_id: share.id.clone(),
-                        id: table.id.clone(),
+                        id,
                         location,
                         history_shared: table.history_shared,
                         start_version: table.start_version,
@@ -89,6 +98,10 @@ impl YamlCatalog {
     }
 }
 
+fn principal() -> Principal {
+    Principal { id: RECIPIENT.to_owned(), recipient: RECIPIENT.to_owned(), properties: BTreeMap::new() }
+}
+
 #[async_trait]
 impl Catalog for YamlCatalog {
     async fn authenticate(&self, bearer_token: Option<&str>) -> Result<Principal, CatalogError> {
@@ -102,7 +115,7 @@ impl Catalog for YamlCatalog {
                 }));
             }
         }
-        Ok(Principal { recipient: RECIPIENT.to_owned(), properties: BTreeMap::new() })
+        Ok(principal())
     }
 
     async fn list_shares(&self, _who: &Principal, page: &PageRequest) -> Result<Page<Share>, CatalogError> {
@@ -160,12 +173,18 @@ impl Catalog for YamlCatalog {
             .ok_or_else(|| CatalogError::not_found("table", format!("{share}.{schema}.{table}")))
     }
 
-    async fn table_locations(&self) -> Result<Vec<Url>, CatalogError> {
-        Ok(self
+    async fn file_access(&self, recipient_id: &str, table_id: &str) -> Result<(Principal, SharedTable), CatalogError> {
+        let not_found = || CatalogError::not_found("table", table_id);
+        if recipient_id != RECIPIENT {
+            return Err(not_found());
+        }
+        let table = self
             .shares
             .iter()
-            .flat_map(|s| s.schemas.iter().flat_map(|(_, t)| t.iter().map(|t| t.location.clone())))
-            .collect())
+            .flat_map(|s| s.schemas.iter().flat_map(|(_, t)| t.iter()))
+            .find(|t| t.id == table_id)
+            .ok_or_else(not_found)?;
+        Ok((principal(), table.clone()))
     }
 
     /// The YAML catalog has no storage: events go to the log (target `d2o::audit`).
@@ -174,7 +193,7 @@ impl Catalog for YamlCatalog {
             target: "d2o::audit",
             principal = %e.principal, action = %e.action, share = ?e.share, schema = ?e.schema, table = ?e.table,
             version = ?e.version, files = ?e.files, bytes = ?e.bytes, status = e.status, client_ip = ?e.client_ip,
-            user_agent = ?e.user_agent, request_id = ?e.request_id,
+            user_agent = ?e.user_agent, request_id = ?e.request_id, detail = ?e.detail,
         );
         Ok(())
     }
@@ -237,6 +256,9 @@ mod tests {
         ));
         let all = block(c.list_all_tables(&who, "SHARE1", &PageRequest::default())).expect("listed");
         assert_eq!(all.items.len(), 2);
-        assert_eq!(block(c.table_locations()).map(|l| l.len()).ok(), Some(2));
+        let (who, by_id) = block(c.file_access(RECIPIENT, &t2.id)).expect("found by id");
+        assert_eq!((who.recipient.as_str(), by_id.name.as_str()), (RECIPIENT, "t2"));
+        assert!(block(c.file_access("someone-else", &t2.id)).is_err());
+        assert!(block(c.file_access(RECIPIENT, "no-such-id")).is_err());
     }
 }

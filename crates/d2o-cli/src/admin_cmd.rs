@@ -37,6 +37,7 @@ impl Target {
     async fn open(&self) -> Result<(Arc<dyn Admin>, bool)> {
         match &self.server {
             Some(server) => {
+                crate::warn_if_secret_argument("--admin-token", "D2O_ADMIN_TOKEN");
                 let token = self.admin_token.clone().context("--server needs --admin-token (or D2O_ADMIN_TOKEN)")?;
                 Ok((Arc::new(RemoteAdmin::new(server, token)), false))
             }
@@ -495,7 +496,7 @@ pub(crate) async fn catalog(target: &Target, command: CatalogCommand) -> Result<
     for w in &report.warnings {
         eprintln!("warning: {}: {w}", config.display());
     }
-    let base = std::path::absolute(&config)?.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = d2o_catalog::config::config_dir(&config);
     let (admin, direct) = target.open().await?;
     let (mut shares, mut tables) = (0, 0);
     for share in &parsed.shares {

@@ -82,9 +82,16 @@ struct ServeArgs {
     /// no --config is given).
     #[arg(long, env = "D2O_CATALOG")]
     catalog: Option<String>,
-    /// Enables the admin API (/admin/v1) with this token.
+    /// Enables the admin API (/admin/v1) with this token. Prefer D2O_ADMIN_TOKEN or
+    /// --admin-token-file: a command-line argument is visible to every user of the machine.
     #[arg(long, env = "D2O_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Enables the admin API with the token in this file (its first line).
+    #[arg(long, env = "D2O_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    admin_token_file: Option<PathBuf>,
+    /// Most threads for blocking work (table scans, file listings); requests beyond wait.
+    #[arg(long, env = "D2O_MAX_BLOCKING_THREADS", default_value_t = 64)]
+    max_blocking_threads: usize,
     /// Override `host` from the config.
     #[arg(long)]
     host: Option<String>,
@@ -145,8 +152,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Serve(args) = &cli.command {
+        // A bounded pool: a burst of uncached reads queues instead of starting hundreds of threads.
+        runtime.max_blocking_threads(args.max_blocking_threads.max(1));
+    }
+    let runtime = runtime.enable_all().build().context("cannot start the runtime")?;
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
@@ -162,16 +173,62 @@ fn run(cli: Cli) -> Result<()> {
     })
 }
 
+/// Warns when a secret was given as a command-line argument, which every user of the machine
+/// can read (`ps`, `/proc/PID/cmdline`).
+pub(crate) fn warn_if_secret_argument(flag: &str, instead: &str) {
+    let given = std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    if given {
+        tracing::warn!(
+            "{flag} on the command line is visible to every user of this machine (ps, /proc/PID/cmdline); use {instead} instead"
+        );
+    }
+}
+
+/// The admin token from the flag, the environment or a file.
+fn admin_token(args: &ServeArgs) -> Result<Option<String>> {
+    warn_if_secret_argument("--admin-token", "D2O_ADMIN_TOKEN or --admin-token-file");
+    match (&args.admin_token, &args.admin_token_file) {
+        (_, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the admin token file {}", file.display()))?;
+            let token = text.lines().next().unwrap_or_default().trim().to_owned();
+            anyhow::ensure!(!token.is_empty(), "the admin token file {} is empty", file.display());
+            Ok(Some(token))
+        }
+        (token, None) => Ok(token.clone()),
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit, and keeps the connection cap below
+/// what is left of it, so that many connections cannot starve the server of file descriptors.
+fn fit_connections_to_file_limit(limits: &mut d2o_server::ConnectionLimits) {
+    const RESERVED: u64 = 256;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(soft) => {
+            let room = usize::try_from(soft.saturating_sub(RESERVED)).unwrap_or(usize::MAX).max(16);
+            if limits.max_connections > room {
+                tracing::warn!(
+                    open_file_limit = soft,
+                    "maxConnections lowered from {} to {room} to fit the open-file limit",
+                    limits.max_connections
+                );
+                limits.max_connections = room;
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "could not read or raise the open-file limit"),
+    }
+}
+
 async fn serve(args: ServeArgs) -> Result<()> {
     let cwd = std::env::current_dir()?;
+    let admin_token = admin_token(&args)?;
     let (config, base_dir) = match &args.config {
         Some(path) => {
             let (config, report) = ServerConfig::load(path)?;
             for warning in &report.warnings {
                 tracing::warn!(file = %path.display(), "{warning}");
             }
-            let base = std::path::absolute(path)?.parent().map(PathBuf::from).unwrap_or_default();
-            (config, base)
+            (config, d2o_catalog::config::config_dir(path))
         }
         None => (ServerConfig::parse("version: 1", &cwd).map_err(anyhow::Error::msg)?.0, cwd),
     };
@@ -199,11 +256,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
         );
     }
     let mut state = AppState::from_config(&config, catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
-    match (&args.admin_token, admin) {
+    fit_connections_to_file_limit(&mut Arc::make_mut(&mut state.settings).connections);
+    match (admin_token, admin) {
         (Some(token), Some(admin)) => {
             anyhow::ensure!(token.len() >= 16, "the admin token must have at least 16 characters");
             state.admin = Some(admin);
-            Arc::make_mut(&mut state.settings).admin_token = Some(token.clone());
+            Arc::make_mut(&mut state.settings).admin_token = Some(d2o_server::Secret::new(token));
         }
         (Some(_), None) => tracing::warn!("--admin-token is ignored: a YAML config has no catalog to administer"),
         (None, _) => {}

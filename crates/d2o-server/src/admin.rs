@@ -4,56 +4,47 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use d2o_catalog::{Admin, AuditFilter, NewRecipient, RecipientInfo, ShareInfo, TableEntry};
 use serde::Deserialize;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
-use crate::audit::AuditSlot;
+use crate::audit::{AuditSlot, audited};
 use crate::routes::params::Params;
 use crate::{ApiError, AppState};
 
-/// The admin routes (nested under `/admin/v1` by the router).
-pub(crate) fn routes() -> Router<AppState> {
+/// The admin routes (nested under `/admin/v1` by the router), each with its audit action.
+pub(crate) fn routes(state: &AppState) -> Router<AppState> {
+    let a = |action, route| audited(state, action, route);
     Router::new()
-        .route("/shares", get(list_shares).post(create_share))
-        .route("/shares/{share}", get(show_share).patch(comment_share).delete(drop_share))
-        .route("/shares/{share}/tables", post(add_table))
-        .route("/shares/{share}/tables/{schema}/{table}", axum::routing::delete(remove_table))
-        .route("/shares/{share}/recipients/{recipient}", put(grant).delete(revoke_grant))
-        .route("/recipients", get(list_recipients).post(create_recipient))
-        .route("/recipients/{recipient}", get(show_recipient).delete(drop_recipient))
-        .route("/recipients/{recipient}/rotate", post(rotate))
-        .route("/recipients/{recipient}/revoke", post(revoke))
-        .route("/audit", get(audit))
-}
-
-/// The audited action of an admin route.
-pub(crate) fn action_of(method: &Method, route: &str) -> Option<&'static str> {
-    let route = route.split("/admin/v1").nth(1)?;
-    Some(match (method.as_str(), route) {
-        ("GET", "/shares") => "admin.share.list",
-        ("POST", "/shares") => "admin.share.create",
-        ("GET", "/shares/{share}") => "admin.share.show",
-        ("PATCH", "/shares/{share}") => "admin.share.comment",
-        ("DELETE", "/shares/{share}") => "admin.share.drop",
-        ("POST", "/shares/{share}/tables") => "admin.share.add_table",
-        ("DELETE", "/shares/{share}/tables/{schema}/{table}") => "admin.share.remove_table",
-        ("PUT", "/shares/{share}/recipients/{recipient}") => "admin.grant",
-        ("DELETE", "/shares/{share}/recipients/{recipient}") => "admin.revoke_grant",
-        ("GET", "/recipients") => "admin.recipient.list",
-        ("POST", "/recipients") => "admin.recipient.create",
-        ("GET", "/recipients/{recipient}") => "admin.recipient.show",
-        ("DELETE", "/recipients/{recipient}") => "admin.recipient.drop",
-        ("POST", "/recipients/{recipient}/rotate") => "admin.recipient.rotate",
-        ("POST", "/recipients/{recipient}/revoke") => "admin.recipient.revoke",
-        ("GET", "/audit") => "admin.audit",
-        _ => "admin.unknown",
-    })
+        .route("/shares", a("admin.share.list", get(list_shares)).merge(a("admin.share.create", post(create_share))))
+        .route(
+            "/shares/{share}",
+            a("admin.share.show", get(show_share))
+                .merge(a("admin.share.comment", patch(comment_share)))
+                .merge(a("admin.share.drop", delete(drop_share))),
+        )
+        .route("/shares/{share}/tables", a("admin.share.add_table", post(add_table)))
+        .route("/shares/{share}/tables/{schema}/{table}", a("admin.share.remove_table", delete(remove_table)))
+        .route(
+            "/shares/{share}/recipients/{recipient}",
+            a("admin.grant", put(grant)).merge(a("admin.revoke_grant", delete(revoke_grant))),
+        )
+        .route(
+            "/recipients",
+            a("admin.recipient.list", get(list_recipients)).merge(a("admin.recipient.create", post(create_recipient))),
+        )
+        .route(
+            "/recipients/{recipient}",
+            a("admin.recipient.show", get(show_recipient)).merge(a("admin.recipient.drop", delete(drop_recipient))),
+        )
+        .route("/recipients/{recipient}/rotate", a("admin.recipient.rotate", post(rotate)))
+        .route("/recipients/{recipient}/revoke", a("admin.recipient.revoke", post(revoke)))
+        .route("/audit", a("admin.audit", get(audit)))
 }
 
 /// The admin, once the admin token checked out.
@@ -69,7 +60,7 @@ impl FromRequestParts<AppState> for AdminCaller {
             ));
         };
         let given = crate::auth::bearer_token(parts).unwrap_or_default();
-        if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        if !bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) {
             return Err(ApiError::Unauthenticated("a valid admin token is required".to_owned()));
         }
         if let Some(slot) = parts.extensions.get::<AuditSlot>() {

@@ -5,73 +5,91 @@
 //! `127.0.0.1:0`; nothing here picks a port or reads the environment.
 //!
 //! # Layout
-//! - [`state`]: [`AppState`] (catalog, Delta tables, URL signer) and [`Settings`].
+//! - [`state`]: [`AppState`] (catalog, Delta tables, URL signer); [`settings`]: [`Settings`].
 //! - [`error`]: [`ApiError`], the one place errors become `{"errorCode","message"}` responses.
-//! - `auth`: the bearer-token extractor.
+//! - `conn`: the accept loop, with connection limits and timeouts.
+//! - [`client_addr`]: the client's address, decided once (trusted proxies).
+//! - `headers`: response headers every answer carries (caching, sniffing, CORS).
+//! - `auth`: the bearer-token extractor; `policy`: what a principal may read of a table.
 //! - `routes`: discovery (shares, schemas, tables), table (version, metadata, query, changes)
 //!   and file serving.
-//! - `ndjson`: streaming NDJSON bodies and the lines of both response formats.
-//! - [`signing`]: HMAC-signed file URLs and opaque page and refresh tokens.
+//! - `tokens`: page and refresh tokens, bound to a table entry and a recipient.
+//! - `stream`: streamed NDJSON bodies; `ndjson`: the lines of both response formats.
+//! - [`signing`]: HMAC-signed file URLs and sealed tokens.
 //! - `admin`: the admin REST API (`/admin/v1`), guarded by its own token.
 //! - `audit`: the middleware that records one audit event per request.
 
+pub mod client_addr;
 pub mod error;
+pub mod settings;
 pub mod signing;
 pub mod state;
 
 mod admin;
 mod audit;
 mod auth;
+mod conn;
+mod headers;
 mod ndjson;
+mod policy;
 mod routes;
+mod stream;
+mod tokens;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode};
-use axum::routing::{get, head};
+use axum::routing::{get, head, post};
 use d2o_catalog::{Catalog, ServerConfig};
 use d2o_delta::{DeltaTables, DeltaTablesOptions};
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
 
+pub use client_addr::{ClientAddr, TrustedProxies};
+pub use conn::ConnectionLimits;
 pub use error::ApiError;
+pub use settings::{Secret, Settings};
 pub use signing::UrlSigner;
-pub use state::{AppState, Settings};
+pub use state::AppState;
+
+use crate::audit::audited;
+use crate::routes::{discovery, files, table};
 
 /// The largest request body accepted; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// Builds the router: the protocol under `settings.endpoint`, plus `GET /health`.
+/// Builds the router: the protocol under `settings.endpoint`, the admin API under `/admin/v1`,
+/// and `GET /health`. Each audited route names its audit action here.
 pub fn router(state: AppState) -> Router {
+    let a = |action, route| audited(&state, action, route);
     let table = "/shares/{share}/schemas/{schema}/tables/{table}";
     let protocol = Router::new()
-        .route("/shares", get(routes::discovery::list_shares))
-        .route("/shares/{share}", get(routes::discovery::get_share))
-        .route("/shares/{share}/schemas", get(routes::discovery::list_schemas))
-        .route("/shares/{share}/schemas/{schema}/tables", get(routes::discovery::list_tables))
-        .route("/shares/{share}/all-tables", get(routes::discovery::list_all_tables))
-        .route(table, head(routes::table::version))
-        .route(&format!("{table}/version"), get(routes::table::version))
-        .route(&format!("{table}/metadata"), get(routes::table::metadata))
-        .route(&format!("{table}/query"), axum::routing::post(routes::table::query))
-        .route(&format!("{table}/changes"), get(routes::table::changes))
-        .route("/files/{root}/{*path}", get(routes::files::serve_file))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), audit::record))
+        .route("/shares", a("list_shares", get(discovery::list_shares)))
+        .route("/shares/{share}", a("get_share", get(discovery::get_share)))
+        .route("/shares/{share}/schemas", a("list_schemas", get(discovery::list_schemas)))
+        .route("/shares/{share}/schemas/{schema}/tables", a("list_tables", get(discovery::list_tables)))
+        .route("/shares/{share}/all-tables", a("list_all_tables", get(discovery::list_all_tables)))
+        .route(table, a("version", head(table::version::version)))
+        .route(&format!("{table}/version"), a("version", get(table::version::version)))
+        .route(&format!("{table}/metadata"), a("metadata", get(table::metadata::metadata)))
+        .route(&format!("{table}/query"), a("query", post(table::query::query)))
+        .route(&format!("{table}/changes"), a("changes", get(table::changes::changes)))
+        .route("/files/{grant}/{*path}", a("download", get(files::serve_file)))
         .method_not_allowed_fallback(method_not_allowed);
-    let admin = admin::routes()
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), audit::record))
-        .method_not_allowed_fallback(method_not_allowed);
+    let admin = admin::routes(&state).method_not_allowed_fallback(method_not_allowed);
     let endpoint = state.settings.endpoint.trim_end_matches('/').to_owned();
     let app = if endpoint.is_empty() { protocol } else { Router::new().nest(&endpoint, protocol) };
-    app.nest("/admin/v1", admin)
+    let proxies = Arc::new(state.settings.trusted_proxies.clone());
+    let app = app
+        .nest("/admin/v1", admin)
         .route("/health", get(health))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(proxies, client_addr::decide));
+    headers::layers(app, &state.settings).with_state(state)
 }
 
 async fn health() -> (StatusCode, &'static str) {
@@ -109,22 +127,15 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` resolves.
+/// Serves `router(state)` on `listener` until `shutdown` resolves, within the connection limits
+/// of `state.settings` (see [`ConnectionLimits`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // No Nagle delay: a response's last bytes (often a small final chunk written after the
-    // audit event is stored) must not wait for the client's delayed ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = state.settings.connections.clone();
+    conn::serve(listener, router(state), limits, shutdown).await
 }
 
 impl AppState {
@@ -134,6 +145,9 @@ impl AppState {
             Some(key) => UrlSigner::from_base64(key)?,
             None => UrlSigner::random()?,
         };
+        let trusted_proxies = TrustedProxies::parse(&config.trusted_proxies)
+            .map_err(|e| ApiError::InvalidParameter(format!("trustedProxies: {e}")))?;
+        let defaults = ConnectionLimits::default();
         let settings = Settings {
             endpoint: config.endpoint.clone(),
             url_timeout_secs: config.pre_signed_url_timeout_seconds,
@@ -144,6 +158,14 @@ impl AppState {
             page_token_ttl_ms: config.query_table_page_token_ttl_ms,
             refresh_token_ttl_ms: config.refresh_token_ttl_ms,
             admin_token: None,
+            trusted_proxies,
+            cors_allowed_origins: config.cors_allowed_origins.clone(),
+            connections: ConnectionLimits {
+                max_connections: config.max_connections.unwrap_or(defaults.max_connections),
+                header_read_timeout: Duration::from_secs(config.header_read_timeout_seconds),
+                idle_timeout: Duration::from_secs(config.idle_timeout_seconds),
+                write_timeout: Duration::from_secs(config.write_timeout_seconds),
+            },
         };
         let tables = DeltaTables::new(DeltaTablesOptions {
             snapshot_cache_tables: config.delta_table_cache_size.max(1),

@@ -1,102 +1,47 @@
-//! Streaming NDJSON bodies, and the lines of both response formats.
+//! The lines of both response formats, and the signed URLs they carry.
 //!
-//! Lines are written by hand into a buffer that is sent in chunks through a bounded channel,
-//! so a response of 100,000 files starts flowing at once and the server never holds it whole.
+//! File lines are written by hand straight into the output buffer (the hot path of `/query`);
+//! everything else uses serde.
 
 use std::fmt::Write as _;
-use std::io;
-use std::ops::ControlFlow;
 
-use axum::body::Body;
-use bytes::Bytes;
+use d2o_catalog::{Principal, SharedTable};
 use d2o_delta::{DeletionVector, deletion_vector_path};
 use d2o_protocol::capabilities::ResponseFormat;
-use futures::StreamExt;
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
 use url::Url;
 
 use crate::ApiError;
-use crate::signing::UrlSigner;
+use crate::signing::{FileGrant, UrlSigner};
 
-/// Bytes buffered before a chunk is sent.
-const CHUNK: usize = 64 * 1024;
-
-/// A body fed from a blocking thread.
-pub(crate) struct LineWriter {
-    buf: String,
-    tx: mpsc::Sender<Result<Bytes, io::Error>>,
-    disconnected: bool,
-}
-
-impl LineWriter {
-    /// A writer and the response body it feeds.
-    pub(crate) fn channel() -> (LineWriter, Body) {
-        let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(8);
-        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-        (
-            LineWriter { buf: String::with_capacity(CHUNK + 4096), tx, disconnected: false },
-            Body::from_stream(stream.boxed()),
-        )
-    }
-
-    /// Writes one line with `f`, adding the newline. Breaks once the client has gone away.
-    pub(crate) fn line(&mut self, f: impl FnOnce(&mut String)) -> ControlFlow<()> {
-        if self.disconnected {
-            return ControlFlow::Break(());
-        }
-        f(&mut self.buf);
-        self.buf.push('\n');
-        if self.buf.len() >= CHUNK { self.flush() } else { ControlFlow::Continue(()) }
-    }
-
-    /// Writes a serializable value as one line.
-    pub(crate) fn json_line(&mut self, value: &impl serde::Serialize) -> ControlFlow<()> {
-        self.line(|out| out.push_str(&serde_json::to_string(value).unwrap_or_default()))
-    }
-
-    pub(crate) fn flush(&mut self) -> ControlFlow<()> {
-        if self.disconnected {
-            return ControlFlow::Break(());
-        }
-        if !self.buf.is_empty() {
-            let chunk = Bytes::from(std::mem::replace(&mut self.buf, String::with_capacity(CHUNK + 4096)));
-            if self.tx.blocking_send(Ok(chunk)).is_err() {
-                self.disconnected = true;
-                return ControlFlow::Break(());
-            }
-        }
-        ControlFlow::Continue(())
-    }
-
-    /// Ends the body with an error, so the client sees a broken stream rather than a short one.
-    pub(crate) fn abort(mut self, error: &ApiError) {
-        tracing::error!(%error, "response stream failed");
-        self.buf.clear();
-        let _ = self.tx.blocking_send(Err(io::Error::other(error.public_message())));
-    }
-}
-
-/// Turns table-relative paths into signed URLs for one response.
+/// Turns table-relative paths into signed URLs for one response: URLs for `who` to read
+/// files of `table`, until the expiry.
 pub(crate) struct FileUrls<'a> {
-    pub(crate) signer: &'a UrlSigner,
+    signer: &'a UrlSigner,
     /// `http://host[:port]/{endpoint}`
-    pub(crate) base: String,
-    pub(crate) root: Url,
-    pub(crate) root_id: String,
-    pub(crate) expires_ms: i64,
+    base: &'a str,
+    root: &'a Url,
+    /// The URL segment naming the table entry and the recipient.
+    grant: String,
+    expires_ms: i64,
 }
 
 impl<'a> FileUrls<'a> {
-    pub(crate) fn new(signer: &'a UrlSigner, base: String, root: Url, expires_ms: i64) -> Self {
-        let root_id = signer.root_id(&root);
-        FileUrls { signer, base, root, root_id, expires_ms }
+    pub(crate) fn new(
+        signer: &'a UrlSigner,
+        base: &'a str,
+        who: &Principal,
+        table: &'a SharedTable,
+        expires_ms: i64,
+    ) -> Self {
+        let grant = FileGrant { table_id: table.id.clone(), recipient_id: who.id.clone() }.encode();
+        FileUrls { signer, base, root: &table.location, grant, expires_ms }
     }
 
     /// Writes the signed URL of a path from the Delta log.
     pub(crate) fn write(&self, out: &mut String, log_path: &str) -> Result<(), ApiError> {
         let relative = self.relative(log_path)?;
-        self.signer.write_file_url(out, &self.base, &self.root_id, relative, self.expires_ms);
+        self.signer.write_file_url(out, self.base, &self.grant, relative, self.expires_ms);
         Ok(())
     }
 
@@ -110,18 +55,25 @@ impl<'a> FileUrls<'a> {
     fn relative<'p>(&self, log_path: &'p str) -> Result<&'p str, ApiError> {
         let is_absolute =
             log_path.starts_with('/') || log_path.split_once(':').is_some_and(|(s, _)| s.len() > 1 && !s.contains('/'));
-        if !is_absolute {
-            return Ok(log_path);
-        }
-        log_path.strip_prefix(self.root.as_str()).ok_or_else(|| {
-            ApiError::Unsupported("table containing absolute paths outside its root cannot be shared".to_owned())
+        let relative = if is_absolute { log_path.strip_prefix(self.root.as_str()) } else { Some(log_path) };
+        let inside = relative.filter(|r| {
+            r.split('/').all(|segment| {
+                let segment = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+                segment != ".." && !segment.contains(['/', '\\'])
+            })
+        });
+        inside.ok_or_else(|| {
+            tracing::error!(table = %self.root, path = log_path, "the table's log names a file outside its root; it cannot be shared");
+            ApiError::Unsupported(
+                "the table's log names a file outside the table's directory, which d2o does not serve; ask the provider to repair or re-create the table".to_owned(),
+            )
         })
     }
 
     /// The deletion vector descriptor with its file replaced by a signed URL (`storageType` `p`).
     pub(crate) fn deletion_vector(&self, dv: &DeletionVector<'_>) -> Result<Value, ApiError> {
         let mut out = Map::new();
-        match deletion_vector_path(dv, &self.root)? {
+        match deletion_vector_path(dv, self.root)? {
             None => {
                 out.insert("storageType".into(), dv.storage_type.into());
                 out.insert("pathOrInlineDv".into(), dv.path_or_inline_dv.into());

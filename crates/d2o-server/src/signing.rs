@@ -1,31 +1,29 @@
 //! Signed file URLs and signed opaque tokens.
 //!
 //! Files are served by d2o itself at URLs that work the way pre-signed cloud URLs do: the URL
-//! names a table root (by an opaque id), a path in it and an expiry, and carries an
-//! HMAC-SHA256 signature over the three made with the server's key. Whoever holds the URL may
-//! read that one file until it expires; nothing else about the URL can be changed. Page and
-//! refresh tokens use the same key, so they cannot be forged or altered either.
+//! names a grant (a table entry and the recipient it was issued to, by id), a path in the
+//! table and an expiry, and carries an HMAC-SHA256 signature over the three made with the
+//! server's key. Nothing about the URL can be changed. Whoever holds it may read that one file
+//! until it expires, and only while the recipient still has access to the table: the file
+//! route asks the catalog at every download. Page and refresh tokens use the same key, so they
+//! cannot be forged or altered either.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
-use parking_lot::RwLock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::Sha256;
-use url::Url;
 
 use crate::ApiError;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// The server's signing key and the table roots it has handed out URLs for.
+/// The server's signing key.
 pub struct UrlSigner {
     mac: HmacSha256,
-    roots: RwLock<HashMap<String, Url>>,
 }
 
 impl std::fmt::Debug for UrlSigner {
@@ -42,7 +40,7 @@ impl UrlSigner {
     /// A signer with the given key (at least 32 bytes are recommended).
     pub fn new(key: &[u8]) -> Result<Self, ApiError> {
         let mac = <HmacSha256 as KeyInit>::new_from_slice(key).map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok(UrlSigner { mac, roots: RwLock::new(HashMap::new()) })
+        Ok(UrlSigner { mac })
     }
 
     /// A signer with a fresh random key: URLs it signs die with the process.
@@ -85,38 +83,24 @@ impl UrlSigner {
         mac.verify_slice(signature).is_ok()
     }
 
-    /// The opaque id of a table root in file URLs, registering the root for file requests.
-    pub fn root_id(&self, root: &Url) -> String {
-        let digest = self.sign(&[b"root", root.as_str().as_bytes()]);
-        let id = hex(&digest[..12]);
-        if !self.roots.read().contains_key(&id) {
-            self.roots.write().insert(id.clone(), root.clone());
-        }
-        id
-    }
-
-    /// The root registered under an id.
-    pub fn root(&self, id: &str) -> Option<Url> {
-        self.roots.read().get(id).cloned()
-    }
-
-    /// Writes the URL of `path` (a path relative to the root, as in the Delta log) into `out`:
-    /// `{base}/files/{root_id}/{path}?sp=r&se={expiry ms}&sig={signature}`.
+    /// Writes the URL of `path` (a path relative to the table root, as in the Delta log) into
+    /// `out`: `{base}/files/{grant}/{path}?sp=r&se={expiry ms}&sig={signature}`, where `grant`
+    /// is a [`FileGrant::encode`]d segment.
     ///
     /// The query names follow Azure's shared access signatures (`sp` permissions, `se` expiry,
     /// `sig` signature). Delta kernels decide by these names whether a URL is pre-signed and
     /// must be fetched over HTTP rather than through their own object store; the Python
     /// connector's delta-format reader fails on URLs it does not recognise.
-    pub fn write_file_url(&self, out: &mut String, base: &str, root_id: &str, path: &str, expires_ms: i64) {
+    pub fn write_file_url(&self, out: &mut String, base: &str, grant: &str, path: &str, expires_ms: i64) {
         out.push_str(base);
         out.push_str("/files/");
-        out.push_str(root_id);
+        out.push_str(grant);
         out.push('/');
         out.extend(percent_encoding::utf8_percent_encode(path, PATH_SET));
         out.push_str("?sp=r&se=");
         let expires_at = out.len();
         let _ = write!(out, "{expires_ms}");
-        let sig = self.sign(&[root_id.as_bytes(), path.as_bytes(), &out.as_bytes()[expires_at..]]);
+        let sig = self.sign(&[grant.as_bytes(), path.as_bytes(), &out.as_bytes()[expires_at..]]);
         out.push_str("&sig=");
         URL_SAFE_NO_PAD.encode_string(sig, out);
     }
@@ -124,7 +108,7 @@ impl UrlSigner {
     /// Checks a file URL's signature and expiry. The path is the decoded path from the URL.
     pub fn check_file_url(
         &self,
-        root_id: &str,
+        grant: &str,
         path: &str,
         expires: &str,
         signature: &str,
@@ -132,7 +116,7 @@ impl UrlSigner {
     ) -> Result<(), ApiError> {
         let forbidden = || ApiError::Forbidden("the URL signature is not valid".to_owned());
         let sig = URL_SAFE_NO_PAD.decode(signature).map_err(|_| forbidden())?;
-        if !self.verify(&[root_id.as_bytes(), path.as_bytes(), expires.as_bytes()], &sig) {
+        if !self.verify(&[grant.as_bytes(), path.as_bytes(), expires.as_bytes()], &sig) {
             return Err(forbidden());
         }
         let expires: i64 = expires.parse().map_err(|_| forbidden())?;
@@ -164,15 +148,60 @@ impl UrlSigner {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+/// Who may read files of which table through a URL: the table entry and the recipient the URL
+/// was issued to, by id. Encoded as one URL path segment, short for the usual UUID ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileGrant {
+    pub table_id: String,
+    pub recipient_id: String,
+}
+
+impl FileGrant {
+    /// `{table}.{recipient}`, each a UUID as `u` + its 16 bytes in base64url, or any other id
+    /// as `s` + its UTF-8 in base64url. `.` is not in the base64url alphabet.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(48);
+        encode_id(&mut out, &self.table_id);
+        out.push('.');
+        encode_id(&mut out, &self.recipient_id);
+        out
+    }
+
+    /// The grant of an encoded segment; `None` if it is not one.
+    pub fn decode(segment: &str) -> Option<FileGrant> {
+        let (table, recipient) = segment.split_once('.')?;
+        Some(FileGrant { table_id: decode_id(table)?, recipient_id: decode_id(recipient)? })
+    }
+}
+
+fn encode_id(out: &mut String, id: &str) {
+    match uuid::Uuid::try_parse(id) {
+        Ok(u) if u.hyphenated().to_string() == id => {
+            out.push('u');
+            URL_SAFE_NO_PAD.encode_string(u.as_bytes(), out);
+        }
+        _ => {
+            out.push('s');
+            URL_SAFE_NO_PAD.encode_string(id.as_bytes(), out);
+        }
+    }
+}
+
+fn decode_id(text: &str) -> Option<String> {
+    let bytes = URL_SAFE_NO_PAD.decode(text.get(1..)?).ok()?;
+    match text.as_bytes().first()? {
+        b'u' => Some(uuid::Uuid::from_slice(&bytes).ok()?.hyphenated().to_string()),
+        b's' => String::from_utf8(bytes).ok(),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use url::Url;
+
     use super::*;
 
     fn url_parts(url: &str) -> (String, String, String, String) {
@@ -187,16 +216,41 @@ mod tests {
     }
 
     #[test]
+    fn grants_round_trip() {
+        for (table_id, recipient_id) in [
+            ("0b7e6f7c-3f4e-4b8e-9a57-1d2c3b4a5f60", "bearer-token"),
+            ("my table id", "0B7E6F7C-3F4E-4B8E-9A57-1D2C3B4A5F60"),
+            ("", "é.ü/?"),
+        ] {
+            let grant = FileGrant { table_id: table_id.into(), recipient_id: recipient_id.into() };
+            let segment = grant.encode();
+            assert!(segment.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)), "{segment}");
+            assert_eq!(FileGrant::decode(&segment), Some(grant));
+        }
+        assert_eq!(
+            FileGrant::encode(&FileGrant {
+                table_id: "0b7e6f7c-3f4e-4b8e-9a57-1d2c3b4a5f60".into(),
+                recipient_id: "x".into()
+            })
+            .len(),
+            23 + 1 + 3
+        );
+        for bad in ["", ".", "u.s", "xAAAA.sAAAA", "uAAAA.sYQ", "sYQ"] {
+            assert_eq!(FileGrant::decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn signed_urls_verify_and_resist_tampering() {
         let s = UrlSigner::new(b"0123456789abcdef0123456789abcdef").expect("key");
-        let root = Url::parse("file:///data/t/").expect("url");
-        let id = s.root_id(&root);
-        assert_eq!(s.root(&id), Some(root));
+        let id = FileGrant { table_id: "t".into(), recipient_id: "r".into() }.encode();
         let mut url = String::new();
         s.write_file_url(&mut url, "http://h", &id, "a b/part%201.parquet", 2_000);
         let (r, p, e, sig) = url_parts(&url);
         assert_eq!(p, "a b/part%201.parquet");
         assert!(s.check_file_url(&r, &p, &e, &sig, 1_000).is_ok());
+        let other_grant = FileGrant { table_id: "t".into(), recipient_id: "r2".into() }.encode();
+        assert!(s.check_file_url(&other_grant, &p, &e, &sig, 1_000).is_err(), "another recipient");
         assert!(s.check_file_url(&r, &p, &e, &sig, 2_001).is_err(), "expired");
         assert!(s.check_file_url(&r, "other.parquet", &e, &sig, 1_000).is_err(), "other path");
         assert!(s.check_file_url(&r, &p, "9999999", &sig, 1_000).is_err(), "extended expiry");

@@ -445,7 +445,7 @@ impl Admin for SqlCatalog {
     async fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, CatalogError> {
         let mut sql = String::from(
             "SELECT time_ms, principal, action, share_name, schema_name, table_name, version, files, bytes, status, client_ip,
-             user_agent, request_id FROM audit_events WHERE 1 = 1",
+             user_agent, request_id, detail FROM audit_events WHERE 1 = 1",
         );
         let mut text: Vec<String> = Vec::new();
         for (column, value) in [("principal", &f.principal), ("share_name", &f.share), ("action", &f.action)] {
@@ -496,6 +496,7 @@ impl Admin for SqlCatalog {
                     client_ip: get_opt_str(r, "client_ip")?,
                     user_agent: get_opt_str(r, "user_agent")?,
                     request_id: get_opt_str(r, "request_id")?,
+                    detail: get_opt_str(r, "detail")?,
                 })
             })
             .collect()

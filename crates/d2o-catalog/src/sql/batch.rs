@@ -109,7 +109,7 @@ pub(crate) enum Io {
 }
 
 /// The most requests served by one statement; an `INSERT` then carries at most this many
-/// events (14 parameters each, well under the databases' limits).
+/// events (15 parameters each, well under the databases' limits).
 const MAX_BATCH: usize = 64;
 
 /// The catalog's database task. Each batch is one statement: a multi-row `INSERT` of the
@@ -119,13 +119,13 @@ const MAX_BATCH: usize = 64;
 /// for its generation check and a share of another for its event. Each generation read is
 /// also published in `recent`.
 pub(crate) fn database_task(pool: AnyPool, backend: Backend, recent: Arc<RecentGeneration>) -> Batcher<Io, i64> {
-    let row = format!("({})", ["?"; 14].join(", "));
+    let row = format!("({})", ["?"; 15].join(", "));
     // inserts[n - 1] inserts n events.
     let inserts: Arc<[Arc<str>]> = (1..=MAX_BATCH)
         .map(|n| {
             let sql = format!(
                 "INSERT INTO audit_events (id, time_ms, principal, action, share_name, schema_name, table_name, version,
-                 files, bytes, status, client_ip, user_agent, request_id) VALUES {}
+                 files, bytes, status, client_ip, user_agent, request_id, detail) VALUES {}
                  RETURNING (SELECT generation FROM catalog_generation WHERE id = 1) AS generation",
                 vec![row.as_str(); n].join(", ")
             );
@@ -175,7 +175,8 @@ async fn run_batch(pool: &AnyPool, inserts: &[Arc<str>], batch: &[Io]) -> Result
             .bind(i64::from(e.status))
             .bind(&e.client_ip)
             .bind(&e.user_agent)
-            .bind(&e.request_id);
+            .bind(&e.request_id)
+            .bind(&e.detail);
     }
     insert.fetch_one(pool).await.map_err(db_err)
 }

@@ -3,10 +3,9 @@
 use async_trait::async_trait;
 use d2o_protocol::model::{Page, Schema, Share, Table};
 use sha2::{Digest, Sha256};
-use url::Url;
 
 use super::snapshot::SchemaEntry;
-use super::{SqlCatalog, db_err, now_ms};
+use super::{SqlCatalog, now_ms};
 use crate::page::PageToken;
 use crate::{AuditEvent, Catalog, CatalogError, PageRequest, Principal, SharedTable};
 
@@ -124,12 +123,8 @@ impl Catalog for SqlCatalog {
             .ok_or_else(|| CatalogError::not_found("table", format!("{share}.{schema}.{table}")))
     }
 
-    async fn table_locations(&self) -> Result<Vec<Url>, CatalogError> {
-        let rows: Vec<String> = sqlx::query_scalar("SELECT DISTINCT location FROM shared_tables")
-            .fetch_all(self.pool())
-            .await
-            .map_err(db_err)?;
-        Ok(rows.iter().filter_map(|l| Url::parse(l).ok()).collect())
+    async fn file_access(&self, recipient_id: &str, table_id: &str) -> Result<(Principal, SharedTable), CatalogError> {
+        self.fresh_snapshot().await?.file_access(recipient_id, table_id, now_ms())
     }
 
     async fn record(&self, event: &AuditEvent) -> Result<(), CatalogError> {

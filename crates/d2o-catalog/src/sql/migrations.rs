@@ -85,6 +85,14 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
              SELECT 1, 0 WHERE NOT EXISTS (SELECT 1 FROM catalog_generation WHERE id = 1)",
         ],
     ),
+    (
+        3,
+        &[
+            // What a status alone does not say: the byte range of a download, or how much of a
+            // response had left when the client went away.
+            "ALTER TABLE audit_events ADD COLUMN detail TEXT",
+        ],
+    ),
 ];
 
 /// The tables whose changes bump the catalog generation: everything but the audit log.

@@ -30,7 +30,7 @@ use d2o_protocol::model::Share;
 use url::Url;
 
 use super::{Backend, SqlCatalog, db_err, get_i64, get_opt_i64, get_opt_str, get_str};
-use crate::{CatalogError, Principal, SharedTable};
+use crate::{CatalogError, PartitionFilter, Principal, SharedTable};
 
 /// How old a generation read may be for [`SqlCatalog::fresh_snapshot`]: the statement that read
 /// it started at most this long before the call. Under load the audit inserts, which read the
@@ -49,6 +49,10 @@ pub(crate) struct Snapshot {
     recipients: Vec<RecipientEntry>,
     /// Recipient name key to index in `recipients`.
     recipient_index: HashMap<String, usize>,
+    /// Recipient id to index in `recipients`.
+    recipient_by_id: HashMap<String, usize>,
+    /// Table id to (share, schema, table) indexes.
+    table_by_id: HashMap<String, (usize, usize, usize)>,
     /// Sorted by name key.
     pub(crate) shares: Vec<ShareEntry>,
 }
@@ -64,6 +68,9 @@ struct TokenEntry {
 struct RecipientEntry {
     principal: Principal,
     expires_at: Option<i64>,
+    /// `(expires_at, revoked_at)` of each of the recipient's tokens: whether it still has a
+    /// credential, for file URLs it was given.
+    token_lifetimes: Vec<(Option<i64>, Option<i64>)>,
     /// Share name key to index in `shares`: the shares granted to the recipient.
     granted: BTreeMap<String, usize>,
 }
@@ -104,6 +111,30 @@ impl Snapshot {
             return Err(CatalogError::Unauthenticated("the bearer token has expired".into()));
         }
         Ok(recipient.principal.clone())
+    }
+
+    /// The recipient with this id and the table with that id in one of its granted shares, if
+    /// the recipient still has a credential that authenticates at `now_ms`.
+    pub(crate) fn file_access(
+        &self,
+        recipient_id: &str,
+        table_id: &str,
+        now_ms: i64,
+    ) -> Result<(Principal, SharedTable), CatalogError> {
+        let not_found = || CatalogError::not_found("table", table_id);
+        let recipient = self.recipient_by_id.get(recipient_id).map(|&r| &self.recipients[r]).ok_or_else(not_found)?;
+        let live = |e: Option<i64>| e.is_none_or(|e| e > now_ms);
+        let active = live(recipient.expires_at)
+            && recipient.token_lifetimes.iter().any(|&(expires, revoked)| revoked.is_none() && live(expires));
+        if !active {
+            return Err(not_found());
+        }
+        let &(s, sc, t) = self.table_by_id.get(table_id).ok_or_else(not_found)?;
+        let share = &self.shares[s];
+        if !recipient.granted.contains_key(&share.key) {
+            return Err(not_found());
+        }
+        Ok((recipient.principal.clone(), share.schemas[sc].tables[t].1.clone()))
     }
 
     /// The shares granted to `who`, in name-key order (empty for an unknown recipient).
@@ -259,18 +290,22 @@ impl SqlCatalog {
             let share = &shares[s].share;
             let schema_name = get_str(row, "schema_name")?;
             let location = get_str(row, "location")?;
+            let partition_filter = get_opt_str(row, "partition_filter")?
+                .map(|f| PartitionFilter::parse(&f))
+                .transpose()
+                .map_err(|e| CatalogError::Internal(format!("stored partition filter: {e}")))?;
             let table = SharedTable {
                 share: share.name.clone(),
                 schema: schema_name.clone(),
                 name: get_str(row, "name")?,
                 share_id: share.id.clone(),
-                id: Some(get_str(row, "id")?),
+                id: get_str(row, "id")?,
                 location: Url::parse(&location)
                     .map_err(|e| CatalogError::Internal(format!("stored location '{location}': {e}")))?,
                 history_shared: get_i64(row, "history_shared")? != 0,
                 start_version: get_i64(row, "start_version")?.max(0) as u64,
                 cdf_enabled: get_opt_i64(row, "cdf_enabled")?.map(|v| v != 0),
-                partition_filter: get_opt_str(row, "partition_filter")?,
+                partition_filter,
             };
             let schema = tables
                 .entry(s)
@@ -282,25 +317,34 @@ impl SqlCatalog {
             }
             schema.1.insert(get_str(row, "name_key")?, table);
         }
+        let mut table_by_id = HashMap::with_capacity(table_rows.len());
         for (s, schemas) in tables {
             shares[s].schemas = schemas
                 .into_iter()
                 .map(|(key, (name, tables))| SchemaEntry { key, name, tables: tables.into_iter().collect() })
                 .collect();
+            for (sc, schema) in shares[s].schemas.iter().enumerate() {
+                for (t, (_, table)) in schema.tables.iter().enumerate() {
+                    table_by_id.insert(table.id.clone(), (s, sc, t));
+                }
+            }
         }
 
         let mut recipients = Vec::with_capacity(recipient_rows.len());
         let mut recipient_index = HashMap::with_capacity(recipient_rows.len());
         let mut recipient_by_id = HashMap::with_capacity(recipient_rows.len());
         for row in &recipient_rows {
-            recipient_by_id.insert(get_str(row, "id")?, recipients.len());
+            let id = get_str(row, "id")?;
+            recipient_by_id.insert(id.clone(), recipients.len());
             recipient_index.insert(get_str(row, "name_key")?, recipients.len());
             recipients.push(RecipientEntry {
                 principal: Principal {
+                    id,
                     recipient: get_str(row, "name")?,
                     properties: serde_json::from_str(&get_str(row, "properties")?).unwrap_or_default(),
                 },
                 expires_at: get_opt_i64(row, "expires_at")?,
+                token_lifetimes: Vec::new(),
                 granted: BTreeMap::new(),
             });
         }
@@ -314,16 +358,20 @@ impl SqlCatalog {
         let mut tokens = HashMap::with_capacity(token_rows.len());
         for row in &token_rows {
             if let Some(&recipient) = recipient_by_id.get(&get_str(row, "recipient_id")?) {
-                tokens.insert(
-                    get_str(row, "token_hash")?,
-                    TokenEntry {
-                        recipient,
-                        expires_at: get_opt_i64(row, "expires_at")?,
-                        revoked_at: get_opt_i64(row, "revoked_at")?,
-                    },
-                );
+                let (expires_at, revoked_at) = (get_opt_i64(row, "expires_at")?, get_opt_i64(row, "revoked_at")?);
+                recipients[recipient].token_lifetimes.push((expires_at, revoked_at));
+                tokens.insert(get_str(row, "token_hash")?, TokenEntry { recipient, expires_at, revoked_at });
             }
         }
-        Ok(Snapshot { generation, local_changes, tokens, recipients, recipient_index, shares })
+        Ok(Snapshot {
+            generation,
+            local_changes,
+            tokens,
+            recipients,
+            recipient_index,
+            recipient_by_id,
+            table_by_id,
+            shares,
+        })
     }
 }

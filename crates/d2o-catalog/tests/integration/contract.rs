@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use d2o_catalog::{
-    Admin, AuditEvent, AuditFilter, Catalog, CatalogError, NewRecipient, PageRequest, SqlCatalog, TableEntry,
+    Admin, AuditEvent, AuditFilter, Catalog, CatalogError, NewRecipient, PageRequest, PartitionFilter, SqlCatalog,
+    TableEntry,
 };
 
 fn table(schema: &str, name: &str) -> TableEntry {
@@ -245,6 +246,7 @@ pub async fn audit_events_filter(c: &SqlCatalog) {
             client_ip: Some("127.0.0.1".into()),
             user_agent: Some("test".into()),
             request_id: Some(format!("req-{i}")),
+            detail: (i == 0).then(|| "bytes=0-99/1234".into()),
         };
         c.append_audit(&e).await.expect("appended");
     }
@@ -252,6 +254,7 @@ pub async fn audit_events_filter(c: &SqlCatalog) {
     assert_eq!(all.len(), 4);
     assert!(all.windows(2).all(|w| w[0].time_ms >= w[1].time_ms), "newest first");
     assert_eq!(all[3].request_id.as_deref(), Some("req-0"));
+    assert_eq!(all[3].detail.as_deref(), Some("bytes=0-99/1234"), "the detail is stored");
     let f = |f: AuditFilter| async move { c.audit(&f).await.expect("read").len() };
     assert_eq!(f(AuditFilter { principal: Some("PARTNER_CO".into()), ..Default::default() }).await, 2);
     assert_eq!(f(AuditFilter { action: Some("query".into()), ..Default::default() }).await, 2);
@@ -321,7 +324,7 @@ pub async fn changes_made_elsewhere_are_seen_by_the_next_request(c: &SqlCatalog)
     settle().await;
     let who = c.authenticate(Some(&issued.token)).await.expect("authenticated");
     let u = c.get_table(&who, "s", "sc", "u").await.expect("a new table is visible");
-    assert_eq!(u.partition_filter.as_deref(), Some("region = 'EU'"));
+    assert_eq!(u.partition_filter, Some(PartitionFilter::parse("region = 'EU'").expect("valid")));
 
     other.revoke_grant("s", "r").await.expect("revoked");
     settle().await;
@@ -383,6 +386,7 @@ pub async fn concurrent_audit_events_are_all_stored(c: &SqlCatalog) {
                     client_ip: None,
                     user_agent: Some(format!("agent {i}")),
                     request_id: Some(format!("req-{i}")),
+                    detail: None,
                 };
                 c.append_audit(&e).await
             })
@@ -412,4 +416,54 @@ pub async fn import_tables_is_atomic_and_idempotent(c: &SqlCatalog) {
     assert!(matches!(c.import_tables("bulk", bad).await, Err(CatalogError::InvalidArgument(_))));
     assert_eq!(c.show_share("bulk").await.expect("shown").tables.len(), 50, "a failed import adds nothing");
     assert!(matches!(c.import_tables("missing", vec![table("s", "t")]).await, Err(CatalogError::NotFound { .. })));
+}
+
+/// A file URL names a recipient and a table by id; the check made when it is used follows
+/// grants, revocation and expiry as `authenticate` does, including changes made elsewhere.
+pub async fn file_access_follows_grants_and_revocation(c: &SqlCatalog) {
+    let other = SqlCatalog::connect(c.display()).await.expect("a second handle");
+    c.create_share("s", None).await.expect("created");
+    c.create_share("elsewhere", None).await.expect("created");
+    c.add_table("s", table("sc", "t")).await.expect("added");
+    c.add_table("elsewhere", table("sc", "t")).await.expect("added");
+    let (_, issued) = c.create_recipient(recipient("r")).await.expect("created");
+    c.grant("s", "r").await.expect("granted");
+    let who = c.authenticate(Some(&issued.token)).await.expect("authenticated");
+    let t = c.get_table(&who, "s", "sc", "t").await.expect("visible");
+    let (by_id, table) = c.file_access(&who.id, &t.id).await.expect("granted table");
+    assert_eq!((by_id, &table), (who.clone(), &t));
+
+    let not_found = |r: Result<_, CatalogError>| matches!(r, Err(CatalogError::NotFound { .. }));
+    // The same location in a share that is not granted is another table.
+    let elsewhere = other.show_share("elsewhere").await.expect("shown");
+    assert_eq!(elsewhere.tables[0].location, t.location.as_str());
+    assert!(not_found(c.file_access(&who.id, "no-such-table").await));
+    assert!(not_found(c.file_access("no-such-recipient", &t.id).await));
+
+    other.revoke_grant("s", "r").await.expect("revoked");
+    settle().await;
+    assert!(not_found(c.file_access(&who.id, &t.id).await), "a removed grant stops downloads");
+    other.grant("s", "r").await.expect("granted again");
+    settle().await;
+    c.file_access(&who.id, &t.id).await.expect("granted again");
+
+    other.rotate_token("r", 0).await.expect("rotated");
+    settle().await;
+    c.file_access(&who.id, &t.id).await.expect("a rotated recipient still has a credential");
+    other.revoke_recipient("r").await.expect("revoked");
+    settle().await;
+    assert!(not_found(c.file_access(&who.id, &t.id).await), "revocation stops downloads");
+
+    let (_, issued) = c
+        .create_recipient(NewRecipient { expires_at: Some(now() + 150), ..recipient("brief") })
+        .await
+        .expect("created");
+    c.grant("s", "brief").await.expect("granted");
+    let brief = c.authenticate(Some(&issued.token)).await.expect("authenticated");
+    c.file_access(&brief.id, &t.id).await.expect("not expired yet");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(not_found(c.file_access(&brief.id, &t.id).await), "expiry stops downloads");
+    other.drop_recipient("brief").await.expect("dropped");
+    settle().await;
+    assert!(not_found(c.file_access(&brief.id, &t.id).await));
 }

@@ -86,4 +86,5 @@ contract!(
     concurrent_reads_see_committed_changes,
     concurrent_audit_events_are_all_stored,
     import_tables_is_atomic_and_idempotent,
+    file_access_follows_grants_and_revocation,
 );

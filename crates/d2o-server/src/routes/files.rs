@@ -1,4 +1,9 @@
 //! Serving table files at signed URLs, with `Range` support, straight from disk.
+//!
+//! A URL is checked twice: its signature and expiry (nothing in it was changed), then the
+//! grant it names against the catalog as it stands now (the recipient still exists, still has
+//! a live credential and still has the table's share), so that revoking a recipient or a grant
+//! stops downloads at once, not when the URLs expire.
 
 use std::io::SeekFrom;
 use std::path::PathBuf;
@@ -11,40 +16,45 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use super::params::Params;
+use crate::audit::AuditSlot;
+use crate::signing::FileGrant;
 use crate::{ApiError, AppState};
 
-/// `GET|HEAD {endpoint}/files/{root_id}/{*path}?sp=r&se=<expiry ms>&sig=<signature>`
+/// `GET|HEAD {endpoint}/files/{grant}/{*path}?sp=r&se=<expiry ms>&sig=<signature>`
 ///
 /// No bearer token: the signature is the credential. Refused with 403 when the signature does
-/// not match or has expired, and whenever the path would leave the table root (`..`, encoded
-/// separators, symlinks pointing outside).
+/// not match or has expired, when the recipient of the URL no longer has access to the table,
+/// and whenever the path would leave the table root (`..`, encoded separators, symlinks
+/// pointing outside).
 pub(crate) async fn serve_file(
     State(state): State<AppState>,
-    Path((root_id, path)): Path<(String, String)>,
+    Path((grant, path)): Path<(String, String)>,
     params: Params,
     method: Method,
     headers: HeaderMap,
+    audit: AuditSlot,
 ) -> Result<Response, ApiError> {
     let (Some("r"), Some(expires), Some(signature)) = (params.get("sp"), params.get("se"), params.get("sig")) else {
         return Err(ApiError::Forbidden("the URL is not signed".to_owned()));
     };
     let now = chrono::Utc::now().timestamp_millis();
-    state.signer.check_file_url(&root_id, &path, expires, signature, now)?;
-    let root = match state.signer.root(&root_id) {
-        Some(root) => root,
-        None => {
-            // Signed by this key before a restart: learn the roots again from the catalog.
-            for location in state.catalog.table_locations().await? {
-                state.signer.root_id(&location);
-            }
-            state
-                .signer
-                .root(&root_id)
-                .ok_or_else(|| ApiError::NotFound("the table of this URL is no longer shared".to_owned()))?
-        }
-    };
-    let file = resolve_inside(&root, &path).await?;
-    send_file(file, &method, &headers).await
+    state.signer.check_file_url(&grant, &path, expires, signature, now)?;
+    // Signed by this server, so it decodes; anything else is refused the same way.
+    let grant = FileGrant::decode(&grant).ok_or_else(|| ApiError::Forbidden("the URL is not valid".to_owned()))?;
+    let (who, table) = state.catalog.file_access(&grant.recipient_id, &grant.table_id).await.map_err(|e| match e {
+        d2o_catalog::CatalogError::NotFound { .. } => ApiError::Forbidden(
+            "the recipient of this URL no longer has access to the table; ask the provider".to_owned(),
+        ),
+        other => other.into(),
+    })?;
+    audit.update(|e| {
+        e.principal = who.recipient.clone();
+        e.share = Some(table.share.clone());
+        e.schema = Some(table.schema.clone());
+        e.table = Some(table.name.clone());
+    });
+    let file = resolve_inside(&table.location, &path).await?;
+    send_file(file, &method, &headers, &audit).await
 }
 
 /// The file a signed relative path names, refusing anything outside the root.
@@ -104,7 +114,12 @@ fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
     Ok(Some(range))
 }
 
-async fn send_file(path: PathBuf, method: &Method, headers: &HeaderMap) -> Result<Response, ApiError> {
+async fn send_file(
+    path: PathBuf,
+    method: &Method,
+    headers: &HeaderMap,
+    audit: &AuditSlot,
+) -> Result<Response, ApiError> {
     let mut file =
         tokio::fs::File::open(&path).await.map_err(|_| ApiError::NotFound("the file does not exist".to_owned()))?;
     let meta = file.metadata().await.map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -120,6 +135,14 @@ async fn send_file(path: PathBuf, method: &Method, headers: &HeaderMap) -> Resul
         Some((s, e)) => (StatusCode::PARTIAL_CONTENT, s, e - s + 1),
         None => (StatusCode::OK, 0, size),
     };
+    audit.update(|e| {
+        e.bytes = Some(if method == Method::HEAD { 0 } else { len as i64 });
+        e.detail = match (method == Method::HEAD, range) {
+            (true, _) => Some("HEAD".to_owned()),
+            (false, Some((s, e))) => Some(format!("bytes={s}-{e}/{size}")),
+            (false, None) => None,
+        };
+    });
     let body = if method == Method::HEAD {
         Body::empty()
     } else {

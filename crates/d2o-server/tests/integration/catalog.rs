@@ -13,13 +13,13 @@ use crate::support::*;
 
 const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
 
-struct Fixture {
-    app: Router,
-    catalog: SqlCatalog,
+pub struct Fixture {
+    pub app: Router,
+    pub catalog: SqlCatalog,
     _dir: tempfile::TempDir,
 }
 
-fn entry(schema: &str, name: &str, fixture: &str, filter: Option<&str>) -> TableEntry {
+pub fn entry(schema: &str, name: &str, fixture: &str, filter: Option<&str>) -> TableEntry {
     TableEntry {
         schema: schema.into(),
         name: name.into(),
@@ -32,17 +32,17 @@ fn entry(schema: &str, name: &str, fixture: &str, filter: Option<&str>) -> Table
     }
 }
 
-async fn fixture() -> Fixture {
+pub async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let catalog = SqlCatalog::connect(dir.path().join("d2o.db").to_str().expect("utf-8")).await.expect("catalog");
     let (config, _) = d2o_catalog::ServerConfig::parse("version: 1", std::path::Path::new("/")).expect("config");
     let mut state = d2o_server::AppState::from_config(&config, Arc::new(catalog.clone())).expect("state");
     state.admin = Some(Arc::new(catalog.clone()));
-    Arc::make_mut(&mut state.settings).admin_token = Some(ADMIN_TOKEN.to_owned());
+    Arc::make_mut(&mut state.settings).admin_token = Some(d2o_server::Secret::new(ADMIN_TOKEN));
     Fixture { app: d2o_server::router(state), catalog, _dir: dir }
 }
 
-async fn call(app: &Router, method: Method, uri: &str, token: &str, body: Option<Value>) -> Reply {
+pub async fn call(app: &Router, method: Method, uri: &str, token: &str, body: Option<Value>) -> Reply {
     let mut req = Request::builder()
         .method(method)
         .uri(uri)
@@ -55,7 +55,7 @@ async fn call(app: &Router, method: Method, uri: &str, token: &str, body: Option
     send(app, req.body(body).expect("request")).await
 }
 
-async fn recipient(f: &Fixture, name: &str, props: &[(&str, &str)]) -> String {
+pub async fn recipient(f: &Fixture, name: &str, props: &[(&str, &str)]) -> String {
     let properties = props.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     let (_, token) = f
         .catalog

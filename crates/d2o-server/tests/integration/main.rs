@@ -10,3 +10,4 @@ mod files;
 mod query;
 mod support;
 mod table;
+mod tokens;

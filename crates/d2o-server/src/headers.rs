@@ -1,0 +1,97 @@
+//! What every response carries, whatever produced it: headers that keep browsers and caches
+//! from doing anything unexpected with an answer, CORS (closed unless configured), and the
+//! request's log span, with URL signatures redacted.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::{Next, from_fn};
+use axum::response::{IntoResponse, Response};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::{ApiError, AppState, Settings};
+
+/// Wraps `app` in the layers of this module.
+pub(crate) fn layers(app: Router<AppState>, settings: &Settings) -> Router<AppState> {
+    let app = if settings.cors_allowed_origins.is_empty() {
+        app.layer(from_fn(cors_closed))
+    } else {
+        app.layer(cors(&settings.cors_allowed_origins))
+    };
+    app.layer(from_fn(security_headers)).layer(TraceLayer::new_for_http().make_span_with(
+        |req: &Request<Body>| tracing::debug_span!("request", method = %req.method(), uri = %redacted(req.uri())),
+    ))
+}
+
+/// `no-store`: answers carry signed URLs, credentials or data that no cache should keep.
+/// `nosniff` and a policy that allows nothing: no answer is a page a browser should run.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    for (name, value) in [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        h.entry(name).or_insert(HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// Without configured origins: a preflight from a web page is refused with a clear message; a
+/// plain `OPTIONS` says which methods exist.
+async fn cors_closed(req: Request, next: Next) -> Response {
+    if req.method() != Method::OPTIONS {
+        return next.run(req).await;
+    }
+    if req.headers().contains_key(header::ORIGIN) {
+        return ApiError::Forbidden(
+            "cross-origin requests are not enabled on this server (the provider can allow origins with corsAllowedOrigins)"
+                .to_owned(),
+        )
+        .into_response();
+    }
+    (StatusCode::NO_CONTENT, [(header::ALLOW, "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")]).into_response()
+}
+
+/// CORS for the configured origins: the protocol's methods and headers, nothing more.
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o.trim()).ok()).collect();
+    let name = HeaderName::from_static;
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::HEAD, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, name("delta-sharing-capabilities")])
+        .expose_headers([name("delta-table-version"), name("delta-sharing-capabilities")])
+        .max_age(std::time::Duration::from_secs(600))
+}
+
+/// A URI for logs: the value of a `sig` parameter (a URL signature, which would make a logged
+/// URL usable) is replaced.
+pub(crate) fn redacted(uri: &Uri) -> String {
+    let Some(query) = uri.query() else { return uri.path().to_owned() };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("sig") => format!("{k}=REDACTED"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{}?{}", uri.path(), query.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_redacted() {
+        let uri: Uri = "/delta-sharing/files/g/a.parquet?sp=r&se=123&sig=c2VjcmV0".parse().expect("uri");
+        assert_eq!(redacted(&uri), "/delta-sharing/files/g/a.parquet?sp=r&se=123&sig=REDACTED");
+        let uri: Uri = "/shares?maxResults=1".parse().expect("uri");
+        assert_eq!(redacted(&uri), "/shares?maxResults=1");
+    }
+}

@@ -1,0 +1,342 @@
+//! `GET .../changes` (the change data feed) and the streaming form of `/query`
+//! (`startingVersion`): the file actions of a range of commits.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use d2o_catalog::{Principal, SharedTable};
+use d2o_delta::{Commit, TableSnapshot, TimestampBound};
+use d2o_protocol::capabilities::{Capabilities, ResponseFormat};
+use md5::{Digest, Md5};
+use serde_json::{Value, json};
+
+use super::metadata::metadata_line;
+use super::query::page_size;
+use super::{
+    TablePath, base_url, blocking, capabilities_of, check_start_version, choose_format, ndjson_response,
+    timestamp_param,
+};
+use crate::audit::AuditSlot;
+use crate::auth::Recipient;
+use crate::ndjson::{FileLineContext, FileUrls, change_line, protocol_line};
+use crate::policy::{self, Access, Decision};
+use crate::routes::params::Params;
+use crate::stream::{LineWriter, stream_response};
+use crate::tokens::{self, Position, Scope, TokenKind};
+use crate::{ApiError, AppState};
+
+/// How a range of commits is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ChangeMode {
+    /// `/changes`: the change data feed (`cdc` files where a commit has them).
+    ChangeDataFeed,
+    /// `/query` with `startingVersion`: data-changing `add` and `remove` actions.
+    Streaming,
+}
+
+impl ChangeMode {
+    fn token_kind(self) -> TokenKind {
+        match self {
+            ChangeMode::ChangeDataFeed => TokenKind::ChangesPage,
+            ChangeMode::Streaming => TokenKind::StreamingPage,
+        }
+    }
+}
+
+pub(super) struct ChangesRequest {
+    pub(super) start: Option<u64>,
+    pub(super) start_timestamp: Option<i64>,
+    pub(super) end: Option<u64>,
+    pub(super) end_timestamp: Option<i64>,
+    pub(super) historical_metadata: bool,
+    pub(super) max_files: Option<usize>,
+    pub(super) page_token: Option<String>,
+    pub(super) mode: ChangeMode,
+    /// End the stream with an `endStreamAction` (asked for, or implied by `maxFiles`).
+    pub(super) end_stream: bool,
+    /// Every request parameter that shapes the response, for the fingerprint of page tokens.
+    pub(super) parameters: String,
+    pub(super) audit: AuditSlot,
+}
+
+pub(crate) async fn changes(
+    State(state): State<AppState>,
+    Recipient(who): Recipient,
+    Path(path): TablePath,
+    params: Params,
+    headers: HeaderMap,
+    audit: AuditSlot,
+) -> Result<Response, ApiError> {
+    let decision = policy::decide(&state, &who, &path).await?;
+    let t = &decision.table;
+    if !t.history_shared || t.cdf_enabled == Some(false) {
+        return Err(ApiError::InvalidParameter(format!("cdf is not enabled on table {}", t.qualified_name())));
+    }
+    let start = params.version("startingVersion")?;
+    let start_timestamp =
+        params.get("startingTimestamp").map(|v| timestamp_param("startingTimestamp", v)).transpose()?;
+    let end = params.version("endingVersion")?;
+    let end_timestamp = params.get("endingTimestamp").map(|v| timestamp_param("endingTimestamp", v)).transpose()?;
+    match (start, start_timestamp) {
+        (None, None) => {
+            return Err(ApiError::InvalidParameter(
+                "No startingVersion or startingTimestamp provided for CDF read.".into(),
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::InvalidParameter(
+                "Multiple starting arguments provided for CDF read. Please provide one of either startingTimestamp or startingVersion.".into(),
+            ));
+        }
+        _ => {}
+    }
+    if end.is_some() && end_timestamp.is_some() {
+        return Err(ApiError::InvalidParameter(
+            "Multiple ending arguments provided for CDF read. Please provide one of either endingTimestamp or endingVersion.".into(),
+        ));
+    }
+    let max_files = match params.i64("maxFiles")? {
+        Some(m) if m <= 0 => return Err(ApiError::InvalidParameter("maxFiles must be positive.".into())),
+        m => page_size(&state, m),
+    };
+    let historical_metadata = params.bool("includeHistoricalMetadata")?.unwrap_or(false);
+    let caps = capabilities_of(&headers);
+    let base = base_url(&state, &headers)?;
+    let request = ChangesRequest {
+        start,
+        start_timestamp,
+        end,
+        end_timestamp,
+        historical_metadata,
+        max_files,
+        page_token: params.get("pageToken").map(str::to_owned),
+        mode: ChangeMode::ChangeDataFeed,
+        end_stream: caps.include_end_stream_action || max_files.is_some(),
+        parameters: format!(
+            "{:?}",
+            (start, start_timestamp, end, end_timestamp, historical_metadata, params.get("maxFiles"), &caps)
+        ),
+        audit,
+    };
+    respond(state, who, decision, caps, base, request).await
+}
+
+/// Everything a change response needs, resolved before it starts.
+struct ChangesPlan {
+    who: Principal,
+    table: SharedTable,
+    access: Access,
+    start: u64,
+    end: u64,
+    start_snapshot: TableSnapshot,
+    latest: TableSnapshot,
+    commits: Vec<Commit>,
+    format: ResponseFormat,
+    next: usize,
+    scope: Scope,
+}
+
+/// Answers a change request (`/changes`, or `/query` with `startingVersion`).
+pub(super) async fn respond(
+    state: AppState,
+    who: Principal,
+    decision: Decision,
+    caps: Capabilities,
+    base: String,
+    req: ChangesRequest,
+) -> Result<Response, ApiError> {
+    let scope = Scope::new(&who, &decision.table, &[&req.parameters, &req.mode]);
+    let (plan, req) = blocking({
+        let state = state.clone();
+        move || plan_changes(&state, who, decision, &caps, &req, scope).map(|p| (p, req))
+    })
+    .await?;
+    req.audit.update(|e| e.version = Some(plan.start as i64));
+    let (version, format, end_stream) = (plan.start, plan.format, req.end_stream);
+    let audit = req.audit.clone();
+    stream_response(
+        state.settings.url_timeout_secs,
+        end_stream,
+        audit,
+        move |body| ndjson_response(version, format, end_stream, body),
+        move |expires_ms, w| write_changes(&state, &plan, &req, &base, expires_ms, w),
+    )
+    .await
+}
+
+fn plan_changes(
+    state: &AppState,
+    who: Principal,
+    Decision { table: t, access }: Decision,
+    caps: &Capabilities,
+    req: &ChangesRequest,
+    scope: Scope,
+) -> Result<ChangesPlan, ApiError> {
+    let latest = state.tables.latest(&t.location)?;
+    let latest_version = latest.version();
+    let (start, end, next) = match &req.page_token {
+        Some(token) => {
+            let at = tokens::redeem(&state.signer, req.mode.token_kind(), &scope, token)?;
+            (at.version, at.end.unwrap_or(at.version), at.next)
+        }
+        None => {
+            let start = match (req.start, req.start_timestamp) {
+                (Some(s), _) => s,
+                (None, Some(ts)) => state.tables.version_at(&latest, ts, TimestampBound::AtOrAfter).map_err(|e| {
+                    ApiError::InvalidParameter(format!("{e}. Please use a timestamp greater than or equal to the first commit and less than or equal to the latest commit."))
+                })?,
+                (None, None) => return Err(ApiError::InvalidParameter("No startingVersion or startingTimestamp provided for CDF read.".into())),
+            };
+            let end = match (req.end, req.end_timestamp) {
+                (Some(e), _) => e,
+                (None, Some(ts)) => state.tables.version_at(&latest, ts, TimestampBound::AtOrBefore).map_err(|e| {
+                    ApiError::InvalidParameter(format!(
+                        "{e}. Please use a timestamp less than or equal to the latest commit."
+                    ))
+                })?,
+                (None, None) => latest_version,
+            };
+            (start, end, 0)
+        }
+    };
+    // The checks of a first request hold for every page.
+    if start > latest_version {
+        return Err(ApiError::InvalidParameter(format!(
+            "Provided Start version({start}) for reading change data is invalid. Start version cannot be greater than the latest version of the table({latest_version})."
+        )));
+    }
+    // A streaming client may ask past the end; it must tolerate the latest instead.
+    let end = if req.mode == ChangeMode::Streaming { end.min(latest_version) } else { end };
+    if end > latest_version {
+        return Err(ApiError::InvalidParameter(format!(
+            "Provided end version({end}) is invalid. End version cannot be greater than the latest version of the table({latest_version})."
+        )));
+    }
+    if end < start {
+        return Err(ApiError::InvalidParameter(format!(
+            "CDF range from start {start} to end {end} was invalid. End cannot be before start."
+        )));
+    }
+    check_start_version(&t, start, if req.mode == ChangeMode::ChangeDataFeed { "changes" } else { "data" })?;
+    let start_snapshot = state.tables.at_version(&t.location, start, Some(&latest))?;
+    let commits = state.tables.commits(&latest, start, end)?;
+    if req.mode == ChangeMode::ChangeDataFeed {
+        let mut enabled = start_snapshot.change_data_feed_enabled();
+        for c in &commits {
+            if let Some(md) = c.metadata() {
+                enabled = md
+                    .get("configuration")
+                    .and_then(|c| c.get("delta.enableChangeDataFeed"))
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            }
+            if !enabled {
+                return Err(ApiError::InvalidParameter(format!(
+                    "Error getting change data for range [{start}, {end}] as change data was not recorded for version [{}]",
+                    c.version
+                )));
+            }
+        }
+    }
+    // The newest schema decides the format: a range that reaches column mapping needs delta.
+    let format = match choose_format(caps, &latest) {
+        Ok(f) => choose_format(caps, &start_snapshot).map(|g| if g == ResponseFormat::Delta { g } else { f })?,
+        Err(e) => return Err(e),
+    };
+    Ok(ChangesPlan { who, table: t, access, start, end, start_snapshot, latest, commits, format, next, scope })
+}
+
+fn file_id(path: &str) -> String {
+    Md5::digest(path.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn write_changes(
+    state: &AppState,
+    plan: &ChangesPlan,
+    req: &ChangesRequest,
+    base: &str,
+    expires_ms: i64,
+    w: &mut LineWriter,
+) -> Result<(), ApiError> {
+    let format = plan.format;
+    let historical = req.historical_metadata || req.mode == ChangeMode::Streaming;
+    let head = if historical { &plan.start_snapshot } else { &plan.latest };
+    let head_version = if historical { plan.start } else { plan.latest.version() };
+    let _ = w.json_line(&protocol_line(format, head.protocol_action()));
+    let _ = w.json_line(&metadata_line(format, head, &plan.table, Some(head_version)));
+    let urls = FileUrls::new(&state.signer, base, &plan.who, &plan.table, expires_ms);
+    let page_size = req.max_files.unwrap_or(usize::MAX);
+    let mut index = 0usize;
+    let mut more = false;
+    'commits: for commit in &plan.commits {
+        let ctx = FileLineContext { version: Some((commit.version, commit.timestamp)), expires_ms };
+        if historical
+            && commit.version > plan.start
+            && let Some(md) = commit.metadata()
+            && index >= plan.next
+        {
+            let line = match format {
+                ResponseFormat::Delta => json!({"metaData": {"deltaMetadata": md, "version": commit.version}}),
+                ResponseFormat::Parquet => {
+                    let mut m = json!({
+                        "id": md.get("id").cloned().unwrap_or_default(),
+                        "format": {"provider": "parquet"},
+                        "schemaString": md.get("schemaString").cloned().unwrap_or_default(),
+                        "partitionColumns": md.get("partitionColumns").cloned().unwrap_or_else(|| json!([])),
+                        "version": commit.version,
+                    });
+                    if let Some(conf) = md.get("configuration") {
+                        m["configuration"] = conf.clone();
+                    }
+                    json!({"metaData": m})
+                }
+            };
+            if w.json_line(&line).is_break() {
+                return Ok(());
+            }
+        }
+        let files = match req.mode {
+            ChangeMode::ChangeDataFeed => commit.change_data(),
+            ChangeMode::Streaming => commit.data_changes(),
+        };
+        for change in files {
+            if plan.access.is_restricted() {
+                let values =
+                    change.action.get("partitionValues").and_then(Value::as_object).cloned().unwrap_or_default();
+                if !plan.access.permits(&plan.latest, &values) {
+                    continue;
+                }
+            }
+            if index < plan.next {
+                index += 1;
+                continue;
+            }
+            if index >= plan.next.saturating_add(page_size) {
+                more = true;
+                break 'commits;
+            }
+            index += 1;
+            let id = file_id(change.path().unwrap_or_default());
+            let line = change_line(&change, format, &urls, &ctx, &id)?;
+            let size = change.action.get("size").and_then(Value::as_i64).unwrap_or(0);
+            if w.file_line(size, |out| {
+                out.push_str(&line.to_string());
+                Ok(())
+            })?
+            .is_break()
+            {
+                return Ok(());
+            }
+        }
+    }
+    if req.end_stream {
+        let mut end = json!({"minUrlExpirationTimestamp": expires_ms});
+        if more {
+            let next = Position { version: plan.start, end: Some(plan.end), next: plan.next + page_size };
+            let ttl = state.settings.page_token_ttl_ms;
+            end["nextPageToken"] = tokens::issue(&state.signer, req.mode.token_kind(), &plan.scope, next, ttl).into();
+        }
+        let _ = w.json_line(&json!({ "endStreamAction": end }));
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! Streamed NDJSON responses, written on a blocking thread.
+//!
+//! Lines go into a buffer that is sent in chunks through a bounded channel, so a response of
+//! 100,000 files starts flowing at once and the server never holds it whole.
+//!
+//! Errors are reported as well as the moment allows:
+//! - before the first chunk is ready, the response has not started: the client gets a proper
+//!   error response (status and `{"errorCode","message"}`);
+//! - later, when the client asked for an `endStreamAction`, the stream ends with one that
+//!   carries `errorMessage` (the protocol's way to fail a query after the 200);
+//! - otherwise the body is broken off, so the client sees a failed stream, never a short one.
+//!
+//! The audit event counts the files of the chunks handed to the response, as they are handed.
+
+use std::io;
+use std::ops::ControlFlow;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::ApiError;
+use crate::audit::AuditSlot;
+
+/// Bytes buffered before a chunk is sent.
+const CHUNK: usize = 64 * 1024;
+
+/// Writes the lines of one response body.
+pub(crate) struct LineWriter {
+    buf: String,
+    tx: mpsc::Sender<Result<Bytes, ApiError>>,
+    /// The client went away: stop producing.
+    disconnected: bool,
+    /// Whether a chunk was sent (the response has started).
+    started: bool,
+    /// Files and their bytes in `buf`, counted into the audit event when `buf` is sent.
+    pending: (i64, i64),
+    audit: AuditSlot,
+}
+
+impl LineWriter {
+    /// Writes one line with `f`, adding the newline. Breaks once the client has gone away.
+    pub(crate) fn line(&mut self, f: impl FnOnce(&mut String)) -> ControlFlow<()> {
+        if self.disconnected {
+            return ControlFlow::Break(());
+        }
+        f(&mut self.buf);
+        self.buf.push('\n');
+        if self.buf.len() >= CHUNK { self.flush() } else { ControlFlow::Continue(()) }
+    }
+
+    /// Writes a serializable value as one line.
+    pub(crate) fn json_line(&mut self, value: &impl serde::Serialize) -> ControlFlow<()> {
+        self.line(|out| out.push_str(&serde_json::to_string(value).unwrap_or_default()))
+    }
+
+    /// Writes the line of a file of `size` bytes with `f`. If `f` fails, nothing of the line
+    /// stays in the body.
+    pub(crate) fn file_line(
+        &mut self,
+        size: i64,
+        f: impl FnOnce(&mut String) -> Result<(), ApiError>,
+    ) -> Result<ControlFlow<()>, ApiError> {
+        if self.disconnected {
+            return Ok(ControlFlow::Break(()));
+        }
+        let mark = self.buf.len();
+        if let Err(e) = f(&mut self.buf) {
+            self.buf.truncate(mark);
+            return Err(e);
+        }
+        self.pending.0 += 1;
+        self.pending.1 += size;
+        self.buf.push('\n');
+        Ok(if self.buf.len() >= CHUNK { self.flush() } else { ControlFlow::Continue(()) })
+    }
+
+    /// Sends what is buffered.
+    pub(crate) fn flush(&mut self) -> ControlFlow<()> {
+        if self.disconnected {
+            return ControlFlow::Break(());
+        }
+        if self.buf.is_empty() {
+            return ControlFlow::Continue(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, String::with_capacity(CHUNK + 4096)));
+        if self.tx.blocking_send(Ok(chunk)).is_err() {
+            self.disconnected = true;
+            return ControlFlow::Break(());
+        }
+        self.started = true;
+        let (files, bytes) = std::mem::take(&mut self.pending);
+        if files > 0 {
+            self.audit.update(|e| {
+                e.files = Some(e.files.unwrap_or(0) + files);
+                e.bytes = Some(e.bytes.unwrap_or(0) + bytes);
+            });
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Ends the body after `error`, as the module documentation says.
+    fn fail(mut self, error: ApiError, end_stream: bool) {
+        let message = error.public_message();
+        let status = error.status().as_u16();
+        self.buf.clear();
+        self.pending = (0, 0);
+        if !self.started {
+            let _ = self.tx.blocking_send(Err(error));
+            return;
+        }
+        if error.status().is_server_error() {
+            tracing::error!(%error, "response stream failed");
+        } else {
+            tracing::warn!(%error, "response stream failed");
+        }
+        self.audit.update(|e| {
+            e.status = status;
+            e.detail = Some(format!("failed after the response started: {message}"));
+        });
+        if end_stream {
+            let _ = self.json_line(&serde_json::json!({"endStreamAction": {"errorMessage": message}}));
+            let _ = self.flush();
+        } else {
+            let _ = self.tx.blocking_send(Err(error));
+        }
+    }
+}
+
+/// Runs `write` on a blocking thread and answers with the body it writes, once its first chunk
+/// is ready. `respond` builds the response around the body; `write` gets the expiry (ms since
+/// the epoch) of the URLs it signs, `url_timeout_secs` from now.
+pub(crate) async fn stream_response(
+    url_timeout_secs: u64,
+    end_stream: bool,
+    audit: AuditSlot,
+    respond: impl FnOnce(Body) -> Response,
+    write: impl FnOnce(i64, &mut LineWriter) -> Result<(), ApiError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    let (tx, mut rx) = mpsc::channel::<Result<Bytes, ApiError>>(8);
+    let mut writer = LineWriter {
+        buf: String::with_capacity(CHUNK + 4096),
+        tx,
+        disconnected: false,
+        started: false,
+        pending: (0, 0),
+        audit,
+    };
+    tokio::task::spawn_blocking(move || {
+        let expires_ms = chrono::Utc::now().timestamp_millis() + url_timeout_secs as i64 * 1000;
+        match write(expires_ms, &mut writer) {
+            Ok(()) => {
+                let _ = writer.flush();
+            }
+            Err(e) => writer.fail(e, end_stream),
+        }
+    });
+    let first = match rx.recv().await {
+        Some(Ok(chunk)) => chunk,
+        Some(Err(e)) => return Err(e),
+        None => return Err(ApiError::Internal("the response writer ended without writing".into())),
+    };
+    let rest = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let body = futures::stream::once(async move { Ok(first) })
+        .chain(rest)
+        .map(|item| item.map_err(|e| io::Error::other(e.public_message())));
+    Ok(respond(Body::from_stream(body.boxed())))
+}
