@@ -292,7 +292,9 @@ impl ServerConfig {
                             return Err(format!("key '{at}.location': 'location' in a table must be provided"));
                         }
                         Some(loc) => {
-                            resolve_location(loc, base_dir).map_err(|e| format!("key '{at}.location': {e}"))?;
+                            resolve_location(loc, base_dir)
+                                .and_then(|url| check_servable(&url))
+                                .map_err(|e| format!("key '{at}.location': {e}"))?;
                         }
                     }
                 }
@@ -358,6 +360,19 @@ pub fn resolve_location(location: &str, base_dir: &Path) -> Result<Url, String> 
     Ok(url)
 }
 
+/// Refuses a location d2o cannot serve: only tables on the server's file system are served so
+/// far, and a table on object storage is refused when it is added rather than failing (or
+/// waiting on a credential lookup) at every request.
+pub fn check_servable(location: &Url) -> Result<(), String> {
+    if location.scheme() == "file" {
+        return Ok(());
+    }
+    Err(format!(
+        "'{location}': tables on object storage ({}://) are not supported yet; share a table on the server's file system (a path or a file:// URI)",
+        location.scheme()
+    ))
+}
+
 /// Removes `.` and `..` components without touching the file system.
 fn normalize(path: &Path) -> PathBuf {
     use std::path::Component;
@@ -386,7 +401,7 @@ shares:
   - name: "schema1"
     tables:
     - name: "table1"
-      location: "s3a://bucket/table1"
+      location: "/data/table1"
       id: "00000000-0000-0000-0000-000000000000"
       historyShared: true
       startVersion: 2
@@ -442,6 +457,10 @@ someFutureKey: 1
             ("version: 1\nshares:\n- name: a/b", "key 'shares[0].name'"),
             ("version: 1\nshares:\n- name: a\n- name: A", "appears twice"),
             (
+                "version: 1\nshares:\n- name: s\n  schemas:\n  - name: x\n    tables:\n    - {name: a, location: 's3a://bucket/a'}",
+                "key 'shares[0].schemas[0].tables[0].location': 's3a://bucket/a/': tables on object storage",
+            ),
+            (
                 "version: 1\nshares:\n- name: s\n  schemas:\n  - name: x\n    tables:\n    - {name: a, location: /a, id: i}\n    - {name: b, location: /b, id: i}",
                 "key 'shares[0].schemas[0].tables[1].id'",
             ),
@@ -470,6 +489,8 @@ someFutureKey: 1
         assert_eq!(resolve_location("t/../u", base).map(|u| u.to_string()), Ok("file:///etc/ds/u/".into()));
         assert_eq!(resolve_location("file:///data/t/", base).map(|u| u.to_string()), Ok("file:///data/t/".into()));
         assert_eq!(resolve_location("s3://b/t", base).map(|u| u.to_string()), Ok("s3://b/t/".into()));
+        let refused = resolve_location("s3://b/t", base).and_then(|u| check_servable(&u)).expect_err("not servable");
+        assert!(refused.contains("object storage"), "{refused}");
         assert!(resolve_location("file://otherhost/x", base).is_err());
     }
 }

@@ -246,21 +246,37 @@ fn print_recipient(r: &RecipientInfo, json: bool) -> Result<()> {
 }
 
 /// Writes a credential file readable only by its owner.
+/// Writes a credential file: mode 0600, through a new temporary file renamed into place, so a
+/// reader never sees half a file and a symlink planted at the path is never followed.
 pub(crate) fn write_profile(path: &Path, endpoint: &str, token: &IssuedToken) -> Result<()> {
     let expiration = token.expires_at.map(d2o_protocol::timestamp::format_timestamp_millis);
     let profile = Profile::bearer(endpoint, token.token.clone(), expiration);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        bail!("{} is a symbolic link; refusing to write a credential file through it", path.display());
     }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = path.file_name().with_context(|| format!("{} names no file", path.display()))?;
+    let temporary = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), uuid_like()));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
-    #[cfg(unix)]
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    writeln!(file, "{}", profile.to_json())?;
+    let written = options.open(&temporary).and_then(|mut file| {
+        writeln!(file, "{}", profile.to_json())?;
+        file.sync_all()
+    });
+    let renamed = written.and_then(|()| std::fs::rename(&temporary, path));
+    if let Err(e) = renamed {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
     Ok(())
+}
+
+/// A name part no other writer picks at the same moment.
+fn uuid_like() -> String {
+    format!("{}-{}", std::process::id(), chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default())
 }
 
 fn report_token(token: &IssuedToken, profile: &ProfileOut, json: bool) -> Result<()> {

@@ -84,6 +84,14 @@ impl DeltaTables {
         if let Some(engine) = self.engines.lock().get(&key) {
             return Ok(engine.clone());
         }
+        // Only the local file system is served: a cloud store would look for credentials
+        // (environment, profile files, instance metadata) on the request's time.
+        if location.scheme() != "file" {
+            return Err(DeltaError::Unsupported(format!(
+                "tables on object storage ({}://) are not served yet",
+                location.scheme()
+            )));
+        }
         let store =
             store_from_url(location).map_err(|e| DeltaError::Unsupported(format!("cannot open storage: {e}")))?;
         let engine: Arc<dyn Engine> = Arc::new(DefaultEngineBuilder::new(store).build());
@@ -289,5 +297,23 @@ impl DeltaTables {
         self.pinned.lock().retain(|(l, _)| l != location);
         self.file_lists.lock().retain(|(l, _)| l != location);
         self.histories.lock().remove(location);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_storage_is_refused_before_any_credential_lookup() {
+        let tables = DeltaTables::new(DeltaTablesOptions::default());
+        for location in ["s3://bucket/t/", "gs://bucket/t/", "abfss://c@a.dfs.core.windows.net/t/"] {
+            let url = Url::parse(location).expect("url");
+            match tables.latest(&url) {
+                Err(DeltaError::Unsupported(m)) => assert!(m.contains("object storage"), "{m}"),
+                other => panic!("{location}: {:?}", other.map(|s| s.version())),
+            }
+        }
+        assert!(tables.engines.lock().is_empty(), "no store was built");
     }
 }

@@ -94,8 +94,8 @@ impl LineWriter {
         let (files, bytes) = std::mem::take(&mut self.pending);
         if files > 0 {
             self.audit.update(|e| {
-                e.files = Some(e.files.unwrap_or(0) + files);
-                e.bytes = Some(e.bytes.unwrap_or(0) + bytes);
+                *e.files.get_or_insert(0) += files;
+                *e.bytes.get_or_insert(0) += bytes;
             });
         }
         ControlFlow::Continue(())
@@ -139,6 +139,11 @@ pub(crate) async fn stream_response(
     respond: impl FnOnce(Body) -> Response,
     write: impl FnOnce(i64, &mut LineWriter) -> Result<(), ApiError> + Send + 'static,
 ) -> Result<Response, ApiError> {
+    // A listing that matches nothing still reports its (zero) files.
+    audit.update(|e| {
+        e.files.get_or_insert(0);
+        e.bytes.get_or_insert(0);
+    });
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, ApiError>>(8);
     let mut writer = LineWriter {
         buf: String::with_capacity(CHUNK + 4096),

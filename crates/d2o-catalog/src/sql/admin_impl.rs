@@ -138,6 +138,7 @@ impl SqlCatalog {
             PartitionFilter::parse(filter)?;
         }
         let location = crate::config::resolve_location(&table.location, &std::env::current_dir().unwrap_or_default())
+            .and_then(|url| crate::config::check_servable(&url).map(|()| url))
             .map_err(CatalogError::InvalidArgument)?;
         let inserted = sqlx::query(self.sql(
             "INSERT INTO shared_tables (id, share_id, schema_name, schema_key, name, name_key, location, history_shared,

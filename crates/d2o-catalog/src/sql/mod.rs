@@ -50,6 +50,7 @@ impl SqlCatalog {
         } else if target.starts_with("sqlite:") {
             (target.to_owned(), Backend::Sqlite)
         } else {
+            make_private(std::path::Path::new(target))?;
             (format!("sqlite://{target}?mode=rwc"), Backend::Sqlite)
         };
         let options = AnyPoolOptions::new()
@@ -109,6 +110,35 @@ impl SqlCatalog {
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
+}
+
+/// Creates the SQLite file readable by its owner only (0600), or makes an existing one (and its
+/// `-wal` and `-shm` files) so: they hold token hashes and the audit log. SQLite gives new
+/// `-wal` and `-shm` files the mode of the database file.
+fn make_private(path: &std::path::Path) -> Result<(), CatalogError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let failed =
+            |e: std::io::Error| CatalogError::Internal(format!("cannot create the catalog {}: {e}", path.display()));
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(failed(e)),
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+            let Ok(meta) = std::fs::metadata(&file) else { continue };
+            let mode = meta.permissions().mode();
+            if meta.is_file() && mode & 0o077 != 0 {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700)).map_err(failed)?;
+                tracing::warn!(file = %file.display(), "was readable by other users; its mode is now {:o}", mode & 0o700);
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 fn placeholders(sql: &str, backend: Backend) -> String {

@@ -68,6 +68,14 @@ pub async fn bad_input_changes_nothing(c: &SqlCatalog) {
     bad.partition_filter = Some("region > 'EU'".into());
     assert!(matches!(c.add_table("s", bad).await, Err(CatalogError::InvalidArgument(_))));
     assert!(matches!(c.add_table("s", table("a/b", "t")).await, Err(CatalogError::InvalidArgument(_))));
+    // Object storage is not served yet: refused when added, not at every request.
+    for location in ["s3://bucket/t", "s3a://bucket/t", "gs://bucket/t", "abfss://c@account.dfs.core.windows.net/t"] {
+        let cloud = TableEntry { location: location.into(), ..table("sc", "cloud") };
+        match c.add_table("s", cloud).await {
+            Err(CatalogError::InvalidArgument(m)) => assert!(m.contains("object storage"), "{m}"),
+            other => panic!("{location}: {other:?}"),
+        }
+    }
     assert!(c.show_share("s").await.expect("exists").tables.is_empty(), "nothing half-made");
     c.create_recipient(recipient("r")).await.expect("created");
     assert!(matches!(c.create_recipient(recipient("R")).await, Err(CatalogError::AlreadyExists { .. })));

@@ -5,6 +5,7 @@
 #![allow(unreachable_pub, clippy::expect_used, clippy::unwrap_used)]
 
 mod contract;
+mod files;
 
 use d2o_catalog::SqlCatalog;
 
