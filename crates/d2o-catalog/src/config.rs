@@ -4,6 +4,7 @@
 //! format is read, the ones d2o does not use are accepted with a warning, and d2o's own
 //! additions are optional. A bad file is refused with a message naming the file and the key.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -74,6 +75,9 @@ pub struct ServerConfig {
     /// Origins whose web pages may call the API (CORS); none by default.
     #[serde(default)]
     pub cors_allowed_origins: Vec<String>,
+    /// Most threads the kernel's storage I/O may block at once.
+    #[serde(default = "default_storage_io_threads")]
+    pub storage_io_threads: usize,
     /// Most connections open at once (default 4096, lowered to fit the open-file limit).
     pub max_connections: Option<usize>,
     /// Seconds a client may take to send a request's headers.
@@ -157,6 +161,9 @@ fn default_table_cache_size() -> usize {
 fn default_file_list_cache_mib() -> usize {
     256
 }
+fn default_storage_io_threads() -> usize {
+    16
+}
 fn default_header_read_timeout() -> u64 {
     10
 }
@@ -184,6 +191,7 @@ impl ServerConfig {
 
     /// Parses configuration text; `base_dir` anchors relative table locations.
     pub fn parse(text: &str, base_dir: &Path) -> Result<(ServerConfig, LoadReport), String> {
+        check_flow_depth(text)?;
         let mut report = LoadReport::default();
         let mut unknown = Vec::new();
         let de = serde_yaml_ng::Deserializer::from_str(text);
@@ -252,34 +260,32 @@ impl ServerConfig {
         if self.query_table_page_size_limit == 0 {
             return Err("key 'queryTablePageSizeLimit': must be greater than 0".into());
         }
-        let mut share_names = Vec::new();
-        let mut table_ids = std::collections::HashSet::new();
+        // Hash sets, not lists: a file of many thousand shares is checked in linear time.
+        let mut share_names = HashSet::new();
+        let mut table_ids = HashSet::new();
         for (si, share) in self.shares.iter().enumerate() {
             let share_name = check_name(share.name.as_deref(), &format!("shares[{si}]"), "share")?;
-            if share_names.contains(&share_name.to_lowercase()) {
+            if !share_names.insert(share_name.to_lowercase()) {
                 return Err(format!("key 'shares[{si}].name': share '{share_name}' appears twice"));
             }
-            share_names.push(share_name.to_lowercase());
-            let mut schema_names = Vec::new();
+            let mut schema_names = HashSet::new();
             for (ci, schema) in share.schemas.iter().enumerate() {
                 let at = format!("shares[{si}].schemas[{ci}]");
                 let schema_name = check_name(schema.name.as_deref(), &at, "schema")?;
-                if schema_names.contains(&schema_name.to_lowercase()) {
+                if !schema_names.insert(schema_name.to_lowercase()) {
                     return Err(format!(
                         "key '{at}.name': schema '{schema_name}' appears twice in share '{share_name}'"
                     ));
                 }
-                schema_names.push(schema_name.to_lowercase());
-                let mut table_names = Vec::new();
+                let mut table_names = HashSet::new();
                 for (ti, table) in schema.tables.iter().enumerate() {
                     let at = format!("{at}.tables[{ti}]");
                     let table_name = check_name(table.name.as_deref(), &at, "table")?;
-                    if table_names.contains(&table_name.to_lowercase()) {
+                    if !table_names.insert(table_name.to_lowercase()) {
                         return Err(format!(
                             "key '{at}.name': table '{table_name}' appears twice in schema '{schema_name}'"
                         ));
                     }
-                    table_names.push(table_name.to_lowercase());
                     // File URLs and page tokens name a table by its id: two entries with one id
                     // would be one table to them.
                     if let Some(id) = &table.id
@@ -302,6 +308,141 @@ impl ServerConfig {
         }
         Ok(())
     }
+}
+
+/// The deepest nesting of YAML flow collections (`[...]`, `{...}`) a configuration may use.
+pub const MAX_FLOW_DEPTH: usize = 64;
+
+/// Refuses text whose flow collections may nest deeper than [`MAX_FLOW_DEPTH`], before the YAML
+/// parser reads it.
+///
+/// libyaml's scanner does work proportional to the current flow depth for every token, so
+/// `[[[[...` takes quadratic time (10,000 levels took over a second in a debug build; 1 MB would
+/// take hours), all of it before serde_yaml_ng's own depth limit applies. Bounding the depth
+/// makes parsing linear.
+fn check_flow_depth(text: &str) -> Result<(), String> {
+    match flow_depth_bound(text, MAX_FLOW_DEPTH) {
+        Some(line) => {
+            Err(format!("line {line}: flow collections ([...] or {{...}}) are nested more than {MAX_FLOW_DEPTH} deep"))
+        }
+        None => Ok(()),
+    }
+}
+
+/// The line at which flow collections may first nest deeper than `limit`, or `None`.
+///
+/// The bound must hold however quotes, comments or tags hide brackets, so this follows every
+/// reading libyaml could have of the text at once, keeping the deepest nesting of the readings
+/// in each lexical state (one pass, ten states: linear time). Outside flow collections every
+/// `[` or `{` is taken as a possible start of one, since telling a plain scalar's continuation
+/// line or a block scalar from new tokens takes the indentation rules: so a file with more
+/// than `limit` unclosed brackets in its comments or quoted strings is refused too. Inside flow
+/// collections, quoted and plain scalars, comments, anchors and tags are read as libyaml's
+/// scanner reads them (no indentation matters there), with both readings kept where it would
+/// skip a byte-order mark.
+pub(crate) fn flow_depth_bound(text: &str, limit: usize) -> Option<usize> {
+    #[derive(Clone, Copy)]
+    enum Lex {
+        Start,
+        Plain,
+        Single,
+        SingleSkip,
+        Double,
+        DoubleSkip,
+        Comment,
+        Anchor,
+        Tag,
+        Verbatim,
+    }
+    #[rustfmt::skip]
+    const STATES: [Lex; 10] = [
+        Lex::Start, Lex::Plain, Lex::Single, Lex::SingleSkip, Lex::Double, Lex::DoubleSkip, Lex::Comment, Lex::Anchor,
+        Lex::Tag, Lex::Verbatim,
+    ];
+    type Moves = [Option<(Lex, i8)>; 2];
+    let is_break = |c: char| matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}');
+    let is_blank = |c: char| c == ' ' || c == '\t' || is_break(c);
+    let is_blankz = |c: Option<char>| c.is_none_or(|c| is_blank(c) || c == '\0');
+    let one = |lex: Lex, delta: i8| -> Moves { [Some((lex, delta)), None] };
+    // Between tokens inside a flow collection (libyaml's `fetch_next_token`).
+    let start = |c: char, next: Option<char>| -> Moves {
+        match c {
+            '#' => one(Lex::Comment, 0),
+            '\'' => one(Lex::Single, 0),
+            '"' => one(Lex::Double, 0),
+            '[' | '{' => one(Lex::Start, 1),
+            ']' | '}' => one(Lex::Start, -1),
+            '!' if next == Some('<') => one(Lex::Verbatim, 0),
+            '!' => one(Lex::Tag, 0),
+            '&' | '*' => one(Lex::Anchor, 0),
+            '-' if !is_blankz(next) => one(Lex::Plain, 0),
+            '\u{feff}' => [Some((Lex::Start, 0)), Some((Lex::Plain, 0))],
+            c if is_blank(c) || matches!(c, ',' | '-' | '?' | ':') => one(Lex::Start, 0),
+            _ => one(Lex::Plain, 0),
+        }
+    };
+    // reach[i]: the deepest nesting among the readings in state STATES[i]; 0 when there is none.
+    let mut reach = [0usize; STATES.len()];
+    let (mut line, mut after_blank) = (1, true);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let next = chars.peek().copied();
+        let mut moved = [0usize; STATES.len()];
+        let mut apply = |moves: Moves, depth: usize| {
+            for (lex, delta) in moves.into_iter().flatten() {
+                // A reading whose depth falls to 0 is back in block context, which is always
+                // followed anyway.
+                let depth = depth.saturating_add_signed(delta.into());
+                let slot = &mut moved[lex as usize];
+                *slot = (*slot).max(depth);
+            }
+        };
+        if c == '[' || c == '{' {
+            apply(one(Lex::Start, 1), 0);
+        }
+        for (lex, &depth) in STATES.iter().zip(&reach) {
+            if depth == 0 {
+                continue;
+            }
+            let moves = match lex {
+                Lex::Start => start(c, next),
+                Lex::Plain => match c {
+                    ',' | '[' | ']' | '{' | '}' => start(c, next),
+                    ':' if is_blankz(next) || next.is_some_and(|n| ",?[]{}".contains(n)) => one(Lex::Start, 0),
+                    '#' if after_blank => one(Lex::Comment, 0),
+                    _ => one(Lex::Plain, 0),
+                },
+                Lex::Single => match c {
+                    '\'' if next == Some('\'') => one(Lex::SingleSkip, 0),
+                    '\'' => one(Lex::Start, 0),
+                    _ => one(Lex::Single, 0),
+                },
+                Lex::SingleSkip => one(Lex::Single, 0),
+                Lex::Double => match c {
+                    '\\' => one(Lex::DoubleSkip, 0),
+                    '"' => one(Lex::Start, 0),
+                    _ => one(Lex::Double, 0),
+                },
+                Lex::DoubleSkip => one(Lex::Double, 0),
+                Lex::Comment if is_break(c) => one(Lex::Start, 0),
+                Lex::Comment => one(Lex::Comment, 0),
+                Lex::Anchor if c.is_ascii_alphanumeric() || c == '_' || c == '-' => one(Lex::Anchor, 0),
+                Lex::Anchor => start(c, next),
+                Lex::Tag if is_blank(c) || matches!(c, ',' | '[' | ']' | '{' | '}') => start(c, next),
+                Lex::Tag => one(Lex::Tag, 0),
+                Lex::Verbatim if c == '>' => one(Lex::Start, 0),
+                Lex::Verbatim => one(Lex::Verbatim, 0),
+            };
+            apply(moves, depth);
+        }
+        if moved.iter().any(|&d| d > limit) {
+            return Some(line);
+        }
+        reach = moved;
+        after_blank = is_blank(c);
+        line += usize::from(c == '\n');
+    }
+    None
 }
 
 /// The absolute directory of a configuration file, whatever form its path takes: a bare

@@ -35,3 +35,6 @@ pub use page::{PageRequest, PageToken};
 pub use partition_filter::PartitionFilter;
 pub use sql::SqlCatalog;
 pub use yaml_catalog::{YamlCatalog, derived_table_id};
+
+#[cfg(test)]
+mod fuzz;

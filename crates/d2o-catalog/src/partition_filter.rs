@@ -92,9 +92,19 @@ fn split_and(text: &str) -> Vec<String> {
     out.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()
 }
 
+/// The value of a SQL string literal; `None` unless `s` is exactly one (every quote inside
+/// doubled, so `'a' OR 'b'` is not one literal).
 fn unquote(s: &str) -> Option<String> {
     let inner = s.strip_prefix('\'')?.strip_suffix('\'')?;
-    Some(inner.replace("''", "'"))
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\'' && chars.next() != Some('\'') {
+            return None;
+        }
+        out.push(c);
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -128,6 +138,8 @@ mod tests {
             "a b = 'x'",
             "region = CURRENT_RECIPIENT(region)",
             "x = 1 OR y = 2",
+            "x = 'a' OR 'b'",
+            "x = 'it's'",
         ] {
             assert!(PartitionFilter::parse(bad).is_err(), "{bad}");
         }

@@ -71,6 +71,11 @@ impl<K: Eq + Hash + Clone, V: Clone> ByteLru<K, V> {
         });
     }
 
+    /// The keys held, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.entries.keys()
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

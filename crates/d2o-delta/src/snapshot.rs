@@ -28,6 +28,8 @@ struct Facts {
     physical_names: HashMap<String, String>,
     /// Logical column path (dotted) -> Delta primitive type name.
     column_types: HashMap<String, String>,
+    /// An estimate of the memory this version holds (see [`TableSnapshot::estimated_bytes`]).
+    estimated_bytes: usize,
 }
 
 impl TableSnapshot {
@@ -50,6 +52,13 @@ impl TableSnapshot {
             .and_then(Value::as_str)
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or(Value::Null);
+        // The kernel keeps the log files of the segment (commits since the last checkpoint and the
+        // checkpoint's parts) and its own copy of protocol and metadata; this process keeps them
+        // parsed once more.
+        let segment = inner.log_segment();
+        let log_files = segment.end_version.saturating_sub(segment.checkpoint_version.unwrap_or(0)) + 1;
+        let json_bytes = protocol.to_string().len() + metadata.to_string().len();
+        let estimated_bytes = 4 * json_bytes + 512 * usize::try_from(log_files).unwrap_or(usize::MAX / 1024);
         let mut facts = Facts {
             protocol,
             metadata,
@@ -59,9 +68,15 @@ impl TableSnapshot {
             has_timestamp_ntz: false,
             physical_names: HashMap::new(),
             column_types: HashMap::new(),
+            estimated_bytes,
         };
         walk_schema(&schema, "", "", &mut facts);
         Ok(TableSnapshot { inner, facts: Arc::new(facts) })
+    }
+
+    /// An estimate of the memory this version holds, for caches bounded by bytes.
+    pub fn estimated_bytes(&self) -> usize {
+        self.facts.estimated_bytes
     }
 
     /// The version of this snapshot.

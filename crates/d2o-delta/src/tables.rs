@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use d2o_protocol::timestamp::format_timestamp_millis;
 use delta_kernel::{Engine, Snapshot};
 use delta_kernel_default_engine::DefaultEngineBuilder;
+use delta_kernel_default_engine::executor::tokio::TokioMultiThreadExecutor;
 use delta_kernel_default_engine::storage::store_from_url;
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -25,13 +26,28 @@ pub struct DeltaTablesOptions {
     pub snapshot_cache_tables: usize,
     /// Memory budget of the per-version file-list cache.
     pub file_list_cache_bytes: usize,
+    /// Most versions of one table whose file lists stay cached: under a steady writer each new
+    /// version replaces the oldest rather than adding to memory.
+    pub file_list_versions_per_table: usize,
+    /// Memory budget of the snapshots of older versions kept for time travel.
+    pub snapshot_cache_bytes: usize,
     /// When set, a cached latest snapshot younger than this is served without listing the log.
     pub staleness: Option<Duration>,
+    /// Most threads the kernel's storage I/O may block at once (local files are read on
+    /// blocking threads).
+    pub io_threads: usize,
 }
 
 impl Default for DeltaTablesOptions {
     fn default() -> Self {
-        DeltaTablesOptions { snapshot_cache_tables: 64, file_list_cache_bytes: 256 << 20, staleness: None }
+        DeltaTablesOptions {
+            snapshot_cache_tables: 64,
+            file_list_cache_bytes: 256 << 20,
+            file_list_versions_per_table: 4,
+            snapshot_cache_bytes: 64 << 20,
+            staleness: None,
+            io_threads: 16,
+        }
     }
 }
 
@@ -49,6 +65,10 @@ pub enum TimestampBound {
 /// All methods block (the kernel is synchronous); call them from blocking threads.
 pub struct DeltaTables {
     options: DeltaTablesOptions,
+    /// The runtime every engine does its storage I/O on: one for all tables, with a bounded
+    /// blocking pool (each engine would otherwise start a runtime of its own, whose blocking
+    /// pool grows to hundreds of threads under a burst of uncached reads).
+    io: Option<tokio::runtime::Runtime>,
     engines: Mutex<HashMap<String, Arc<dyn Engine>>>,
     latest: Mutex<HashMap<Url, (TableSnapshot, Instant)>>,
     pinned: Mutex<ByteLru<(Url, u64), TableSnapshot>>,
@@ -62,20 +82,27 @@ impl std::fmt::Debug for DeltaTables {
     }
 }
 
-/// Snapshots of older versions kept for time travel (each counts as one unit).
-const PINNED_SNAPSHOTS: usize = 64;
-
 impl DeltaTables {
-    pub fn new(options: DeltaTablesOptions) -> Self {
+    /// The service. Fails only when its I/O runtime cannot start.
+    pub fn new(options: DeltaTablesOptions) -> Result<Self, DeltaError> {
+        let io = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(options.io_threads.max(1))
+            .thread_name("d2o-delta-io")
+            .enable_all()
+            .build()
+            .map_err(|e| DeltaError::Internal(format!("cannot start the storage I/O runtime: {e}")))?;
         let file_lists = Mutex::new(ByteLru::new(options.file_list_cache_bytes));
-        DeltaTables {
+        let pinned = Mutex::new(ByteLru::new(options.snapshot_cache_bytes));
+        Ok(DeltaTables {
             options,
+            io: Some(io),
             engines: Mutex::new(HashMap::new()),
             latest: Mutex::new(HashMap::new()),
-            pinned: Mutex::new(ByteLru::new(PINNED_SNAPSHOTS)),
+            pinned,
             file_lists,
             histories: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// The engine for a location; one per store (scheme and host or bucket).
@@ -94,7 +121,9 @@ impl DeltaTables {
         }
         let store =
             store_from_url(location).map_err(|e| DeltaError::Unsupported(format!("cannot open storage: {e}")))?;
-        let engine: Arc<dyn Engine> = Arc::new(DefaultEngineBuilder::new(store).build());
+        let io = self.io.as_ref().ok_or_else(|| DeltaError::Internal("the storage runtime has stopped".into()))?;
+        let executor = Arc::new(TokioMultiThreadExecutor::new(io.handle().clone()));
+        let engine: Arc<dyn Engine> = Arc::new(DefaultEngineBuilder::new(store).with_task_executor(executor).build());
         self.engines.lock().insert(key, engine.clone());
         Ok(engine)
     }
@@ -160,7 +189,7 @@ impl DeltaTables {
                 }
             })?;
         let snapshot = TableSnapshot::new(snapshot)?;
-        self.pinned.lock().insert(key, snapshot.clone(), 1);
+        self.pinned.lock().insert(key, snapshot.clone(), snapshot.estimated_bytes());
         Ok(snapshot)
     }
 
@@ -250,7 +279,16 @@ impl DeltaTables {
             None => ControlFlow::Continue(()),
         })?;
         let bytes = list.heap_bytes();
-        self.file_lists.lock().insert((snapshot.table_root().clone(), snapshot.version()), Arc::new(list), bytes);
+        let root = snapshot.table_root();
+        let mut lists = self.file_lists.lock();
+        lists.insert((root.clone(), snapshot.version()), Arc::new(list), bytes);
+        // Keep the newest versions of this table only.
+        let mut versions: Vec<u64> = lists.keys().filter(|(l, _)| l == root).map(|(_, v)| *v).collect();
+        if versions.len() > self.options.file_list_versions_per_table.max(1) {
+            versions.sort_unstable_by(|a, b| b.cmp(a));
+            let oldest_kept = versions[self.options.file_list_versions_per_table.max(1) - 1];
+            lists.retain(|(l, v)| l != root || *v >= oldest_kept);
+        }
         Ok(())
     }
 
@@ -300,13 +338,23 @@ impl DeltaTables {
     }
 }
 
+impl Drop for DeltaTables {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which is not allowed where this may be dropped (an async
+        // task); let its threads wind down on their own.
+        if let Some(io) = self.io.take() {
+            io.shutdown_background();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn object_storage_is_refused_before_any_credential_lookup() {
-        let tables = DeltaTables::new(DeltaTablesOptions::default());
+        let tables = DeltaTables::new(DeltaTablesOptions::default()).expect("runtime");
         for location in ["s3://bucket/t/", "gs://bucket/t/", "abfss://c@a.dfs.core.windows.net/t/"] {
             let url = Url::parse(location).expect("url");
             match tables.latest(&url) {
@@ -315,5 +363,62 @@ mod tests {
             }
         }
         assert!(tables.engines.lock().is_empty(), "no store was built");
+    }
+
+    /// A table whose log is written here: version 0 creates it, each later version adds a file.
+    fn write_version(root: &std::path::Path, version: u64) {
+        let log = root.join("_delta_log");
+        std::fs::create_dir_all(&log).expect("mkdir");
+        let mut lines = Vec::new();
+        if version == 0 {
+            let schema = r#"{"type":"struct","fields":[{"name":"id","type":"long","nullable":true,"metadata":{}}]}"#;
+            lines.push(serde_json::json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}));
+            lines.push(serde_json::json!({"metaData": {"id": "t", "format": {"provider": "parquet", "options": {}},
+                "schemaString": schema, "partitionColumns": [], "configuration": {}, "createdTime": 0}}));
+        } else {
+            lines.push(serde_json::json!({"add": {"path": format!("part-{version:05}.parquet"), "partitionValues": {},
+                "size": 100, "modificationTime": 0, "dataChange": true}}));
+        }
+        lines.push(serde_json::json!({"commitInfo": {"timestamp": 1_700_000_000_000_i64 + version as i64}}));
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(log.join(format!("{version:020}.json")), text).expect("write commit");
+    }
+
+    /// Regression for the probe's finding that memory grew with every committed version: a
+    /// reader following a writer for 1,000 versions keeps every per-version cache within its
+    /// bounds.
+    #[test]
+    fn caches_stay_bounded_while_a_writer_commits_1000_versions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = DeltaTablesOptions { snapshot_cache_bytes: 2 << 20, ..DeltaTablesOptions::default() };
+        let tables = DeltaTables::new(options.clone()).expect("runtime");
+        let url = Url::from_directory_path(dir.path()).expect("url");
+        for version in 0..=1000 {
+            write_version(dir.path(), version);
+            let latest = tables.latest(&url).expect("latest");
+            assert_eq!(latest.version(), version);
+            if version % 20 == 0 {
+                // Checkpoints, as writers make them, keep each version's log replay short.
+                let engine = tables.engine(&url).expect("engine");
+                latest.inner.checkpoint(engine.as_ref(), None).expect("checkpoint");
+            }
+            let mut files = 0;
+            tables
+                .visit_files(&latest, &mut |_| {
+                    files += 1;
+                    ControlFlow::Continue(())
+                })
+                .expect("files");
+            assert_eq!(files, version);
+            if version % 10 == 0 && version > 0 {
+                // Time travel pins an older version too.
+                tables.at_version(&url, version / 2, Some(&latest)).expect("older version");
+            }
+            let lists = tables.file_lists.lock();
+            assert!(lists.len() <= options.file_list_versions_per_table, "{} file lists at v{version}", lists.len());
+            assert!(lists.used_bytes() <= options.file_list_cache_bytes);
+            assert!(tables.pinned.lock().used_bytes() <= options.snapshot_cache_bytes);
+        }
+        assert!(tables.pinned.lock().len() > 1, "older versions are kept while they fit");
     }
 }

@@ -25,3 +25,6 @@ pub mod timestamp;
 mod error;
 
 pub use error::{ErrorBody, ErrorCode};
+
+#[cfg(test)]
+mod fuzz;

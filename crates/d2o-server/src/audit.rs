@@ -112,8 +112,16 @@ async fn record(
     let streamed = http_body::Body::size_hint(response.body()).exact().is_none();
     if streamed {
         let (parts, body) = response.into_parts();
-        let body =
-            AuditedBody { inner: body, slot, catalog: state.catalog.clone(), sent: 0, pending: None, done: false };
+        let length = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+        let body = AuditedBody {
+            inner: body,
+            slot,
+            catalog: state.catalog.clone(),
+            length,
+            sent: 0,
+            pending: None,
+            done: false,
+        };
         return Response::from_parts(parts, Body::new(body));
     }
     match state.catalog.record(&slot.event()).await {
@@ -127,6 +135,9 @@ struct AuditedBody {
     inner: Body,
     slot: AuditSlot,
     catalog: Arc<dyn Catalog>,
+    /// The `Content-Length` of the response, if it has one: the connection stops reading the
+    /// body once it has that many bytes, without waiting for its end.
+    length: Option<u64>,
     /// Bytes handed to the connection so far.
     sent: u64,
     /// The event being recorded at the end of the body.
@@ -211,10 +222,13 @@ impl Drop for AuditedBody {
             return;
         }
         let sent = self.sent;
-        self.slot.update(|e| {
-            e.status = CLIENT_CLOSED;
-            e.detail = Some(format!("the client closed the connection after {sent} bytes of the response"));
-        });
+        // All of a body of known length was sent: complete, though never polled to its end.
+        if self.length != Some(sent) {
+            self.slot.update(|e| {
+                e.status = CLIENT_CLOSED;
+                e.detail = Some(format!("the client closed the connection after {sent} bytes of the response"));
+            });
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::error!("the audit event of an interrupted response could not be written: no runtime");
             return;

@@ -1,7 +1,9 @@
 //! Connections: the accept loop, with limits and timeouts against idle, slow and runaway clients.
 //!
-//! - At most [`ConnectionLimits::max_connections`] connections are open at once; further ones
-//!   wait in the listen backlog until one closes, rather than using up file descriptors.
+//! - At most [`ConnectionLimits::max_connections`] connections are open at once. A new one
+//!   past the limit closes the connection that has been idle longest (no request in progress)
+//!   and takes its place; if every connection is busy it waits for one to finish. Idle sockets
+//!   cannot lock out real clients, nor use up file descriptors.
 //! - A connection with no request in progress is closed after `idle_timeout` (keep-alive), and
 //!   one that has started sending a request but not finished its headers after
 //!   `header_read_timeout` (a slow-header client cannot hold a connection).
@@ -64,6 +66,7 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let registry = Arc::new(Registry::default());
     let limits = Arc::new(limits);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -71,9 +74,9 @@ pub(crate) async fn serve(
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => break,
-            accepted = accept(&listener, &slots) => accepted,
+            accepted = listener.accept() => accepted,
         };
-        let (stream, peer, slot) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(accepted) => {
                 backoff = Duration::ZERO;
                 accepted
@@ -86,17 +89,29 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                registry.evict_idlest();
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    slot = slots.clone().acquire_owned() => slot.map_err(io::Error::other)?,
+                }
+            }
+        };
         if let Err(e) = stream.set_nodelay(true) {
             // No Nagle delay: a response's last bytes must not wait for the client's delayed ACK.
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
         let activity = Arc::new(Activity::new());
+        let registered = registry.add(activity.clone());
         let service = ConnService { router: app.clone(), peer, activity: activity.clone() };
         let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
         let watcher = graceful.watcher();
         let limits = limits.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            // Dropped in this order: out of the registry before the slot is free again.
+            let _held = (registered, slot);
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder.http2().max_concurrent_streams(128);
             let connection = watcher.watch(builder.serve_connection_with_upgrades(io, service).into_owned());
@@ -117,13 +132,44 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-async fn accept(
-    listener: &TcpListener,
-    slots: &Arc<Semaphore>,
-) -> io::Result<(TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit)> {
-    let slot = slots.clone().acquire_owned().await.map_err(io::Error::other)?;
-    let (stream, peer) = listener.accept().await?;
-    Ok((stream, peer, slot))
+/// The open connections, so that the idlest can make room for a new one.
+#[derive(Debug, Default)]
+struct Registry {
+    next: AtomicU64,
+    open: parking_lot::Mutex<std::collections::HashMap<u64, Arc<Activity>>>,
+}
+
+impl Registry {
+    fn add(self: &Arc<Self>, activity: Arc<Activity>) -> Registered {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.open.lock().insert(id, activity);
+        Registered { registry: self.clone(), id }
+    }
+
+    /// Asks the connection idle longest (no request in progress) to close, unless one was
+    /// asked already and is closing.
+    fn evict_idlest(&self) {
+        let open = self.open.lock();
+        if open.values().any(|a| a.evicted.load(Ordering::SeqCst) && a.in_flight.load(Ordering::SeqCst) == 0) {
+            return;
+        }
+        let idlest = open.values().filter_map(|a| a.idle_since_instant().map(|t| (t, a))).min_by_key(|(t, _)| *t);
+        if let Some((_, activity)) = idlest {
+            activity.evict();
+        }
+    }
+}
+
+/// A connection's place in the [`Registry`], until dropped.
+struct Registered {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.registry.open.lock().remove(&self.id);
+    }
 }
 
 /// Errors of one connection that was being accepted, not of the listener.
@@ -148,6 +194,8 @@ struct Activity {
     head_started: AtomicU64,
     /// When writing blocked without progress.
     write_blocked_since: AtomicU64,
+    /// Asked to close to make room for a new connection.
+    evicted: std::sync::atomic::AtomicBool,
     /// Wakes the watchdog when a deadline may have moved earlier.
     changed: Notify,
 }
@@ -160,6 +208,7 @@ impl Activity {
             idle_since: AtomicU64::new(0),
             head_started: AtomicU64::new(NEVER),
             write_blocked_since: AtomicU64::new(NEVER),
+            evicted: std::sync::atomic::AtomicBool::new(false),
             changed: Notify::new(),
         }
     }
@@ -189,6 +238,24 @@ impl Activity {
         }
     }
 
+    /// Since when the connection has had no request in progress (counting from the first byte
+    /// of a request still being received); `None` while one is in progress.
+    fn idle_since_instant(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        let since = match self.head_started.load(Ordering::SeqCst) {
+            NEVER => self.idle_since.load(Ordering::SeqCst),
+            head => head,
+        };
+        Some(self.start + Duration::from_millis(since))
+    }
+
+    fn evict(&self) {
+        self.evicted.store(true, Ordering::SeqCst);
+        self.changed.notify_one();
+    }
+
     fn request_started(&self) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         self.head_started.store(NEVER, Ordering::SeqCst);
@@ -205,6 +272,9 @@ impl Activity {
     async fn watchdog(&self, limits: &ConnectionLimits) -> &'static str {
         let ms = |d: Duration| d.as_millis().min(u128::from(NEVER / 2)) as u64;
         loop {
+            if self.evicted.load(Ordering::SeqCst) && self.in_flight.load(Ordering::SeqCst) == 0 {
+                return "idle, closed to make room for a new connection";
+            }
             let (deadline, reason) = if self.in_flight.load(Ordering::SeqCst) == 0 {
                 match self.head_started.load(Ordering::SeqCst) {
                     NEVER => (self.idle_since.load(Ordering::SeqCst) + ms(limits.idle_timeout), "idle"),

@@ -36,6 +36,9 @@ mod routes;
 mod stream;
 mod tokens;
 
+#[cfg(test)]
+mod fuzz;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,7 +174,10 @@ impl AppState {
             snapshot_cache_tables: config.delta_table_cache_size.max(1),
             file_list_cache_bytes: config.file_list_cache_mib << 20,
             staleness: config.staleness_acceptable.then(|| std::time::Duration::from_secs(5)),
-        });
+            io_threads: config.storage_io_threads.max(1),
+            ..DeltaTablesOptions::default()
+        })
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok(AppState {
             catalog,
             tables: Arc::new(tables),

@@ -85,7 +85,7 @@ async fn resolve_inside(root: &url::Url, path: &str) -> Result<PathBuf, ApiError
 }
 
 /// A single byte range from a `Range` header, resolved against the file size.
-fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
+pub(crate) fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
     let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ok(None) };
     // Several ranges: answer with the whole file, which HTTP allows.
     if spec.contains(',') {

@@ -33,7 +33,7 @@ use crate::{ApiError, AppState};
 /// malformed request.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct QueryRequest {
+pub(crate) struct QueryRequest {
     predicate_hints: Option<Vec<String>>,
     json_predicate_hints: Option<Value>,
     limit_hint: Option<i64>,
@@ -47,7 +47,7 @@ struct QueryRequest {
     refresh_token: Option<String>,
 }
 
-fn body_json<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+pub(crate) fn body_json<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge { limit: crate::MAX_BODY_BYTES }
@@ -59,7 +59,7 @@ fn body_json<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>) 
         .map_err(|e| ApiError::Malformed(format!("the request body is not a valid query: {e}")))
 }
 
-fn validate_query(req: &QueryRequest) -> Result<(), ApiError> {
+pub(crate) fn validate_query(req: &QueryRequest) -> Result<(), ApiError> {
     let given = [req.version.is_some(), req.timestamp.is_some(), req.starting_version.is_some()];
     if given.iter().filter(|g| **g).count() > 1 {
         return Err(ApiError::InvalidParameter("Please only provide one of: version,timestamp,startingVersion".into()));
