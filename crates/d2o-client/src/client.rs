@@ -7,15 +7,14 @@ use d2o_protocol::ErrorBody;
 use d2o_protocol::capabilities::{self, Capabilities, ResponseFormat};
 use d2o_protocol::model::{GetShareResponse, Page, Schema, Share, Table};
 use d2o_protocol::profile::Profile;
+use d2o_protocol::request::{ChangesRequest, QueryRequest};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ClientError, Result};
 use crate::files::{FileList, TableMetadata, parse_response};
 use crate::profile::{Authenticator, TableName};
-use crate::table::TableQuery;
 
 /// What this client can read, sent on `/metadata`, `/query` and `/changes`.
 fn capabilities_header(only: Option<ResponseFormat>) -> String {
@@ -142,35 +141,6 @@ impl std::fmt::Display for Resource<'_> {
     }
 }
 
-/// The body of `POST .../query`. Every field is optional.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct QueryBody {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) json_predicate_hints: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) limit_hint: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) version: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) timestamp: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) include_refresh_token: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) refresh_token: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) page_token: Option<String>,
-}
-
-/// The range of a change data feed read.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ChangesRange {
-    pub(crate) starting_version: Option<i64>,
-    pub(crate) ending_version: Option<i64>,
-    pub(crate) starting_timestamp: Option<String>,
-    pub(crate) ending_timestamp: Option<String>,
-}
-
 impl Client {
     /// A client with default options.
     pub fn new(profile: Profile) -> Result<Client> {
@@ -196,20 +166,6 @@ impl Client {
 
     pub fn profile(&self) -> &Profile {
         &self.inner.profile
-    }
-
-    /// Starts a read of `share.schema.table`; see [`TableQuery`] for the options.
-    /// A malformed name is reported when the query runs.
-    pub fn table(&self, name: &str) -> TableQuery {
-        match TableName::parse(name) {
-            Ok(n) => TableQuery::new(self.clone(), n),
-            Err(e) => TableQuery::invalid(self.clone(), e.to_string()),
-        }
-    }
-
-    /// Starts a read of a table given by its parts.
-    pub fn table_named(&self, name: TableName) -> TableQuery {
-        TableQuery::new(self.clone(), name)
     }
 
     // ---------------------------------------------------------------- discovery
@@ -298,7 +254,7 @@ impl Client {
     }
 
     /// `POST .../query`, following pages; the raw file list of a snapshot.
-    pub(crate) async fn query(&self, table: &TableName, body: &QueryBody) -> Result<FileList> {
+    pub(crate) async fn query(&self, table: &TableName, body: &QueryRequest) -> Result<FileList> {
         let url = self.table_url(table, "/query");
         let mut body = body.clone();
         let mut all: Option<FileList> = None;
@@ -326,20 +282,12 @@ impl Client {
     }
 
     /// `GET .../changes`: the files of a change data feed.
-    pub(crate) async fn changes(&self, table: &TableName, range: &ChangesRange) -> Result<FileList> {
-        let mut params = Vec::new();
-        if let Some(v) = range.starting_version {
-            params.push(format!("startingVersion={v}"));
-        }
-        if let Some(v) = range.ending_version {
-            params.push(format!("endingVersion={v}"));
-        }
-        if let Some(t) = &range.starting_timestamp {
-            params.push(format!("startingTimestamp={}", utf8_percent_encode(t, SEGMENT)));
-        }
-        if let Some(t) = &range.ending_timestamp {
-            params.push(format!("endingTimestamp={}", utf8_percent_encode(t, SEGMENT)));
-        }
+    pub(crate) async fn changes(&self, table: &TableName, range: &ChangesRequest) -> Result<FileList> {
+        let params: Vec<String> = range
+            .to_query_pairs()
+            .iter()
+            .map(|(name, value)| format!("{name}={}", utf8_percent_encode(value, SEGMENT)))
+            .collect();
         let base = format!("{}?{}", self.table_url(table, "/changes"), params.join("&"));
         let mut url = base.clone();
         let mut all: Option<FileList> = None;

@@ -25,7 +25,9 @@ use reqwest::StatusCode;
 use roaring::RoaringTreemap;
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::client::{ChangesRange, Client, QueryBody, error_chain};
+use d2o_protocol::request::{ChangesRequest, QueryRequest};
+
+use crate::client::{Client, error_chain};
 use crate::convert::{conform, find_field, partition_column};
 use crate::error::{ClientError, Result};
 use crate::files::{DataFile, FileKind, FileList, TableMetadata};
@@ -160,9 +162,9 @@ fn change_fields() -> Vec<Field> {
 #[derive(Debug, Clone)]
 pub(crate) enum Requery {
     /// Re-run the snapshot query (with the refresh token when there is one).
-    Snapshot(QueryBody),
+    Snapshot(QueryRequest),
     /// Re-run the change-feed query.
-    Changes(ChangesRange),
+    Changes(ChangesRequest),
 }
 
 /// The current URLs of a read's files, refreshed together when one expires.

@@ -11,13 +11,33 @@ use std::sync::Arc;
 
 use d2o_protocol::predicate::{Predicate, ValueType};
 
-use crate::client::{ChangesRange, Client, QueryBody};
+use d2o_protocol::request::{ChangesRequest, QueryRequest};
+use serde_json::Value;
+
+use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::files::{FileList, TableMetadata};
 use crate::profile::TableName;
 use crate::reader::{LoadProgress, ReadPlan, RecordBatchStream, Requery, read_files};
 use crate::schema::{DeltaType, TableSchema};
 use crate::write::{OutputFormat, WriteSummary, write_parquet_copying, write_stream};
+
+/// Reads start from the client (`client.table("share.schema.table")`); the builder lives here.
+impl Client {
+    /// Starts a read of `share.schema.table`; see [`TableQuery`] for the options.
+    /// A malformed name is reported when the query runs.
+    pub fn table(&self, name: &str) -> TableQuery {
+        match TableName::parse(name) {
+            Ok(n) => TableQuery::new(self.clone(), n),
+            Err(e) => TableQuery::invalid(self.clone(), e.to_string()),
+        }
+    }
+
+    /// Starts a read of a table given by its parts.
+    pub fn table_named(&self, name: TableName) -> TableQuery {
+        TableQuery::new(self.clone(), name)
+    }
+}
 
 /// A filter, given as a predicate or as text to be parsed against the schema.
 #[derive(Debug, Clone)]
@@ -143,17 +163,16 @@ impl TableQuery {
         self.client.metadata(self.name()?, self.version).await
     }
 
-    fn body(&self, predicate: Option<&Predicate>) -> QueryBody {
+    fn body(&self, predicate: Option<&Predicate>) -> QueryRequest {
         let snapshot = self.version.is_none() && self.timestamp.is_none();
-        QueryBody {
-            json_predicate_hints: predicate.map(Predicate::to_json),
+        QueryRequest {
+            json_predicate_hints: predicate.map(|p| Value::String(p.to_json())),
             // Rows per file are only known from stats; a hint with a filter would be wrong.
             limit_hint: if predicate.is_none() { self.options.limit.map(|l| l as i64) } else { None },
             version: self.version,
             timestamp: self.timestamp.clone(),
             include_refresh_token: snapshot.then_some(true),
-            refresh_token: None,
-            page_token: None,
+            ..QueryRequest::default()
         }
     }
 
@@ -227,7 +246,13 @@ impl TableQuery {
 
     /// The change data feed of this table; set its range with [`ChangesQuery::from_version`].
     pub fn changes(self) -> ChangesQuery {
-        ChangesQuery { client: self.client, name: self.name, range: ChangesRange::default(), options: self.options }
+        ChangesQuery {
+            client: self.client,
+            name: self.name,
+            range: ChangesRequest::default(),
+            invalid: None,
+            options: self.options,
+        }
     }
 }
 
@@ -237,18 +262,20 @@ impl TableQuery {
 pub struct ChangesQuery {
     client: Client,
     name: Result<TableName, String>,
-    range: ChangesRange,
+    range: ChangesRequest,
+    /// Why the range cannot be asked for, if it cannot.
+    invalid: Option<String>,
     options: ReadOptions,
 }
 
 impl ChangesQuery {
     pub fn from_version(mut self, v: i64) -> Self {
-        self.range.starting_version = Some(v);
+        self.range.starting_version = self.version(v);
         self
     }
 
     pub fn to_version(mut self, v: i64) -> Self {
-        self.range.ending_version = Some(v);
+        self.range.ending_version = self.version(v);
         self
     }
 
@@ -262,11 +289,23 @@ impl ChangesQuery {
         self
     }
 
+    /// A version for the range; a negative one makes the read fail with a clear error.
+    fn version(&mut self, v: i64) -> Option<u64> {
+        let version = u64::try_from(v).ok();
+        if version.is_none() {
+            self.invalid = Some(format!("version {v} is negative"));
+        }
+        version
+    }
+
     read_option_setters!();
 
     /// The files of the change feed.
     pub async fn list_files(&self) -> Result<FileList> {
         let name = self.name.as_ref().map_err(|m| ClientError::invalid(m.clone()))?;
+        if let Some(why) = &self.invalid {
+            return Err(ClientError::invalid(why.clone()));
+        }
         if self.range.starting_version.is_none() && self.range.starting_timestamp.is_none() {
             return Err(ClientError::invalid("a change feed read needs a starting version or timestamp"));
         }

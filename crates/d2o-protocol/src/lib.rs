@@ -7,11 +7,13 @@
 //!
 //! # Layout
 //! - [`model`]: the JSON bodies of the discovery endpoints (shares, schemas, tables, pages).
-//! - [`action`]: the NDJSON lines of `/metadata`, `/query` and `/changes`, in both response formats.
+//! - [`action`]: the NDJSON lines of `/metadata`, `/query` and `/changes`, in both response
+//!   formats, and the fast writers of data-file lines.
 //! - [`capabilities`]: the `delta-sharing-capabilities` header.
 //! - [`predicate`]: `jsonPredicateHints` trees, the SQL `predicateHints` subset, and their
 //!   conservative evaluation over file statistics.
 //! - [`profile`]: the recipient's profile file (`config.share`).
+//! - [`request`]: the `/query` body and the `/changes` parameters, with their checks.
 //! - [`timestamp`]: the protocol's ISO-8601 timestamps.
 //! - [`ErrorCode`] and [`ErrorBody`]: the `{"errorCode","message"}` error body.
 
@@ -20,6 +22,7 @@ pub mod capabilities;
 pub mod model;
 pub mod predicate;
 pub mod profile;
+pub mod request;
 pub mod timestamp;
 
 mod error;

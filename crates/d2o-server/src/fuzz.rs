@@ -23,10 +23,12 @@ use proptest::sample::Index;
 
 use crate::ApiError;
 use crate::client_addr::TrustedProxies;
-use crate::routes::files::parse_range;
-use crate::routes::table::query::{QueryRequest, body_json, validate_query};
-use crate::signing::{FileGrant, UrlSigner};
+use crate::routes::table::query::body_json;
+use crate::signing::SigningKey;
+use crate::storage::local::serve::parse_range;
+use crate::storage::local::{FileGrant, check_url, write_url};
 use crate::tokens::{self, Position, Scope, TokenKind};
+use d2o_protocol::request::QueryRequest;
 
 /// Cases per property: the whole file runs in a few seconds in a debug build.
 const CASES: u32 = 256;
@@ -171,8 +173,8 @@ fn check_refusal(e: &ApiError) {
 const KINDS: [TokenKind; 4] =
     [TokenKind::QueryPage, TokenKind::Refresh, TokenKind::ChangesPage, TokenKind::StreamingPage];
 
-fn signer() -> UrlSigner {
-    UrlSigner::new(b"0123456789abcdef0123456789abcdef").expect("a key")
+fn signer() -> SigningKey {
+    SigningKey::new(b"0123456789abcdef0123456789abcdef").expect("a key")
 }
 
 fn table(name: &str, id: &str) -> SharedTable {
@@ -204,7 +206,7 @@ fn position() -> impl Strategy<Value = Position> {
 }
 
 /// Redeems a token as every kind; a refusal must be a 400 with a message.
-fn check_token(signer: &UrlSigner, scope: &Scope, token: &str) -> Vec<Option<Position>> {
+fn check_token(signer: &SigningKey, scope: &Scope, token: &str) -> Vec<Option<Position>> {
     KINDS
         .iter()
         .map(|&kind| match tokens::redeem(signer, kind, scope, token) {
@@ -316,8 +318,8 @@ fn token_redeems_in_linear_time() {
 // ---------------------------------------------------------------------------------------------
 // Signed file URLs and their grant segment.
 
-fn check_file_url(signer: &UrlSigner, grant: &str, path: &str, expires: &str, signature: &str) -> bool {
-    match signer.check_file_url(grant, path, expires, signature, 1_000) {
+fn check_file_url(signer: &SigningKey, grant: &str, path: &str, expires: &str, signature: &str) -> bool {
+    match check_url(signer, grant, path, expires, signature, 1_000) {
         Ok(()) => true,
         Err(e) => {
             assert_eq!(e.status(), StatusCode::FORBIDDEN, "{e:?}");
@@ -328,10 +330,10 @@ fn check_file_url(signer: &UrlSigner, grant: &str, path: &str, expires: &str, si
 }
 
 /// The signed URL of a file, cut back into what the file route receives (the path decoded).
-fn signed_url(signer: &UrlSigner, grant: &FileGrant, path: &str, expires: i64) -> (String, String, String, String) {
+fn signed_url(signer: &SigningKey, grant: &FileGrant, path: &str, expires: i64) -> (String, String, String, String) {
     let segment = grant.encode();
     let mut url = String::new();
-    signer.write_file_url(&mut url, "http://h/ds", &segment, path, expires);
+    write_url(signer, &mut url, "http://h/ds", &segment, path, expires);
     let query = url.rsplit_once('?').map(|(_, q)| q).unwrap_or_default();
     let params: BTreeMap<_, _> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let encoded = url.split_once(&format!("/files/{segment}/")).map(|(_, rest)| rest).unwrap_or_default();
@@ -548,7 +550,7 @@ fn check_query(body: impl Into<Bytes>) -> bool {
             return false;
         }
     };
-    match validate_query(&req) {
+    match req.validate().map_err(|e| ApiError::InvalidParameter(e.0)) {
         Ok(()) => true,
         Err(e) => {
             assert!(matches!(e, ApiError::InvalidParameter(_)), "{e:?}");

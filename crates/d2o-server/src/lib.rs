@@ -14,8 +14,11 @@
 //! - `routes`: discovery (shares, schemas, tables), table (version, metadata, query, changes)
 //!   and file serving.
 //! - `tokens`: page and refresh tokens, bound to a table entry and a recipient.
-//! - `stream`: streamed NDJSON bodies; `ndjson`: the lines of both response formats.
-//! - [`signing`]: HMAC-signed file URLs and sealed tokens.
+//! - `stream`: streamed NDJSON bodies; `lines`: the lines of both response formats, from
+//!   `d2o-protocol`'s types.
+//! - [`storage`]: how recipients reach a table's files (URLs per storage backend; the local
+//!   backend's `/files` route).
+//! - [`signing`]: the server's signing key (file URLs, sealed tokens).
 //! - `admin`: the admin REST API (`/admin/v1`), guarded by its own token.
 //! - `audit`: the middleware that records one audit event per request.
 
@@ -24,13 +27,14 @@ pub mod error;
 pub mod settings;
 pub mod signing;
 pub mod state;
+pub mod storage;
 
 mod admin;
 mod audit;
 mod auth;
 mod conn;
 mod headers;
-mod ndjson;
+mod lines;
 mod policy;
 mod routes;
 mod stream;
@@ -55,11 +59,12 @@ pub use client_addr::{ClientAddr, TrustedProxies};
 pub use conn::ConnectionLimits;
 pub use error::ApiError;
 pub use settings::{Secret, Settings};
-pub use signing::UrlSigner;
+pub use signing::SigningKey;
 pub use state::AppState;
+pub use storage::Storage;
 
 use crate::audit::audited;
-use crate::routes::{discovery, files, table};
+use crate::routes::{discovery, table};
 
 /// The largest request body accepted; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -80,7 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{table}/metadata"), a("metadata", get(table::metadata::metadata)))
         .route(&format!("{table}/query"), a("query", post(table::query::query)))
         .route(&format!("{table}/changes"), a("changes", get(table::changes::changes)))
-        .route("/files/{grant}/{*path}", a("download", get(files::serve_file)))
+        .route("/files/{grant}/{*path}", a("download", get(storage::local::serve::serve_file)))
         .method_not_allowed_fallback(method_not_allowed);
     let admin = admin::routes(&state).method_not_allowed_fallback(method_not_allowed);
     let endpoint = state.settings.endpoint.trim_end_matches('/').to_owned();
@@ -144,10 +149,10 @@ pub async fn serve(
 impl AppState {
     /// The state for a reference-format config: its settings and a catalog over its shares.
     pub fn from_config(config: &ServerConfig, catalog: Arc<dyn Catalog>) -> Result<AppState, ApiError> {
-        let signer = match &config.url_signing_key {
-            Some(key) => UrlSigner::from_base64(key)?,
-            None => UrlSigner::random()?,
-        };
+        let key = Arc::new(match &config.url_signing_key {
+            Some(key) => SigningKey::from_base64(key)?,
+            None => SigningKey::random()?,
+        });
         let trusted_proxies = TrustedProxies::parse(&config.trusted_proxies)
             .map_err(|e| ApiError::InvalidParameter(format!("trustedProxies: {e}")))?;
         let defaults = ConnectionLimits::default();
@@ -181,7 +186,8 @@ impl AppState {
         Ok(AppState {
             catalog,
             tables: Arc::new(tables),
-            signer: Arc::new(signer),
+            storage: Arc::new(Storage::local(key.clone())),
+            key,
             settings: Arc::new(settings),
             admin: None,
         })

@@ -1,14 +1,7 @@
-//! Signed file URLs and signed opaque tokens.
-//!
-//! Files are served by d2o itself at URLs that work the way pre-signed cloud URLs do: the URL
-//! names a grant (a table entry and the recipient it was issued to, by id), a path in the
-//! table and an expiry, and carries an HMAC-SHA256 signature over the three made with the
-//! server's key. Nothing about the URL can be changed. Whoever holds it may read that one file
-//! until it expires, and only while the recipient still has access to the table: the file
-//! route asks the catalog at every download. Page and refresh tokens use the same key, so they
-//! cannot be forged or altered either.
-
-use std::fmt::Write as _;
+//! The server's signing key: HMAC-SHA256 over what it vouches for, kept apart by domain (file
+//! URLs, tokens) so that a signature made for one kind of thing never passes for another.
+//! File URLs of tables on the server's own disk ([`crate::storage`]) and sealed page and
+//! refresh tokens ([`crate::tokens`]) use it: none can be forged or altered.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -22,28 +15,24 @@ use crate::ApiError;
 type HmacSha256 = Hmac<Sha256>;
 
 /// The server's signing key.
-pub struct UrlSigner {
+pub struct SigningKey {
     mac: HmacSha256,
 }
 
-impl std::fmt::Debug for UrlSigner {
+impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UrlSigner").finish_non_exhaustive()
+        f.debug_struct("SigningKey").finish_non_exhaustive()
     }
 }
 
-/// Characters kept as they are in a file path inside a URL: unreserved ones and `/`.
-const PATH_SET: &percent_encoding::AsciiSet =
-    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
-
-impl UrlSigner {
-    /// A signer with the given key (at least 32 bytes are recommended).
+impl SigningKey {
+    /// A key from bytes (at least 32 are recommended).
     pub fn new(key: &[u8]) -> Result<Self, ApiError> {
         let mac = <HmacSha256 as KeyInit>::new_from_slice(key).map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok(UrlSigner { mac })
+        Ok(SigningKey { mac })
     }
 
-    /// A signer with a fresh random key: URLs it signs die with the process.
+    /// A fresh random key: what it signs dies with the process.
     pub fn random() -> Result<Self, ApiError> {
         let key: [u8; 32] = rand::random();
         Self::new(&key)
@@ -61,86 +50,41 @@ impl UrlSigner {
         Self::new(&bytes)
     }
 
-    fn sign(&self, parts: &[&[u8]]) -> [u8; 32] {
+    /// The MAC of `parts` in `domain`. Parts are length-prefixed, so no two lists of parts
+    /// share a MAC.
+    pub(crate) fn sign(&self, domain: &str, parts: &[&[u8]]) -> [u8; 32] {
+        self.mac_of(domain, parts).finalize().into_bytes().into()
+    }
+
+    /// Whether `signature` is the MAC of `parts` in `domain` (compared in constant time).
+    pub(crate) fn verify(&self, domain: &str, parts: &[&[u8]], signature: &[u8]) -> bool {
+        self.mac_of(domain, parts).verify_slice(signature).is_ok()
+    }
+
+    fn mac_of(&self, domain: &str, parts: &[&[u8]]) -> HmacSha256 {
         let mut mac = self.mac.clone();
-        for (i, p) in parts.iter().enumerate() {
-            if i > 0 {
-                mac.update(b"\n");
-            }
-            mac.update(p);
+        for part in std::iter::once(domain.as_bytes()).chain(parts.iter().copied()) {
+            mac.update(&(part.len() as u64).to_le_bytes());
+            mac.update(part);
         }
-        mac.finalize().into_bytes().into()
-    }
-
-    fn verify(&self, parts: &[&[u8]], signature: &[u8]) -> bool {
-        let mut mac = self.mac.clone();
-        for (i, p) in parts.iter().enumerate() {
-            if i > 0 {
-                mac.update(b"\n");
-            }
-            mac.update(p);
-        }
-        mac.verify_slice(signature).is_ok()
-    }
-
-    /// Writes the URL of `path` (a path relative to the table root, as in the Delta log) into
-    /// `out`: `{base}/files/{grant}/{path}?sp=r&se={expiry ms}&sig={signature}`, where `grant`
-    /// is a [`FileGrant::encode`]d segment.
-    ///
-    /// The query names follow Azure's shared access signatures (`sp` permissions, `se` expiry,
-    /// `sig` signature). Delta kernels decide by these names whether a URL is pre-signed and
-    /// must be fetched over HTTP rather than through their own object store; the Python
-    /// connector's delta-format reader fails on URLs it does not recognise.
-    pub fn write_file_url(&self, out: &mut String, base: &str, grant: &str, path: &str, expires_ms: i64) {
-        out.push_str(base);
-        out.push_str("/files/");
-        out.push_str(grant);
-        out.push('/');
-        out.extend(percent_encoding::utf8_percent_encode(path, PATH_SET));
-        out.push_str("?sp=r&se=");
-        let expires_at = out.len();
-        let _ = write!(out, "{expires_ms}");
-        let sig = self.sign(&[grant.as_bytes(), path.as_bytes(), &out.as_bytes()[expires_at..]]);
-        out.push_str("&sig=");
-        URL_SAFE_NO_PAD.encode_string(sig, out);
-    }
-
-    /// Checks a file URL's signature and expiry. The path is the decoded path from the URL.
-    pub fn check_file_url(
-        &self,
-        grant: &str,
-        path: &str,
-        expires: &str,
-        signature: &str,
-        now_ms: i64,
-    ) -> Result<(), ApiError> {
-        let forbidden = || ApiError::Forbidden("the URL signature is not valid".to_owned());
-        let sig = URL_SAFE_NO_PAD.decode(signature).map_err(|_| forbidden())?;
-        if !self.verify(&[grant.as_bytes(), path.as_bytes(), expires.as_bytes()], &sig) {
-            return Err(forbidden());
-        }
-        let expires: i64 = expires.parse().map_err(|_| forbidden())?;
-        if now_ms > expires {
-            return Err(ApiError::Forbidden("the URL has expired; query the table again for a fresh one".to_owned()));
-        }
-        Ok(())
+        mac
     }
 
     /// Encodes a value as a signed opaque token: `base64url(json).base64url(hmac)`. `purpose`
     /// keeps a token of one kind from being accepted as another.
     pub fn seal<T: Serialize>(&self, purpose: &str, value: &T) -> String {
         let json = serde_json::to_vec(value).unwrap_or_default();
-        let sig = self.sign(&[b"token", purpose.as_bytes(), &json]);
+        let sig = self.sign("token", &[purpose.as_bytes(), &json]);
         format!("{}.{}", URL_SAFE_NO_PAD.encode(&json), URL_SAFE_NO_PAD.encode(&sig[..16]))
     }
 
-    /// Decodes a token made by [`UrlSigner::seal`] with the same purpose; `None` if it was
+    /// Decodes a token made by [`SigningKey::seal`] with the same purpose; `None` if it was
     /// altered, made by another key or for another purpose.
     pub fn open<T: DeserializeOwned>(&self, purpose: &str, token: &str) -> Option<T> {
         let (body, sig) = token.split_once('.')?;
         let json = URL_SAFE_NO_PAD.decode(body).ok()?;
         let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
-        let expected = self.sign(&[b"token", purpose.as_bytes(), &json]);
+        let expected = self.sign("token", &[purpose.as_bytes(), &json]);
         if sig.len() != 16 || !bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..16], &sig[..])) {
             return None;
         }
@@ -148,120 +92,26 @@ impl UrlSigner {
     }
 }
 
-/// Who may read files of which table through a URL: the table entry and the recipient the URL
-/// was issued to, by id. Encoded as one URL path segment, short for the usual UUID ids.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileGrant {
-    pub table_id: String,
-    pub recipient_id: String,
-}
-
-impl FileGrant {
-    /// `{table}.{recipient}`, each a UUID as `u` + its 16 bytes in base64url, or any other id
-    /// as `s` + its UTF-8 in base64url. `.` is not in the base64url alphabet.
-    pub fn encode(&self) -> String {
-        let mut out = String::with_capacity(48);
-        encode_id(&mut out, &self.table_id);
-        out.push('.');
-        encode_id(&mut out, &self.recipient_id);
-        out
-    }
-
-    /// The grant of an encoded segment; `None` if it is not one.
-    pub fn decode(segment: &str) -> Option<FileGrant> {
-        let (table, recipient) = segment.split_once('.')?;
-        Some(FileGrant { table_id: decode_id(table)?, recipient_id: decode_id(recipient)? })
-    }
-}
-
-fn encode_id(out: &mut String, id: &str) {
-    match uuid::Uuid::try_parse(id) {
-        Ok(u) if u.hyphenated().to_string() == id => {
-            out.push('u');
-            URL_SAFE_NO_PAD.encode_string(u.as_bytes(), out);
-        }
-        _ => {
-            out.push('s');
-            URL_SAFE_NO_PAD.encode_string(id.as_bytes(), out);
-        }
-    }
-}
-
-fn decode_id(text: &str) -> Option<String> {
-    let bytes = URL_SAFE_NO_PAD.decode(text.get(1..)?).ok()?;
-    match text.as_bytes().first()? {
-        b'u' => Some(uuid::Uuid::from_slice(&bytes).ok()?.hyphenated().to_string()),
-        b's' => String::from_utf8(bytes).ok(),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
-    use url::Url;
+    use base64::Engine as _;
 
     use super::*;
 
-    fn url_parts(url: &str) -> (String, String, String, String) {
-        let u = Url::parse(url).expect("valid url");
-        let mut segs = u.path().trim_start_matches("/files/").splitn(2, '/');
-        let root = segs.next().unwrap_or_default().to_owned();
-        let path =
-            percent_encoding::percent_decode_str(segs.next().unwrap_or_default()).decode_utf8_lossy().into_owned();
-        let q: HashMap<_, _> = u.query_pairs().into_owned().collect();
-        assert_eq!(q["sp"], "r");
-        (root, path, q["se"].clone(), q["sig"].clone())
-    }
-
     #[test]
-    fn grants_round_trip() {
-        for (table_id, recipient_id) in [
-            ("0b7e6f7c-3f4e-4b8e-9a57-1d2c3b4a5f60", "bearer-token"),
-            ("my table id", "0B7E6F7C-3F4E-4B8E-9A57-1D2C3B4A5F60"),
-            ("", "é.ü/?"),
-        ] {
-            let grant = FileGrant { table_id: table_id.into(), recipient_id: recipient_id.into() };
-            let segment = grant.encode();
-            assert!(segment.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)), "{segment}");
-            assert_eq!(FileGrant::decode(&segment), Some(grant));
-        }
-        assert_eq!(
-            FileGrant::encode(&FileGrant {
-                table_id: "0b7e6f7c-3f4e-4b8e-9a57-1d2c3b4a5f60".into(),
-                recipient_id: "x".into()
-            })
-            .len(),
-            23 + 1 + 3
-        );
-        for bad in ["", ".", "u.s", "xAAAA.sAAAA", "uAAAA.sYQ", "sYQ"] {
-            assert_eq!(FileGrant::decode(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn signed_urls_verify_and_resist_tampering() {
-        let s = UrlSigner::new(b"0123456789abcdef0123456789abcdef").expect("key");
-        let id = FileGrant { table_id: "t".into(), recipient_id: "r".into() }.encode();
-        let mut url = String::new();
-        s.write_file_url(&mut url, "http://h", &id, "a b/part%201.parquet", 2_000);
-        let (r, p, e, sig) = url_parts(&url);
-        assert_eq!(p, "a b/part%201.parquet");
-        assert!(s.check_file_url(&r, &p, &e, &sig, 1_000).is_ok());
-        let other_grant = FileGrant { table_id: "t".into(), recipient_id: "r2".into() }.encode();
-        assert!(s.check_file_url(&other_grant, &p, &e, &sig, 1_000).is_err(), "another recipient");
-        assert!(s.check_file_url(&r, &p, &e, &sig, 2_001).is_err(), "expired");
-        assert!(s.check_file_url(&r, "other.parquet", &e, &sig, 1_000).is_err(), "other path");
-        assert!(s.check_file_url(&r, &p, "9999999", &sig, 1_000).is_err(), "extended expiry");
-        assert!(s.check_file_url(&r, &p, &e, "AAAA", 1_000).is_err(), "bad signature");
-        let other = UrlSigner::new(b"another key another key another!").expect("key");
-        assert!(other.check_file_url(&r, &p, &e, &sig, 1_000).is_err(), "other key");
+    fn domains_and_parts_are_kept_apart() {
+        let k = SigningKey::new(b"0123456789abcdef0123456789abcdef").expect("key");
+        let mac = k.sign("file", &[b"ab", b"c"]);
+        assert!(k.verify("file", &[b"ab", b"c"], &mac));
+        assert!(!k.verify("token", &[b"ab", b"c"], &mac), "another domain");
+        assert!(!k.verify("file", &[b"a", b"bc"], &mac), "other boundaries");
+        let other = SigningKey::new(b"another key another key another!").expect("key");
+        assert!(!other.verify("file", &[b"ab", b"c"], &mac), "another key");
     }
 
     #[test]
     fn tokens_round_trip_and_reject_changes() {
-        let s = UrlSigner::random().expect("key");
+        let s = SigningKey::random().expect("key");
         let t = s.seal("page", &(1u64, "x"));
         assert_eq!(s.open::<(u64, String)>("page", &t), Some((1, "x".to_owned())));
         assert_eq!(s.open::<(u64, String)>("refresh", &t), None);

@@ -6,14 +6,18 @@ use d2o_catalog::{Admin, Catalog};
 use d2o_delta::DeltaTables;
 
 use crate::settings::Settings;
-use crate::signing::UrlSigner;
+use crate::signing::SigningKey;
+use crate::storage::Storage;
 
-/// The shared state: catalog, tables, signer and settings.
+/// The shared state: catalog, tables, keys, storage and settings.
 #[derive(Clone)]
 pub struct AppState {
     pub catalog: Arc<dyn Catalog>,
     pub tables: Arc<DeltaTables>,
-    pub signer: Arc<UrlSigner>,
+    /// Signs file URLs of local tables and page and refresh tokens.
+    pub key: Arc<SigningKey>,
+    /// How recipients reach each table's files.
+    pub storage: Arc<Storage>,
     pub settings: Arc<Settings>,
     /// The provider's side of the catalog, when it has one (not for a YAML config).
     pub admin: Option<Arc<dyn Admin>>,

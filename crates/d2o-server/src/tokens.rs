@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::ApiError;
-use crate::signing::UrlSigner;
+use crate::signing::SigningKey;
 
 /// The kinds of token, each sealed for its own purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +116,7 @@ struct Sealed {
 }
 
 /// Issues a token of `kind` for `scope`, valid for `ttl_ms`.
-pub(crate) fn issue(signer: &UrlSigner, kind: TokenKind, scope: &Scope, position: Position, ttl_ms: u64) -> String {
+pub(crate) fn issue(signer: &SigningKey, kind: TokenKind, scope: &Scope, position: Position, ttl_ms: u64) -> String {
     let sealed = Sealed {
         b: scope.binding.clone(),
         f: scope.fingerprint.clone(),
@@ -131,7 +131,7 @@ pub(crate) fn issue(signer: &UrlSigner, kind: TokenKind, scope: &Scope, position
 /// Errors are the protocol's 400s: a token that does not decode (or is of another kind), one
 /// issued for another table entry or recipient, an expired one, and one whose request
 /// parameters differ from this request's.
-pub(crate) fn redeem(signer: &UrlSigner, kind: TokenKind, scope: &Scope, token: &str) -> Result<Position, ApiError> {
+pub(crate) fn redeem(signer: &SigningKey, kind: TokenKind, scope: &Scope, token: &str) -> Result<Position, ApiError> {
     let what = kind.name();
     let sealed: Sealed = signer
         .open(kind.purpose(), token)
@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn a_token_works_only_in_its_scope() {
-        let signer = UrlSigner::random().expect("key");
+        let signer = SigningKey::random().expect("key");
         let t = table("s", "t", "id1", "file:///data/t/");
         let scope = Scope::new(&who("r1"), &t, &[&Some(5), &"parquet"]);
         let at = Position { version: 3, end: None, next: 7 };

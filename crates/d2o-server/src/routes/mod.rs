@@ -1,6 +1,5 @@
 //! The HTTP routes.
 
 pub(crate) mod discovery;
-pub(crate) mod files;
 pub(crate) mod params;
 pub(crate) mod table;

@@ -6,7 +6,13 @@ use axum::extract::{FromRequestParts, RawQuery};
 use axum::http::request::Parts;
 use d2o_catalog::PageRequest;
 
+use d2o_protocol::request::{self, ParamError};
+
 use crate::ApiError;
+
+fn invalid(e: ParamError) -> ApiError {
+    ApiError::InvalidParameter(e.0)
+}
 
 /// The query string of a request as name -> value (the last one wins).
 #[derive(Debug, Default)]
@@ -27,34 +33,17 @@ impl Params {
     }
 
     pub(crate) fn i64(&self, name: &str) -> Result<Option<i64>, ApiError> {
-        self.get(name)
-            .map(|v| {
-                v.trim().parse::<i64>().map_err(|_| {
-                    ApiError::InvalidParameter(format!(
-                        "'{name}' must be a number: expected a number but the string didn't have the appropriate format ('{v}')"
-                    ))
-                })
-            })
-            .transpose()
+        self.get(name).map(|v| request::parse_i64(name, v)).transpose().map_err(invalid)
     }
 
     /// A non-negative version number.
     pub(crate) fn version(&self, name: &str) -> Result<Option<u64>, ApiError> {
-        match self.i64(name)? {
-            Some(v) if v < 0 => Err(ApiError::InvalidParameter(format!("'{name}' cannot be negative"))),
-            v => Ok(v.map(|v| v as u64)),
-        }
+        self.get(name).map(|v| request::parse_version(name, v)).transpose().map_err(invalid)
     }
 
-    /// A boolean, case-insensitive (the Python connector sends `True`/`False`).
-    pub(crate) fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
-        self.get(name)
-            .map(|v| match v.trim().to_ascii_lowercase().as_str() {
-                "true" => Ok(true),
-                "false" => Ok(false),
-                _ => Err(ApiError::InvalidParameter(format!("'{name}' must be true or false, not '{v}'"))),
-            })
-            .transpose()
+    /// The `(name, value)` pairs, for the protocol's request types to read.
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// `maxResults` and `pageToken` of the list endpoints.

@@ -140,7 +140,8 @@ async fn tampered_expired_and_escaping_urls_are_refused() {
 #[tokio::test]
 async fn signed_paths_cannot_leave_the_table_root() {
     use d2o_catalog::{ServerConfig, YamlCatalog};
-    use d2o_server::UrlSigner;
+    use d2o_server::SigningKey;
+    use d2o_server::storage::local::{FileGrant, write_url};
     // A table whose directory holds a symlink to a file outside it.
     let dir = tempfile::tempdir().expect("tempdir");
     let table = dir.path().join("t");
@@ -160,15 +161,14 @@ async fn signed_paths_cannot_leave_the_table_root() {
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(d2o_server::serve(listener, state, std::future::pending()));
     // Sign URLs with the same key, as the server would, for paths of our choosing.
-    let signer = UrlSigner::from_base64(key).expect("key");
-    let grant = d2o_server::signing::FileGrant {
-        table_id: d2o_catalog::derived_table_id("s", "sc", "t"),
-        recipient_id: "bearer-token".into(),
-    };
+    let signer = SigningKey::from_base64(key).expect("key");
+    let grant =
+        FileGrant { table_id: d2o_catalog::derived_table_id("s", "sc", "t"), recipient_id: "bearer-token".into() };
     let id = grant.encode();
     let url_for = |path: &str| {
         let mut s = String::new();
-        signer.write_file_url(
+        write_url(
+            &signer,
             &mut s,
             &format!("{base}/delta-sharing"),
             &id,

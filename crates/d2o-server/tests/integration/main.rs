@@ -11,3 +11,4 @@ mod query;
 mod support;
 mod table;
 mod tokens;
+mod wire;

@@ -6,21 +6,23 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use d2o_catalog::{Principal, SharedTable};
 use d2o_delta::{Commit, TableSnapshot, TimestampBound};
+use d2o_protocol::action::EndStreamAction;
+use d2o_protocol::action::write::LineContext;
 use d2o_protocol::capabilities::{Capabilities, ResponseFormat};
+use d2o_protocol::request::ChangesRequest;
 use md5::{Digest, Md5};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::metadata::metadata_line;
-use super::query::page_size;
 use super::{
-    TablePath, base_url, blocking, capabilities_of, check_start_version, choose_format, ndjson_response,
+    TablePath, base_url, blocking, capabilities_of, check_start_version, choose_format, ndjson_response, page_size,
     timestamp_param,
 };
 use crate::audit::AuditSlot;
 use crate::auth::Recipient;
-use crate::ndjson::{FileLineContext, FileUrls, change_line, protocol_line};
+use crate::lines;
 use crate::policy::{self, Access, Decision};
 use crate::routes::params::Params;
+use crate::storage::UrlRequest;
 use crate::stream::{LineWriter, stream_response};
 use crate::tokens::{self, Position, Scope, TokenKind};
 use crate::{ApiError, AppState};
@@ -43,7 +45,8 @@ impl ChangeMode {
     }
 }
 
-pub(super) struct ChangesRequest {
+/// A read of a range of commits, as `/changes` and streaming `/query` ask for it.
+pub(super) struct RangeRead {
     pub(super) start: Option<u64>,
     pub(super) start_timestamp: Option<i64>,
     pub(super) end: Option<u64>,
@@ -72,50 +75,25 @@ pub(crate) async fn changes(
     if !t.history_shared || t.cdf_enabled == Some(false) {
         return Err(ApiError::InvalidParameter(format!("cdf is not enabled on table {}", t.qualified_name())));
     }
-    let start = params.version("startingVersion")?;
+    let req = ChangesRequest::from_query_pairs(params.pairs()).map_err(|e| ApiError::InvalidParameter(e.0))?;
     let start_timestamp =
-        params.get("startingTimestamp").map(|v| timestamp_param("startingTimestamp", v)).transpose()?;
-    let end = params.version("endingVersion")?;
-    let end_timestamp = params.get("endingTimestamp").map(|v| timestamp_param("endingTimestamp", v)).transpose()?;
-    match (start, start_timestamp) {
-        (None, None) => {
-            return Err(ApiError::InvalidParameter(
-                "No startingVersion or startingTimestamp provided for CDF read.".into(),
-            ));
-        }
-        (Some(_), Some(_)) => {
-            return Err(ApiError::InvalidParameter(
-                "Multiple starting arguments provided for CDF read. Please provide one of either startingTimestamp or startingVersion.".into(),
-            ));
-        }
-        _ => {}
-    }
-    if end.is_some() && end_timestamp.is_some() {
-        return Err(ApiError::InvalidParameter(
-            "Multiple ending arguments provided for CDF read. Please provide one of either endingTimestamp or endingVersion.".into(),
-        ));
-    }
-    let max_files = match params.i64("maxFiles")? {
-        Some(m) if m <= 0 => return Err(ApiError::InvalidParameter("maxFiles must be positive.".into())),
-        m => page_size(&state, m),
-    };
-    let historical_metadata = params.bool("includeHistoricalMetadata")?.unwrap_or(false);
+        req.starting_timestamp.as_deref().map(|v| timestamp_param("startingTimestamp", v)).transpose()?;
+    let end_timestamp = req.ending_timestamp.as_deref().map(|v| timestamp_param("endingTimestamp", v)).transpose()?;
+    let max_files = page_size(&state, req.max_files);
     let caps = capabilities_of(&headers);
     let base = base_url(&state, &headers)?;
-    let request = ChangesRequest {
-        start,
+    let request = RangeRead {
+        start: req.starting_version,
         start_timestamp,
-        end,
+        end: req.ending_version,
         end_timestamp,
-        historical_metadata,
+        historical_metadata: req.include_historical_metadata.unwrap_or(false),
         max_files,
-        page_token: params.get("pageToken").map(str::to_owned),
         mode: ChangeMode::ChangeDataFeed,
         end_stream: caps.include_end_stream_action || max_files.is_some(),
-        parameters: format!(
-            "{:?}",
-            (start, start_timestamp, end, end_timestamp, historical_metadata, params.get("maxFiles"), &caps)
-        ),
+        // Every parameter that shapes the feed, for its page tokens.
+        parameters: format!("{:?}", (ChangesRequest { page_token: None, ..req.clone() }, &caps)),
+        page_token: req.page_token,
         audit,
     };
     respond(state, who, decision, caps, base, request).await
@@ -143,7 +121,7 @@ pub(super) async fn respond(
     decision: Decision,
     caps: Capabilities,
     base: String,
-    req: ChangesRequest,
+    req: RangeRead,
 ) -> Result<Response, ApiError> {
     let scope = Scope::new(&who, &decision.table, &[&req.parameters, &req.mode]);
     let (plan, req) = blocking({
@@ -169,14 +147,14 @@ fn plan_changes(
     who: Principal,
     Decision { table: t, access }: Decision,
     caps: &Capabilities,
-    req: &ChangesRequest,
+    req: &RangeRead,
     scope: Scope,
 ) -> Result<ChangesPlan, ApiError> {
     let latest = state.tables.latest(&t.location)?;
     let latest_version = latest.version();
     let (start, end, next) = match &req.page_token {
         Some(token) => {
-            let at = tokens::redeem(&state.signer, req.mode.token_kind(), &scope, token)?;
+            let at = tokens::redeem(&state.key, req.mode.token_kind(), &scope, token)?;
             (at.version, at.end.unwrap_or(at.version), at.next)
         }
         None => {
@@ -253,7 +231,7 @@ fn file_id(path: &str) -> String {
 fn write_changes(
     state: &AppState,
     plan: &ChangesPlan,
-    req: &ChangesRequest,
+    req: &RangeRead,
     base: &str,
     expires_ms: i64,
     w: &mut LineWriter,
@@ -262,35 +240,20 @@ fn write_changes(
     let historical = req.historical_metadata || req.mode == ChangeMode::Streaming;
     let head = if historical { &plan.start_snapshot } else { &plan.latest };
     let head_version = if historical { plan.start } else { plan.latest.version() };
-    let _ = w.json_line(&protocol_line(format, head.protocol_action()));
-    let _ = w.json_line(&metadata_line(format, head, &plan.table, Some(head_version)));
-    let urls = FileUrls::new(&state.signer, base, &plan.who, &plan.table, expires_ms);
+    let _ = w.json_line(&lines::protocol(format, head));
+    let _ = w.json_line(&lines::metadata(format, head, &plan.table, Some(head_version)));
+    let urls = state.storage.urls(&UrlRequest { base, who: &plan.who, table: &plan.table, expires_ms })?;
     let page_size = req.max_files.unwrap_or(usize::MAX);
     let mut index = 0usize;
     let mut more = false;
     'commits: for commit in &plan.commits {
-        let ctx = FileLineContext { version: Some((commit.version, commit.timestamp)), expires_ms };
+        let ctx = LineContext { version: Some((commit.version, commit.timestamp)), expiration_timestamp: expires_ms };
         if historical
             && commit.version > plan.start
             && let Some(md) = commit.metadata()
             && index >= plan.next
         {
-            let line = match format {
-                ResponseFormat::Delta => json!({"metaData": {"deltaMetadata": md, "version": commit.version}}),
-                ResponseFormat::Parquet => {
-                    let mut m = json!({
-                        "id": md.get("id").cloned().unwrap_or_default(),
-                        "format": {"provider": "parquet"},
-                        "schemaString": md.get("schemaString").cloned().unwrap_or_default(),
-                        "partitionColumns": md.get("partitionColumns").cloned().unwrap_or_else(|| json!([])),
-                        "version": commit.version,
-                    });
-                    if let Some(conf) = md.get("configuration") {
-                        m["configuration"] = conf.clone();
-                    }
-                    json!({"metaData": m})
-                }
-            };
+            let line = lines::commit_metadata(format, md, commit.version);
             if w.json_line(&line).is_break() {
                 return Ok(());
             }
@@ -317,10 +280,10 @@ fn write_changes(
             }
             index += 1;
             let id = file_id(change.path().unwrap_or_default());
-            let line = change_line(&change, format, &urls, &ctx, &id)?;
+            let line = lines::change(&change, format, &urls, &ctx, &id)?;
             let size = change.action.get("size").and_then(Value::as_i64).unwrap_or(0);
             if w.file_line(size, |out| {
-                out.push_str(&line.to_string());
+                out.push_str(&serde_json::to_string(&line).unwrap_or_default());
                 Ok(())
             })?
             .is_break()
@@ -330,13 +293,13 @@ fn write_changes(
         }
     }
     if req.end_stream {
-        let mut end = json!({"minUrlExpirationTimestamp": expires_ms});
+        let mut end = EndStreamAction { min_url_expiration_timestamp: Some(expires_ms), ..Default::default() };
         if more {
             let next = Position { version: plan.start, end: Some(plan.end), next: plan.next + page_size };
             let ttl = state.settings.page_token_ttl_ms;
-            end["nextPageToken"] = tokens::issue(&state.signer, req.mode.token_kind(), &plan.scope, next, ttl).into();
+            end.next_page_token = Some(tokens::issue(&state.key, req.mode.token_kind(), &plan.scope, next, ttl));
         }
-        let _ = w.json_line(&json!({ "endStreamAction": end }));
+        let _ = w.json_line(&lines::end_stream(format, end));
     }
     Ok(())
 }

@@ -4,10 +4,6 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use d2o_catalog::SharedTable;
-use d2o_delta::TableSnapshot;
-use d2o_protocol::capabilities::ResponseFormat;
-use serde_json::{Value, json};
 
 use super::{
     TablePath, VersionPin, blocking, capabilities_of, choose_format, history_required, ndjson_response,
@@ -15,7 +11,7 @@ use super::{
 };
 use crate::audit::AuditSlot;
 use crate::auth::Recipient;
-use crate::ndjson::protocol_line;
+use crate::lines;
 use crate::routes::params::Params;
 use crate::{ApiError, AppState, policy};
 
@@ -54,48 +50,11 @@ pub(crate) async fn metadata(
     .await?;
     audit.update(|e| e.version = Some(snapshot.version() as i64));
     let md_version = (pin != VersionPin::Latest).then(|| snapshot.version());
+    let line = |l: &lines::Line| serde_json::to_string(l).unwrap_or_default();
     let body = format!(
         "{}\n{}\n",
-        protocol_line(format, snapshot.protocol_action()),
-        metadata_line(format, &snapshot, &t, md_version)
+        line(&lines::protocol(format, &snapshot)),
+        line(&lines::metadata(format, &snapshot, &t, md_version))
     );
     Ok(ndjson_response(snapshot.version(), format, false, Body::from(body)))
-}
-
-/// The metaData line of either format.
-pub(super) fn metadata_line(
-    format: ResponseFormat,
-    snapshot: &TableSnapshot,
-    t: &SharedTable,
-    version: Option<u64>,
-) -> Value {
-    match format {
-        ResponseFormat::Parquet => {
-            let mut md = json!({
-                "id": snapshot.table_id(),
-                "format": {"provider": "parquet"},
-                "schemaString": snapshot.parquet_schema_string(),
-                "partitionColumns": snapshot.partition_columns(),
-            });
-            if t.history_shared && t.cdf_enabled != Some(false) && snapshot.change_data_feed_enabled() {
-                md["configuration"] = json!({"enableChangeDataFeed": "true"});
-            }
-            for (key, value) in [("name", "name"), ("description", "description")] {
-                if let Some(v) = snapshot.metadata_action().get(value).filter(|v| v.is_string()) {
-                    md[key] = v.clone();
-                }
-            }
-            if let Some(v) = version {
-                md["version"] = v.into();
-            }
-            json!({"metaData": md})
-        }
-        ResponseFormat::Delta => {
-            let mut md = json!({"deltaMetadata": snapshot.metadata_action()});
-            if let Some(v) = version {
-                md["version"] = v.into();
-            }
-            json!({"metaData": md})
-        }
-    }
 }

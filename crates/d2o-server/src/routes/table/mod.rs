@@ -131,6 +131,11 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     Ok(format!("{root}{}", state.settings.endpoint.trim_end_matches('/')))
 }
 
+/// `maxFiles`, capped to the server's page size limit.
+fn page_size(state: &AppState, max_files: Option<i64>) -> Option<usize> {
+    max_files.map(|m| (m.max(1) as u64).min(u64::from(state.settings.page_size_limit)) as usize)
+}
+
 fn ndjson_response(version: u64, format: ResponseFormat, end_stream: bool, body: Body) -> Response {
     let mut response = Response::new(body);
     let h = response.headers_mut();

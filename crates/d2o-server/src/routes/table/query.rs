@@ -10,42 +10,27 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use d2o_catalog::{Principal, SharedTable};
 use d2o_delta::TableSnapshot;
+use d2o_protocol::action::EndStreamAction;
+use d2o_protocol::action::write::LineContext;
 use d2o_protocol::capabilities::ResponseFormat;
 use d2o_protocol::predicate::{ColumnFacts, FileView, Predicate, ValueType};
+use d2o_protocol::request::QueryRequest;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::changes::{ChangeMode, ChangesRequest};
-use super::metadata::metadata_line;
+use super::changes::{ChangeMode, RangeRead};
 use super::{
     TablePath, VersionPin, base_url, blocking, capabilities_of, choose_format, history_required, ndjson_response,
-    resolve_snapshot, timestamp_param,
+    page_size, resolve_snapshot, timestamp_param,
 };
 use crate::audit::AuditSlot;
 use crate::auth::Recipient;
-use crate::ndjson::{FileLineContext, FileUrls, SnapshotFile, protocol_line};
+use crate::lines;
 use crate::policy::{self, Access, Decision};
+use crate::storage::UrlRequest;
 use crate::stream::{LineWriter, stream_response};
 use crate::tokens::{self, Position, Scope, TokenKind};
 use crate::{ApiError, AppState};
-
-/// The body of `POST .../query`. Unknown fields are ignored; a field of the wrong type is a
-/// malformed request.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct QueryRequest {
-    predicate_hints: Option<Vec<String>>,
-    json_predicate_hints: Option<Value>,
-    limit_hint: Option<i64>,
-    version: Option<i64>,
-    timestamp: Option<String>,
-    starting_version: Option<i64>,
-    ending_version: Option<i64>,
-    max_files: Option<i64>,
-    page_token: Option<String>,
-    include_refresh_token: Option<bool>,
-    refresh_token: Option<String>,
-}
 
 pub(crate) fn body_json<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let body = body.map_err(|e| {
@@ -57,45 +42,6 @@ pub(crate) fn body_json<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesR
     })?;
     serde_json::from_slice(&body)
         .map_err(|e| ApiError::Malformed(format!("the request body is not a valid query: {e}")))
-}
-
-pub(crate) fn validate_query(req: &QueryRequest) -> Result<(), ApiError> {
-    let given = [req.version.is_some(), req.timestamp.is_some(), req.starting_version.is_some()];
-    if given.iter().filter(|g| **g).count() > 1 {
-        return Err(ApiError::InvalidParameter("Please only provide one of: version,timestamp,startingVersion".into()));
-    }
-    for (name, v) in
-        [("version", req.version), ("startingVersion", req.starting_version), ("endingVersion", req.ending_version)]
-    {
-        if v.is_some_and(|v| v < 0) {
-            return Err(ApiError::InvalidParameter(format!("'{name}' cannot be negative")));
-        }
-    }
-    if let (Some(s), Some(e)) = (req.starting_version, req.ending_version)
-        && s > e
-    {
-        return Err(ApiError::InvalidParameter(format!(
-            "startingVersion ({s}) cannot be greater than endingVersion ({e})"
-        )));
-    }
-    if req.max_files.is_some_and(|m| m <= 0) {
-        return Err(ApiError::InvalidParameter("maxFiles must be positive.".into()));
-    }
-    if req.limit_hint.is_some_and(|l| l < 0) {
-        return Err(ApiError::InvalidParameter("limitHint cannot be negative".into()));
-    }
-    let refresh = req.include_refresh_token == Some(true) || req.refresh_token.is_some();
-    if refresh && (given.iter().any(|g| *g) || req.page_token.is_some()) {
-        return Err(ApiError::InvalidParameter(
-            "includeRefreshToken and refreshToken cannot be combined with version, timestamp, startingVersion or pageToken".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// `maxFiles`, capped to the server's page size limit.
-pub(super) fn page_size(state: &AppState, max_files: Option<i64>) -> Option<usize> {
-    max_files.map(|m| (m.max(1) as u64).min(u64::from(state.settings.page_size_limit)) as usize)
 }
 
 /// Everything a snapshot query needs, resolved before the response starts.
@@ -127,7 +73,7 @@ pub(crate) async fn query(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: QueryRequest = body_json(body)?;
-    validate_query(&req)?;
+    req.validate().map_err(|e| ApiError::InvalidParameter(e.0))?;
     let Decision { table: t, access } = policy::decide(&state, &who, &path).await?;
     let caps = capabilities_of(&headers);
     let base = base_url(&state, &headers)?;
@@ -137,7 +83,7 @@ pub(crate) async fn query(
     let timestamp = req.timestamp.as_deref().map(|v| timestamp_param("timestamp", v)).transpose()?;
     let max_files = page_size(&state, req.max_files);
     if let Some(start) = req.starting_version {
-        let changes = ChangesRequest {
+        let changes = RangeRead {
             start: Some(start as u64),
             start_timestamp: None,
             end: req.ending_version.map(|v| v as u64),
@@ -192,11 +138,11 @@ pub(crate) async fn query(
             };
             let mut page_start = 0;
             if let Some(token) = &req.refresh_token {
-                let at = tokens::redeem(&state.signer, TokenKind::Refresh, &refresh_scope, token)?;
+                let at = tokens::redeem(&state.key, TokenKind::Refresh, &refresh_scope, token)?;
                 pin = VersionPin::Version(at.version);
             }
             if let Some(token) = &req.page_token {
-                let at = tokens::redeem(&state.signer, TokenKind::QueryPage, &page_scope, token)?;
+                let at = tokens::redeem(&state.key, TokenKind::QueryPage, &page_scope, token)?;
                 pin = VersionPin::Version(at.version);
                 page_start = at.next;
             }
@@ -245,12 +191,7 @@ pub(crate) async fn query(
 fn predicate_of(state: &AppState, req: &QueryRequest, snapshot: &TableSnapshot) -> Option<Predicate> {
     let mut parts = Vec::new();
     if state.settings.evaluate_json_hints {
-        let hint = match &req.json_predicate_hints {
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(v @ Value::Object(_)) => Some(v.to_string()),
-            _ => None,
-        };
-        match hint.as_deref().map(Predicate::from_json) {
+        match req.json_predicate_hints_text().as_deref().map(Predicate::from_json) {
             Some(Ok(p)) => parts.push(p),
             Some(Err(e)) => tracing::debug!(error = %e, "ignoring jsonPredicateHints"),
             None => {}
@@ -320,10 +261,10 @@ fn write_snapshot(
     w: &mut LineWriter,
 ) -> Result<(), ApiError> {
     let snapshot = &plan.snapshot;
-    let _ = w.json_line(&protocol_line(plan.format, snapshot.protocol_action()));
-    let _ = w.json_line(&metadata_line(plan.format, snapshot, &plan.table, plan.versioned.map(|(v, _)| v)));
-    let urls = FileUrls::new(&state.signer, base, &plan.who, &plan.table, expires_ms);
-    let ctx = FileLineContext { version: plan.versioned, expires_ms };
+    let _ = w.json_line(&lines::protocol(plan.format, snapshot));
+    let _ = w.json_line(&lines::metadata(plan.format, snapshot, &plan.table, plan.versioned.map(|(v, _)| v)));
+    let urls = state.storage.urls(&UrlRequest { base, who: &plan.who, table: &plan.table, expires_ms })?;
+    let ctx = LineContext { version: plan.versioned, expiration_timestamp: expires_ms };
     let partition_columns = snapshot.partition_columns();
     let (page_start, page_size) = plan.page.unwrap_or((0, usize::MAX));
     let mut matched = 0usize;
@@ -356,8 +297,7 @@ fn write_snapshot(
             more = true;
             return ControlFlow::Break(());
         }
-        let file = SnapshotFile { entry };
-        match w.file_line(entry.size(), |out| file.write(out, plan.format, &urls, &ctx)) {
+        match w.file_line(entry.size(), |out| lines::write_snapshot_file(out, plan.format, &entry, &urls, &ctx)) {
             Ok(flow) => flow,
             Err(e) => {
                 failure = Some(e);
@@ -369,19 +309,18 @@ fn write_snapshot(
         return Err(e);
     }
     if plan.end_stream {
-        let mut end = json!({"minUrlExpirationTimestamp": expires_ms});
+        let mut end = EndStreamAction { min_url_expiration_timestamp: Some(expires_ms), ..Default::default() };
         if more {
             let next = Position { version: snapshot.version(), end: None, next: page_start + page_size };
             let ttl = state.settings.page_token_ttl_ms;
-            end["nextPageToken"] =
-                tokens::issue(&state.signer, TokenKind::QueryPage, &plan.page_scope, next, ttl).into();
+            end.next_page_token = Some(tokens::issue(&state.key, TokenKind::QueryPage, &plan.page_scope, next, ttl));
         }
         if let Some(scope) = &plan.refresh_scope {
             let at = Position { version: snapshot.version(), end: None, next: 0 };
             let ttl = state.settings.refresh_token_ttl_ms;
-            end["refreshToken"] = tokens::issue(&state.signer, TokenKind::Refresh, scope, at, ttl).into();
+            end.refresh_token = Some(tokens::issue(&state.key, TokenKind::Refresh, scope, at, ttl));
         }
-        let _ = w.json_line(&json!({ "endStreamAction": end }));
+        let _ = w.json_line(&lines::end_stream(plan.format, end));
     }
     Ok(())
 }

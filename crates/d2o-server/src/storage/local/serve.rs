@@ -1,4 +1,4 @@
-//! Serving table files at signed URLs, with `Range` support, straight from disk.
+//! The `/files` route: table files at signed URLs, with `Range` support, straight from disk.
 //!
 //! A URL is checked twice: its signature and expiry (nothing in it was changed), then the
 //! grant it names against the catalog as it stands now (the recipient still exists, still has
@@ -15,9 +15,9 @@ use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use super::params::Params;
+use super::{FileGrant, check_url};
 use crate::audit::AuditSlot;
-use crate::signing::FileGrant;
+use crate::routes::params::Params;
 use crate::{ApiError, AppState};
 
 /// `GET|HEAD {endpoint}/files/{grant}/{*path}?sp=r&se=<expiry ms>&sig=<signature>`
@@ -38,7 +38,7 @@ pub(crate) async fn serve_file(
         return Err(ApiError::Forbidden("the URL is not signed".to_owned()));
     };
     let now = chrono::Utc::now().timestamp_millis();
-    state.signer.check_file_url(&grant, &path, expires, signature, now)?;
+    check_url(&state.key, &grant, &path, expires, signature, now)?;
     // Signed by this server, so it decodes; anything else is refused the same way.
     let grant = FileGrant::decode(&grant).ok_or_else(|| ApiError::Forbidden("the URL is not valid".to_owned()))?;
     let (who, table) = state.catalog.file_access(&grant.recipient_id, &grant.table_id).await.map_err(|e| match e {

@@ -2,7 +2,11 @@
 //!
 //! Every line is a JSON object with exactly one key. [`ParquetLine`] covers the parquet response
 //! format, [`DeltaLine`] the delta format, whose payloads are raw Delta log actions and are kept
-//! as [`serde_json::Value`] so that nothing a Delta reader needs is lost on the way.
+//! as [`serde_json::Value`] so that nothing a Delta reader needs is lost on the way. The server
+//! writes every line from these types, except data-file lines, which [`write`] writes faster
+//! (and a test reads back with these types).
+
+pub mod write;
 
 use std::collections::BTreeMap;
 
