@@ -1,5 +1,5 @@
 /// Errors of a [`crate::Catalog`], each one a thing the caller can act on.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum CatalogError {
     /// The share, schema or table does not exist, or the caller may not see it (the two are

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use d2o_catalog::admin::parse_properties;
-use d2o_catalog::{
-    Admin, AuditEvent, AuditFilter, IssuedToken, NewRecipient, RecipientInfo, ShareInfo, SqlCatalog, TableEntry,
-};
+use d2o_catalog::{Admin, AuditFilter, IssuedToken, NewRecipient, RecipientInfo, ShareInfo, SqlCatalog, TableEntry};
 use d2o_protocol::profile::Profile;
 
 use crate::output;
+use d2o_server::{AdminContext, AuditedAdmin};
+
 use crate::remote_admin::RemoteAdmin;
 
 /// Where administration happens.
@@ -34,18 +34,25 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    async fn open(&self) -> Result<(Arc<dyn Admin>, bool)> {
+    /// The admin to work through: a server's admin API (which records what it does), or the
+    /// catalog itself, whose actions are recorded here as the server records its own.
+    async fn open(&self) -> Result<Arc<dyn Admin>> {
         match &self.server {
             Some(server) => {
                 crate::warn_if_secret_argument("--admin-token", "D2O_ADMIN_TOKEN");
                 let token = self.admin_token.clone().context("--server needs --admin-token (or D2O_ADMIN_TOKEN)")?;
-                Ok((Arc::new(RemoteAdmin::new(server, token)), false))
+                Ok(Arc::new(RemoteAdmin::new(server, token)))
             }
             None => {
                 let catalog = SqlCatalog::connect(&self.catalog)
                     .await
                     .with_context(|| format!("cannot open the catalog '{}'", self.catalog))?;
-                Ok((Arc::new(catalog), true))
+                let context = AdminContext {
+                    principal: "admin".to_owned(),
+                    user_agent: Some(format!("d2o-cli/{}", env!("CARGO_PKG_VERSION"))),
+                    ..AdminContext::default()
+                };
+                Ok(Arc::new(AuditedAdmin::new(Arc::new(catalog), context)))
             }
         }
     }
@@ -176,23 +183,6 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Records an admin action done on the catalog directly (a server records its own).
-async fn audited(admin: &Arc<dyn Admin>, direct: bool, action: &str, share: Option<&str>) -> Result<()> {
-    if direct {
-        let event = AuditEvent {
-            time_ms: now_ms(),
-            principal: "admin".into(),
-            action: format!("admin.{action}"),
-            share: share.map(str::to_owned),
-            status: 200,
-            user_agent: Some(format!("d2o-cli/{}", env!("CARGO_PKG_VERSION"))),
-            ..Default::default()
-        };
-        admin.append_audit(&event).await.context("the audit event could not be written")?;
-    }
-    Ok(())
-}
-
 fn print_share(s: &ShareInfo, json: bool) -> Result<()> {
     if json {
         return output::json(s);
@@ -303,12 +293,11 @@ fn report_token(token: &IssuedToken, profile: &ProfileOut, json: bool) -> Result
 }
 
 pub(crate) async fn share(target: &Target, command: ShareCommand) -> Result<()> {
-    let (admin, direct) = target.open().await?;
+    let admin = target.open().await?;
     let json = target.json;
     match command {
         ShareCommand::Create { name, comment } => {
             let s = admin.create_share(&name, comment.as_deref()).await?;
-            audited(&admin, direct, "share.create", Some(&name)).await?;
             print_share(&s, json)
         }
         ShareCommand::List => {
@@ -333,12 +322,10 @@ pub(crate) async fn share(target: &Target, command: ShareCommand) -> Result<()> 
         ShareCommand::Show { name } => print_share(&admin.show_share(&name).await?, json),
         ShareCommand::Comment { name, comment } => {
             let s = admin.comment_share(&name, comment.as_deref()).await?;
-            audited(&admin, direct, "share.comment", Some(&name)).await?;
             print_share(&s, json)
         }
         ShareCommand::Drop { name } => {
             admin.drop_share(&name).await?;
-            audited(&admin, direct, "share.drop", Some(&name)).await?;
             if !json {
                 println!("dropped share {name}");
             }
@@ -364,7 +351,6 @@ pub(crate) async fn share(target: &Target, command: ShareCommand) -> Result<()> 
                 comment: a.comment,
             };
             let s = admin.add_table(&a.share, entry).await?;
-            audited(&admin, direct, "share.add_table", Some(&a.share)).await?;
             print_share(&s, json)
         }
         ShareCommand::RemoveTable { share, table } => {
@@ -372,14 +358,13 @@ pub(crate) async fn share(target: &Target, command: ShareCommand) -> Result<()> 
                 bail!("the table name must be SCHEMA.TABLE, not '{table}'")
             };
             let s = admin.remove_table(&share, schema, name).await?;
-            audited(&admin, direct, "share.remove_table", Some(&share)).await?;
             print_share(&s, json)
         }
     }
 }
 
 pub(crate) async fn recipient(target: &Target, command: RecipientCommand) -> Result<()> {
-    let (admin, direct) = target.open().await?;
+    let admin = target.open().await?;
     let json = target.json;
     match command {
         RecipientCommand::Create(c) => {
@@ -391,7 +376,6 @@ pub(crate) async fn recipient(target: &Target, command: RecipientCommand) -> Res
             let (_, token) = admin
                 .create_recipient(NewRecipient { name: c.name.clone(), comment: c.comment, properties, expires_at })
                 .await?;
-            audited(&admin, direct, "recipient.create", None).await?;
             report_token(&token, &c.profile, json)
         }
         RecipientCommand::List => {
@@ -418,17 +402,14 @@ pub(crate) async fn recipient(target: &Target, command: RecipientCommand) -> Res
         RecipientCommand::Rotate { name, grace, profile } => {
             let grace = output::parse_duration(&grace).map_err(anyhow::Error::msg)?;
             let token = admin.rotate_token(&name, grace).await?;
-            audited(&admin, direct, "recipient.rotate", None).await?;
             report_token(&token, &profile, json)
         }
         RecipientCommand::Revoke { name } => {
             let r = admin.revoke_recipient(&name).await?;
-            audited(&admin, direct, "recipient.revoke", None).await?;
             print_recipient(&r, json)
         }
         RecipientCommand::Drop { name } => {
             admin.drop_recipient(&name).await?;
-            audited(&admin, direct, "recipient.drop", None).await?;
             if !json {
                 println!("dropped recipient {name}");
             }
@@ -438,16 +419,14 @@ pub(crate) async fn recipient(target: &Target, command: RecipientCommand) -> Res
 }
 
 pub(crate) async fn grant(target: &Target, share: &str, recipient: &str, grant: bool) -> Result<()> {
-    let (admin, direct) = target.open().await?;
+    let admin = target.open().await?;
     if grant {
         admin.grant(share, recipient).await?;
-        audited(&admin, direct, "grant", Some(share)).await?;
         if !target.json {
             println!("granted share {share} to {recipient}");
         }
     } else {
         admin.revoke_grant(share, recipient).await?;
-        audited(&admin, direct, "revoke_grant", Some(share)).await?;
         if !target.json {
             println!("revoked share {share} from {recipient}");
         }
@@ -465,7 +444,7 @@ fn time_arg(text: &str) -> Result<i64> {
 }
 
 pub(crate) async fn audit(target: &Target, a: AuditArgs) -> Result<()> {
-    let (admin, _) = target.open().await?;
+    let admin = target.open().await?;
     let filter = AuditFilter {
         principal: a.recipient,
         share: a.share,
@@ -513,7 +492,7 @@ pub(crate) async fn catalog(target: &Target, command: CatalogCommand) -> Result<
         eprintln!("warning: {}: {w}", config.display());
     }
     let base = d2o_catalog::config::config_dir(&config);
-    let (admin, direct) = target.open().await?;
+    let admin = target.open().await?;
     let (mut shares, mut tables) = (0, 0);
     for share in &parsed.shares {
         let name = share.name.clone().unwrap_or_default();
@@ -541,7 +520,6 @@ pub(crate) async fn catalog(target: &Target, command: CatalogCommand) -> Result<
         }
         tables += admin.import_tables(&name, entries).await?;
     }
-    audited(&admin, direct, "catalog.import", None).await?;
     println!("imported {shares} shares and {tables} tables from {}", config.display());
     if parsed.authorization.is_some() {
         println!("note: the config's bearer token is not imported; create recipients with `d2o recipient create`");

@@ -19,7 +19,8 @@
 //! - [`storage`]: how recipients reach a table's files (URLs per storage backend; the local
 //!   backend's `/files` route).
 //! - [`signing`]: the server's signing key (file URLs, sealed tokens).
-//! - `admin`: the admin REST API (`/admin/v1`), guarded by its own token.
+//! - [`admin`]: the admin REST API (`/admin/v1`), guarded by its own token, and
+//!   [`AuditedAdmin`], which records every admin action (the API's and the CLI's).
 //! - `audit`: the middleware that records one audit event per request.
 
 pub mod client_addr;
@@ -29,7 +30,7 @@ pub mod signing;
 pub mod state;
 pub mod storage;
 
-mod admin;
+pub mod admin;
 mod audit;
 mod auth;
 mod conn;
@@ -55,6 +56,7 @@ use d2o_catalog::{Catalog, ServerConfig};
 use d2o_delta::{DeltaTables, DeltaTablesOptions};
 use tokio::net::TcpListener;
 
+pub use admin::{AdminContext, AuditedAdmin};
 pub use client_addr::{ClientAddr, TrustedProxies};
 pub use conn::ConnectionLimits;
 pub use error::ApiError;
@@ -87,7 +89,7 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{table}/changes"), a("changes", get(table::changes::changes)))
         .route("/files/{grant}/{*path}", a("download", get(storage::local::serve::serve_file)))
         .method_not_allowed_fallback(method_not_allowed);
-    let admin = admin::routes(&state).method_not_allowed_fallback(method_not_allowed);
+    let admin = admin::routes().method_not_allowed_fallback(method_not_allowed);
     let endpoint = state.settings.endpoint.trim_end_matches('/').to_owned();
     let app = if endpoint.is_empty() { protocol } else { Router::new().nest(&endpoint, protocol) };
     let proxies = Arc::new(state.settings.trusted_proxies.clone());

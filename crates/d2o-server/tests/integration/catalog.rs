@@ -281,6 +281,13 @@ async fn admin_api_needs_its_own_token() {
     }
     let unauthorized = events.as_array().expect("events").iter().filter(|e| e["status"] == 401).count();
     assert!(unauthorized >= 3, "refused requests are audited too");
+    assert!(actions.contains(&"admin.login"), "refused admin logins are audited: {actions:?}");
+    // A refused admin action is recorded with the status it was answered with.
+    call(&f.app, Method::POST, "/admin/v1/shares", ADMIN_TOKEN, Some(json!({"name": "external_retail"}))).await;
+    let events = call(&f.app, Method::GET, "/admin/v1/audit?action=admin.share.create", ADMIN_TOKEN, None).await.json();
+    let conflict = events.as_array().expect("events").iter().find(|e| e["status"] == 409).expect("the conflict");
+    assert!(conflict["share"].as_str().is_some_and(|s| s.eq_ignore_ascii_case("external_retail")), "{conflict}");
+    assert!(conflict["detail"].as_str().is_some_and(|d| d.contains("already exists")), "{conflict}");
     let filtered =
         call(&f.app, Method::GET, "/admin/v1/audit?recipient=partner_co&action=get_share", ADMIN_TOKEN, None)
             .await

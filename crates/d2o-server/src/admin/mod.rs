@@ -3,52 +3,40 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::StatusCode;
+use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post, put};
-use d2o_catalog::{Admin, AuditFilter, NewRecipient, RecipientInfo, ShareInfo, TableEntry};
+use axum::routing::{delete, get, post, put};
+use d2o_catalog::{Admin, AuditEvent, AuditFilter, NewRecipient, RecipientInfo, ShareInfo, TableEntry};
 use serde::Deserialize;
-use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
-use crate::audit::{AuditSlot, audited};
+pub use self::audited::{AdminContext, AuditedAdmin};
+use crate::client_addr::ClientAddr;
 use crate::routes::params::Params;
 use crate::{ApiError, AppState};
 
-/// The admin routes (nested under `/admin/v1` by the router), each with its audit action.
-pub(crate) fn routes(state: &AppState) -> Router<AppState> {
-    let a = |action, route| audited(state, action, route);
+mod audited;
+
+/// The admin routes (nested under `/admin/v1` by the router). Their actions are recorded by
+/// [`AuditedAdmin`], as the CLI's are.
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/shares", a("admin.share.list", get(list_shares)).merge(a("admin.share.create", post(create_share))))
-        .route(
-            "/shares/{share}",
-            a("admin.share.show", get(show_share))
-                .merge(a("admin.share.comment", patch(comment_share)))
-                .merge(a("admin.share.drop", delete(drop_share))),
-        )
-        .route("/shares/{share}/tables", a("admin.share.add_table", post(add_table)))
-        .route("/shares/{share}/tables/{schema}/{table}", a("admin.share.remove_table", delete(remove_table)))
-        .route(
-            "/shares/{share}/recipients/{recipient}",
-            a("admin.grant", put(grant)).merge(a("admin.revoke_grant", delete(revoke_grant))),
-        )
-        .route(
-            "/recipients",
-            a("admin.recipient.list", get(list_recipients)).merge(a("admin.recipient.create", post(create_recipient))),
-        )
-        .route(
-            "/recipients/{recipient}",
-            a("admin.recipient.show", get(show_recipient)).merge(a("admin.recipient.drop", delete(drop_recipient))),
-        )
-        .route("/recipients/{recipient}/rotate", a("admin.recipient.rotate", post(rotate)))
-        .route("/recipients/{recipient}/revoke", a("admin.recipient.revoke", post(revoke)))
-        .route("/audit", a("admin.audit", get(audit)))
+        .route("/shares", get(list_shares).post(create_share))
+        .route("/shares/{share}", get(show_share).patch(comment_share).delete(drop_share))
+        .route("/shares/{share}/tables", post(add_table))
+        .route("/shares/{share}/tables/{schema}/{table}", delete(remove_table))
+        .route("/shares/{share}/recipients/{recipient}", put(grant).delete(revoke_grant))
+        .route("/recipients", get(list_recipients).post(create_recipient))
+        .route("/recipients/{recipient}", get(show_recipient).delete(drop_recipient))
+        .route("/recipients/{recipient}/rotate", post(rotate))
+        .route("/recipients/{recipient}/revoke", post(revoke))
+        .route("/audit", get(audit))
 }
 
-/// The admin, once the admin token checked out.
-pub(crate) struct AdminCaller(Arc<dyn Admin>);
+/// The admin, once the admin token checked out, with what its actions are recorded with.
+pub(crate) struct AdminCaller(AuditedAdmin);
 
 impl FromRequestParts<AppState> for AdminCaller {
     type Rejection = ApiError;
@@ -59,14 +47,32 @@ impl FromRequestParts<AppState> for AdminCaller {
                 "the admin API is not enabled (serve from a catalog with an admin token)".to_owned(),
             ));
         };
+        let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let context = AdminContext {
+            principal: "admin".to_owned(),
+            client_ip: parts.extensions.get::<ClientAddr>().and_then(|c| c.0).map(|ip| ip.to_string()),
+            user_agent: header(header::USER_AGENT).map(|v| v.chars().take(512).collect()),
+            request_id: header(header::HeaderName::from_static("x-request-id"))
+                .filter(|v| v.len() <= 128)
+                .map(str::to_owned),
+        };
         let given = crate::auth::bearer_token(parts).unwrap_or_default();
         if !bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) {
+            // Refused attempts are recorded too, as an anonymous login.
+            let event = AuditEvent {
+                time_ms: chrono::Utc::now().timestamp_millis(),
+                principal: "anonymous".to_owned(),
+                action: "admin.login".to_owned(),
+                status: 401,
+                client_ip: context.client_ip,
+                user_agent: context.user_agent,
+                request_id: context.request_id,
+                ..AuditEvent::default()
+            };
+            state.catalog.record(&event).await?;
             return Err(ApiError::Unauthenticated("a valid admin token is required".to_owned()));
         }
-        if let Some(slot) = parts.extensions.get::<AuditSlot>() {
-            slot.update(|e| e.principal = "admin".to_owned());
-        }
-        Ok(AdminCaller(admin.clone()))
+        Ok(AdminCaller(AuditedAdmin::new(admin.clone(), context)))
     }
 }
 
@@ -130,20 +136,9 @@ async fn add_table(
 
 async fn remove_table(
     AdminCaller(admin): AdminCaller,
-    State(state): State<AppState>,
     Path((share, schema, table)): Path<(String, String, String)>,
 ) -> Result<Json<ShareInfo>, ApiError> {
-    let before = admin.show_share(&share).await?;
-    let info = admin.remove_table(&share, &schema, &table).await?;
-    // Forget cached state of a table no longer shared from this location.
-    for t in
-        before.tables.iter().filter(|t| t.schema.eq_ignore_ascii_case(&schema) && t.name.eq_ignore_ascii_case(&table))
-    {
-        if let Ok(url) = url::Url::parse(&t.location) {
-            state.tables.forget(&url);
-        }
-    }
-    Ok(Json(info))
+    Ok(Json(admin.remove_table(&share, &schema, &table).await?))
 }
 
 async fn grant(

@@ -1,0 +1,176 @@
+//! [`AuditedAdmin`]: the one place admin actions are recorded, whether they come through the
+//! server's admin API or the `d2o` commands working on the catalog directly.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use d2o_catalog::{
+    Admin, AuditEvent, AuditFilter, CatalogError, IssuedToken, NewRecipient, RecipientInfo, ShareInfo, TableEntry,
+};
+
+use crate::ApiError;
+
+/// Who acts, and from where: what each recorded event carries besides the action.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminContext {
+    /// `admin` for the admin token (and the CLI on the catalog itself).
+    pub principal: String,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// An [`Admin`] that records every call as an audit event (`admin.share.create`, ...) with its
+/// outcome: the HTTP status the error maps to, 200 on success. A call whose event cannot be
+/// written fails, even when its change was made, so that no change goes unrecorded silently.
+pub struct AuditedAdmin {
+    inner: Arc<dyn Admin>,
+    context: AdminContext,
+}
+
+/// What an event names besides its action.
+#[derive(Default)]
+struct Names<'a> {
+    share: Option<&'a str>,
+    schema: Option<&'a str>,
+    table: Option<&'a str>,
+    detail: Option<String>,
+}
+
+fn share(share: &str) -> Names<'_> {
+    Names { share: Some(share), ..Names::default() }
+}
+
+fn recipient(name: &str) -> Names<'_> {
+    Names { detail: Some(format!("recipient {name}")), ..Names::default() }
+}
+
+impl AuditedAdmin {
+    pub fn new(inner: Arc<dyn Admin>, context: AdminContext) -> AuditedAdmin {
+        AuditedAdmin { inner, context }
+    }
+
+    async fn record<T>(
+        &self,
+        action: &str,
+        names: Names<'_>,
+        outcome: Result<T, CatalogError>,
+    ) -> Result<T, CatalogError> {
+        let (status, detail) = match &outcome {
+            Ok(_) => (200, names.detail),
+            Err(e) => {
+                let error = ApiError::from(e.clone());
+                let detail =
+                    names.detail.map_or_else(|| error.public_message(), |d| format!("{d}: {}", error.public_message()));
+                (error.status().as_u16(), Some(detail))
+            }
+        };
+        let event = AuditEvent {
+            time_ms: chrono::Utc::now().timestamp_millis(),
+            principal: self.context.principal.clone(),
+            action: format!("admin.{action}"),
+            share: names.share.map(str::to_owned),
+            schema: names.schema.map(str::to_owned),
+            table: names.table.map(str::to_owned),
+            status,
+            client_ip: self.context.client_ip.clone(),
+            user_agent: self.context.user_agent.clone(),
+            request_id: self.context.request_id.clone(),
+            detail,
+            ..AuditEvent::default()
+        };
+        if let Err(e) = self.inner.append_audit(&event).await {
+            return Err(CatalogError::Internal(format!(
+                "{action}: {} but its audit event could not be written: {e}",
+                if outcome.is_ok() { "done" } else { "refused" }
+            )));
+        }
+        outcome
+    }
+}
+
+#[async_trait]
+impl Admin for AuditedAdmin {
+    async fn create_share(&self, name: &str, comment: Option<&str>) -> Result<ShareInfo, CatalogError> {
+        self.record("share.create", share(name), self.inner.create_share(name, comment).await).await
+    }
+
+    async fn list_shares(&self) -> Result<Vec<ShareInfo>, CatalogError> {
+        self.record("share.list", Names::default(), self.inner.list_shares().await).await
+    }
+
+    async fn show_share(&self, name: &str) -> Result<ShareInfo, CatalogError> {
+        self.record("share.show", share(name), self.inner.show_share(name).await).await
+    }
+
+    async fn comment_share(&self, name: &str, comment: Option<&str>) -> Result<ShareInfo, CatalogError> {
+        self.record("share.comment", share(name), self.inner.comment_share(name, comment).await).await
+    }
+
+    async fn drop_share(&self, name: &str) -> Result<(), CatalogError> {
+        self.record("share.drop", share(name), self.inner.drop_share(name).await).await
+    }
+
+    async fn add_table(&self, name: &str, table: TableEntry) -> Result<ShareInfo, CatalogError> {
+        let (schema, t) = (table.schema.clone(), table.name.clone());
+        let names = Names { schema: Some(&schema), table: Some(&t), ..share(name) };
+        self.record("share.add_table", names, self.inner.add_table(name, table).await).await
+    }
+
+    async fn import_tables(&self, name: &str, tables: Vec<TableEntry>) -> Result<usize, CatalogError> {
+        let count = tables.len();
+        let outcome = self.inner.import_tables(name, tables).await;
+        let names = Names { detail: Some(format!("{count} tables offered")), ..share(name) };
+        self.record("share.import_tables", names, outcome).await
+    }
+
+    async fn remove_table(&self, name: &str, schema: &str, table: &str) -> Result<ShareInfo, CatalogError> {
+        let names = Names { schema: Some(schema), table: Some(table), ..share(name) };
+        self.record("share.remove_table", names, self.inner.remove_table(name, schema, table).await).await
+    }
+
+    async fn create_recipient(&self, new: NewRecipient) -> Result<(RecipientInfo, IssuedToken), CatalogError> {
+        let name = new.name.clone();
+        self.record("recipient.create", recipient(&name), self.inner.create_recipient(new).await).await
+    }
+
+    async fn list_recipients(&self) -> Result<Vec<RecipientInfo>, CatalogError> {
+        self.record("recipient.list", Names::default(), self.inner.list_recipients().await).await
+    }
+
+    async fn show_recipient(&self, name: &str) -> Result<RecipientInfo, CatalogError> {
+        self.record("recipient.show", recipient(name), self.inner.show_recipient(name).await).await
+    }
+
+    async fn rotate_token(&self, name: &str, grace_seconds: u64) -> Result<IssuedToken, CatalogError> {
+        let names = Names { detail: Some(format!("recipient {name}, grace {grace_seconds} s")), ..Names::default() };
+        self.record("recipient.rotate", names, self.inner.rotate_token(name, grace_seconds).await).await
+    }
+
+    async fn revoke_recipient(&self, name: &str) -> Result<RecipientInfo, CatalogError> {
+        self.record("recipient.revoke", recipient(name), self.inner.revoke_recipient(name).await).await
+    }
+
+    async fn drop_recipient(&self, name: &str) -> Result<(), CatalogError> {
+        self.record("recipient.drop", recipient(name), self.inner.drop_recipient(name).await).await
+    }
+
+    async fn grant(&self, name: &str, to: &str) -> Result<(), CatalogError> {
+        let names = Names { detail: Some(format!("recipient {to}")), ..share(name) };
+        self.record("grant", names, self.inner.grant(name, to).await).await
+    }
+
+    async fn revoke_grant(&self, name: &str, from: &str) -> Result<(), CatalogError> {
+        let names = Names { detail: Some(format!("recipient {from}")), ..share(name) };
+        self.record("revoke_grant", names, self.inner.revoke_grant(name, from).await).await
+    }
+
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, CatalogError> {
+        self.record("audit", Names::default(), self.inner.audit(filter).await).await
+    }
+
+    /// Appending an event is recording, not an action to record.
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), CatalogError> {
+        self.inner.append_audit(event).await
+    }
+}
