@@ -16,12 +16,26 @@ pub enum CatalogError {
     #[error("{0}")]
     InvalidArgument(String),
     /// The catalog itself failed; the message is for logs, not for clients.
-    #[error("catalog failure: {0}")]
-    Internal(String),
+    #[error("catalog failure: {message}")]
+    Internal {
+        message: String,
+        #[source]
+        source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 impl CatalogError {
     pub fn not_found(kind: &'static str, name: impl Into<String>) -> Self {
         CatalogError::NotFound { kind, name: name.into() }
+    }
+
+    /// An internal failure with no underlying error.
+    pub fn internal(message: impl Into<String>) -> Self {
+        CatalogError::Internal { message: message.into(), source: None }
+    }
+
+    /// An internal failure caused by `source`, which stays in the error chain for logs.
+    pub fn internal_from(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        CatalogError::Internal { message: message.into(), source: Some(std::sync::Arc::new(source)) }
     }
 }

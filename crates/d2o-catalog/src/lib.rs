@@ -10,15 +10,16 @@
 //! - [`SqlCatalog`]: both traits over SQLite (embedded, the default) or PostgreSQL (several
 //!   replicas), with versioned migrations applied at start.
 //! - [`PartitionFilter`]: per-table filters such as `region = CURRENT_RECIPIENT('region')`.
-//! - [`config`]: the reference Delta Sharing server's YAML file ([`ServerConfig`]), and
-//!   [`YamlCatalog`], a read-only catalog over its share tree with one optional bearer token.
+//! - [`share_config`]: the share tree of a reference-format YAML file, and the rules for
+//!   names and locations; [`YamlCatalog`], a read-only catalog over such a tree with one
+//!   optional bearer token. (The file's server settings are the server crate's.)
 //! - [`page`]: list pagination with opaque, checked page tokens.
 //! - [`CatalogError`]: what a caller can act on (`NotFound`, `Unauthenticated`, ...).
 
 pub mod admin;
-pub mod config;
 pub mod page;
 pub mod partition_filter;
+pub mod share_config;
 pub mod sql;
 
 mod catalog;
@@ -29,7 +30,6 @@ pub use admin::{
     Admin, AuditEvent, AuditFilter, IssuedToken, NewRecipient, RecipientInfo, ShareInfo, TableEntry, TokenInfo,
 };
 pub use catalog::{Catalog, Principal, SharedTable};
-pub use config::{ConfigError, ServerConfig};
 pub use error::CatalogError;
 pub use page::{PageRequest, PageToken};
 pub use partition_filter::PartitionFilter;

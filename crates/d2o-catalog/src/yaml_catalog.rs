@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use d2o_protocol::model::{Page, Schema, Share, Table};
 use subtle::ConstantTimeEq;
 
-use crate::config::{ServerConfig, resolve_location};
 use crate::page::page_of;
+use crate::share_config::{ShareConfig, resolve_location};
 use crate::{AuditEvent, Catalog, CatalogError, PageRequest, Principal, SharedTable};
 
 /// A read-only catalog over the share tree of a reference-format YAML file.
@@ -37,10 +37,12 @@ pub fn derived_table_id(share: &str, schema: &str, table: &str) -> String {
 }
 
 impl YamlCatalog {
-    /// Builds the catalog from a validated config; `base_dir` anchors relative locations.
-    pub fn new(config: &ServerConfig, base_dir: &Path) -> Result<Self, CatalogError> {
+    /// Builds the catalog from a validated share tree (see
+    /// [`crate::share_config::validate_shares`]) and the file's bearer token; `base_dir` anchors
+    /// relative locations.
+    pub fn new(tree: &[ShareConfig], bearer_token: Option<&str>, base_dir: &Path) -> Result<Self, CatalogError> {
         let mut shares = Vec::new();
-        for share in &config.shares {
+        for share in tree {
             let share_name = share.name.clone().unwrap_or_default();
             let mut schemas = Vec::new();
             for schema in &share.schemas {
@@ -77,7 +79,7 @@ impl YamlCatalog {
                 schemas,
             });
         }
-        let bearer_token = config.authorization.as_ref().and_then(|a| a.bearer_token.clone());
+        let bearer_token = bearer_token.map(str::to_owned);
         Ok(YamlCatalog { bearer_token, shares })
     }
 
@@ -204,12 +206,10 @@ mod tests {
     use super::*;
 
     fn catalog(token: Option<&str>) -> YamlCatalog {
-        let auth = token.map(|t| format!("authorization:\n  bearerToken: {t}\n")).unwrap_or_default();
-        let text = format!(
-            "version: 1\n{auth}shares:\n- name: Share1\n  schemas:\n  - name: sc\n    tables:\n    - name: T1\n      location: /data/t1\n    - name: t2\n      location: t2\n- name: share2\n"
-        );
-        let (config, _) = ServerConfig::parse(&text, Path::new("/base")).expect("valid config");
-        YamlCatalog::new(&config, Path::new("/base")).expect("valid catalog")
+        let text = "- name: Share1\n  schemas:\n  - name: sc\n    tables:\n    - name: T1\n      location: /data/t1\n    - name: t2\n      location: t2\n- name: share2\n";
+        let shares: Vec<ShareConfig> = serde_yaml_ng::from_str(text).expect("a share tree");
+        crate::share_config::validate_shares(&shares, Path::new("/base")).expect("valid");
+        YamlCatalog::new(&shares, token, Path::new("/base")).expect("valid catalog")
     }
 
     fn block<F: std::future::Future>(f: F) -> F::Output {

@@ -487,11 +487,11 @@ pub(crate) async fn audit(target: &Target, a: AuditArgs) -> Result<()> {
 
 pub(crate) async fn catalog(target: &Target, command: CatalogCommand) -> Result<()> {
     let CatalogCommand::Import { config } = command;
-    let (parsed, report) = d2o_catalog::ServerConfig::load(&config)?;
+    let (parsed, report) = d2o_server::config::ServerConfig::load(&config)?;
     for w in &report.warnings {
         eprintln!("warning: {}: {w}", config.display());
     }
-    let base = d2o_catalog::config::config_dir(&config);
+    let base = d2o_server::config::config_dir(&config);
     let admin = target.open().await?;
     let (mut shares, mut tables) = (0, 0);
     for share in &parsed.shares {
@@ -504,8 +504,9 @@ pub(crate) async fn catalog(target: &Target, command: CatalogCommand) -> Result<
         let mut entries = Vec::new();
         for schema in &share.schemas {
             for t in &schema.tables {
-                let location = d2o_catalog::config::resolve_location(t.location.as_deref().unwrap_or_default(), &base)
-                    .map_err(anyhow::Error::msg)?;
+                let location =
+                    d2o_catalog::share_config::resolve_location(t.location.as_deref().unwrap_or_default(), &base)
+                        .map_err(anyhow::Error::msg)?;
                 entries.push(TableEntry {
                     schema: schema.name.clone().unwrap_or_default(),
                     name: t.name.clone().unwrap_or_default(),

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use d2o_catalog::{Admin, Catalog, ServerConfig, SqlCatalog, YamlCatalog};
+use d2o_catalog::{Admin, Catalog, SqlCatalog};
 use d2o_server::AppState;
+use d2o_server::config::{ServerConfig, config_dir};
 
 mod admin_cmd;
 mod client_cmd;
@@ -228,13 +229,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
             for warning in &report.warnings {
                 tracing::warn!(file = %path.display(), "{warning}");
             }
-            (config, d2o_catalog::config::config_dir(path))
+            (config, config_dir(path))
         }
         None => (ServerConfig::parse("version: 1", &cwd).map_err(anyhow::Error::msg)?.0, cwd),
     };
     let (catalog, admin): (Arc<dyn Catalog>, Option<Arc<dyn Admin>>) = match (&args.catalog, &args.config) {
         (None, Some(_)) => {
-            (Arc::new(YamlCatalog::new(&config, &base_dir).context("cannot build the catalog from the config")?), None)
+            (Arc::new(config.yaml_catalog(&base_dir).context("cannot build the catalog from the config")?), None)
         }
         (target, _) => {
             let target = target.clone().unwrap_or_else(|| "d2o.db".to_owned());

@@ -42,13 +42,13 @@ impl RemoteAdmin {
         let resp = req
             .send()
             .await
-            .map_err(|e| CatalogError::Internal(format!("cannot reach the server at {}: {e}", self.base)))?;
+            .map_err(|e| CatalogError::internal_from(format!("cannot reach the server at {}", self.base), e))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| CatalogError::Internal(e.to_string()))?;
+        let text = resp.text().await.map_err(|e| CatalogError::internal_from("cannot read the server's answer", e))?;
         if status.is_success() {
             let text = if text.is_empty() { "null" } else { &text };
             return serde_json::from_str(text)
-                .map_err(|e| CatalogError::Internal(format!("unexpected answer from the server: {e}")));
+                .map_err(|e| CatalogError::internal_from("unexpected answer from the server", e));
         }
         let err: ErrorBody =
             serde_json::from_str(&text).unwrap_or(ErrorBody { error_code: String::new(), message: text });
@@ -57,7 +57,7 @@ impl RemoteAdmin {
             StatusCode::UNAUTHORIZED => CatalogError::Unauthenticated(err.message),
             StatusCode::CONFLICT => CatalogError::AlreadyExists { kind: "object", name: err.message },
             s if s.is_client_error() => CatalogError::InvalidArgument(err.message),
-            _ => CatalogError::Internal(format!("server error {status}: {}", err.message)),
+            _ => CatalogError::internal(format!("server error {status}: {}", err.message)),
         })
     }
 }
@@ -80,7 +80,8 @@ impl Admin for RemoteAdmin {
         self.call::<Value>(Method::DELETE, &Self::path(&["shares", name]), None).await.map(drop)
     }
     async fn add_table(&self, share: &str, table: TableEntry) -> Result<ShareInfo, CatalogError> {
-        let body = serde_json::to_value(&table).map_err(|e| CatalogError::Internal(e.to_string()))?;
+        let body =
+            serde_json::to_value(&table).map_err(|e| CatalogError::internal_from("cannot encode the request", e))?;
         self.call(Method::POST, &Self::path(&["shares", share, "tables"]), Some(body)).await
     }
     async fn remove_table(&self, share: &str, schema: &str, table: &str) -> Result<ShareInfo, CatalogError> {
@@ -92,7 +93,8 @@ impl Admin for RemoteAdmin {
             recipient: RecipientInfo,
             token: IssuedToken,
         }
-        let body = serde_json::to_value(&recipient).map_err(|e| CatalogError::Internal(e.to_string()))?;
+        let body = serde_json::to_value(&recipient)
+            .map_err(|e| CatalogError::internal_from("cannot encode the request", e))?;
         let created: Created = self.call(Method::POST, "recipients", Some(body)).await?;
         Ok((created.recipient, created.token))
     }

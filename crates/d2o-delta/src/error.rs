@@ -24,15 +24,31 @@ pub enum DeltaError {
     #[error("permission denied reading the table")]
     PermissionDenied,
     /// Anything else: a bug, a corrupt log, an I/O failure. For logs, not for clients.
-    #[error("{0}")]
-    Internal(String),
+    #[error("{message}")]
+    Internal {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl DeltaError {
+    /// An internal failure with no underlying error.
+    pub fn internal(message: impl Into<String>) -> Self {
+        DeltaError::Internal { message: message.into(), source: None }
+    }
+
+    /// An internal failure caused by `source`, which stays in the error chain for logs.
+    pub fn internal_from(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        DeltaError::Internal { message: message.into(), source: Some(Box::new(source)) }
+    }
 }
 
 impl From<KernelErrorWrapper> for DeltaError {
     fn from(e: KernelErrorWrapper) -> Self {
         match e {
             KernelErrorWrapper::Kernel(k) => k.into(),
-            other => DeltaError::Internal(other.to_string()),
+            other => DeltaError::internal_from("the Delta kernel failed", other),
         }
     }
 }
@@ -63,7 +79,7 @@ impl From<KernelError> for DeltaError {
                     | H::EmptyTimestampRange { .. }
                     | H::InvalidTimestampRange { .. }) => DeltaError::TimestampOutOfRange(e.to_string()),
                     H::NoCommitsFound { .. } => DeltaError::TableNotFound("no commits found".into()),
-                    other => DeltaError::Internal(other.to_string()),
+                    other => DeltaError::internal_from("reading the table's history failed", other),
                 }
             }
             other => {
@@ -74,7 +90,7 @@ impl From<KernelError> for DeltaError {
                 } else if message.contains("Unsupported") || message.contains("not supported") {
                     DeltaError::Unsupported(message)
                 } else {
-                    DeltaError::Internal(message)
+                    DeltaError::internal_from("the Delta kernel failed", other)
                 }
             }
         }

@@ -173,7 +173,7 @@ impl FileList {
     /// Appends the selected rows of one kernel scan-metadata batch.
     fn append_batch(&mut self, batch: &RecordBatch, selected: &[bool]) -> Result<(), DeltaError> {
         let col = |name: &str| {
-            batch.column_by_name(name).ok_or_else(|| DeltaError::Internal(format!("scan metadata has no '{name}'")))
+            batch.column_by_name(name).ok_or_else(|| DeltaError::internal(format!("scan metadata has no '{name}'")))
         };
         let paths = col("path")?.as_string_opt::<i32>().ok_or_else(|| bad("path"))?;
         let sizes = col("size")?.as_primitive_opt::<Int64Type>().ok_or_else(|| bad("size"))?;
@@ -257,11 +257,11 @@ impl FileList {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn too_large() -> DeltaError {
-    DeltaError::Internal("file list larger than 4 GiB".into())
+    DeltaError::internal("file list larger than 4 GiB")
 }
 
 fn bad(column: &str) -> DeltaError {
-    DeltaError::Internal(format!("scan metadata column '{column}' has an unexpected type"))
+    DeltaError::internal(format!("scan metadata column '{column}' has an unexpected type"))
 }
 
 /// Extracts the top-level `numRecords` without parsing the whole statistics object (a column
@@ -376,7 +376,7 @@ pub fn deletion_vector_path(dv: &DeletionVector<'_>, table_root: &url::Url) -> R
             "sizeInBytes": dv.size_in_bytes,
             "cardinality": dv.cardinality,
         }))
-        .map_err(|e| DeltaError::Internal(format!("invalid deletion vector descriptor: {e}")))?;
+        .map_err(|e| DeltaError::internal(format!("invalid deletion vector descriptor: {e}")))?;
     let Some(url) = descriptor.absolute_path(table_root)? else { return Ok(None) };
     url.as_str()
         .strip_prefix(table_root.as_str())

@@ -53,9 +53,11 @@ impl History {
         if self.last_version().is_some_and(|v| v >= latest) {
             return Ok(());
         }
-        let log = table_root.join("_delta_log/").map_err(|e| DeltaError::Internal(e.to_string()))?;
+        let log = table_root.join("_delta_log/").map_err(|e| DeltaError::internal_from("bad log URL", e))?;
         let from = match self.last_version() {
-            Some(v) => log.join(&format!("{v:020}.json")).map_err(|e| DeltaError::Internal(e.to_string()))?,
+            Some(v) => {
+                log.join(&format!("{v:020}.json")).map_err(|e| DeltaError::internal_from("bad commit URL", e))?
+            }
             None => log.clone(),
         };
         let mut found = Vec::new();

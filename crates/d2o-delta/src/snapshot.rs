@@ -35,8 +35,10 @@ struct Facts {
 impl TableSnapshot {
     pub(crate) fn new(inner: SnapshotRef) -> Result<Self, DeltaError> {
         let config = inner.table_configuration();
-        let protocol = serde_json::to_value(config.protocol()).map_err(|e| DeltaError::Internal(e.to_string()))?;
-        let metadata = serde_json::to_value(config.metadata()).map_err(|e| DeltaError::Internal(e.to_string()))?;
+        let protocol =
+            serde_json::to_value(config.protocol()).map_err(|e| DeltaError::internal_from("protocol action", e))?;
+        let metadata =
+            serde_json::to_value(config.metadata()).map_err(|e| DeltaError::internal_from("metaData action", e))?;
         let min_reader_version = protocol.get("minReaderVersion").and_then(Value::as_i64).unwrap_or(1) as i32;
         let reader_features = protocol
             .get("readerFeatures")

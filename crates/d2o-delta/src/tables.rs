@@ -91,7 +91,7 @@ impl DeltaTables {
             .thread_name("d2o-delta-io")
             .enable_all()
             .build()
-            .map_err(|e| DeltaError::Internal(format!("cannot start the storage I/O runtime: {e}")))?;
+            .map_err(|e| DeltaError::internal(format!("cannot start the storage I/O runtime: {e}")))?;
         let file_lists = Mutex::new(ByteLru::new(options.file_list_cache_bytes));
         let pinned = Mutex::new(ByteLru::new(options.snapshot_cache_bytes));
         Ok(DeltaTables {
@@ -121,7 +121,7 @@ impl DeltaTables {
         }
         let store =
             store_from_url(location).map_err(|e| DeltaError::Unsupported(format!("cannot open storage: {e}")))?;
-        let io = self.io.as_ref().ok_or_else(|| DeltaError::Internal("the storage runtime has stopped".into()))?;
+        let io = self.io.as_ref().ok_or_else(|| DeltaError::internal("the storage runtime has stopped"))?;
         let executor = Arc::new(TokioMultiThreadExecutor::new(io.handle().clone()));
         let engine: Arc<dyn Engine> = Arc::new(DefaultEngineBuilder::new(store).with_task_executor(executor).build());
         self.engines.lock().insert(key, engine.clone());
@@ -182,7 +182,7 @@ impl DeltaTables {
         let snapshot =
             Snapshot::builder_for(location.as_str()).at_version(version).build(engine.as_ref()).map_err(|e| {
                 match DeltaError::from(e) {
-                    DeltaError::Internal(m) | DeltaError::TableNotFound(m) => {
+                    DeltaError::Internal { message: m, .. } | DeltaError::TableNotFound(m) => {
                         DeltaError::VersionNotFound(format!("version {version} of the table cannot be read: {m}"))
                     }
                     other => other,
@@ -313,7 +313,7 @@ impl DeltaTables {
             let timestamp = history.timestamp_of(version).ok_or_else(missing)?;
             let url = root
                 .join(&format!("_delta_log/{version:020}.json"))
-                .map_err(|e| DeltaError::Internal(e.to_string()))?;
+                .map_err(|e| DeltaError::internal_from("bad commit URL", e))?;
             let mut text = Vec::new();
             for bytes in engine.storage_handler().read_files(vec![(url, None)]).map_err(|_| missing())? {
                 text.extend_from_slice(&bytes.map_err(|_| missing())?);
@@ -323,7 +323,7 @@ impl DeltaTables {
                 .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
                 .map(serde_json::from_slice::<Value>)
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| DeltaError::Internal(format!("commit {version} is not valid JSON: {e}")))?;
+                .map_err(|e| DeltaError::internal(format!("commit {version} is not valid JSON: {e}")))?;
             out.push(Commit { version, timestamp, actions });
         }
         Ok(out)

@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use d2o_catalog::{Admin, Catalog, IssuedToken, NewRecipient, ServerConfig, SqlCatalog, TableEntry};
+use d2o_catalog::{Admin, Catalog, IssuedToken, NewRecipient, SqlCatalog, TableEntry};
 use d2o_protocol::profile::Profile;
 use d2o_server::AppState;
+use d2o_server::config::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

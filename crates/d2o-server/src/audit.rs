@@ -126,7 +126,7 @@ async fn record(
     }
     match state.catalog.record(&slot.event()).await {
         Ok(()) => response,
-        Err(e) => ApiError::Internal(format!("the audit event could not be written: {e}")).into_response(),
+        Err(e) => ApiError::internal_from("the audit event could not be written", e).into_response(),
     }
 }
 

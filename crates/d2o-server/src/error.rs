@@ -34,11 +34,42 @@ pub enum ApiError {
     RangeNotSatisfiable(u64),
     #[error("{0}")]
     MethodNotAllowed(String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error: {message}")]
+    Internal {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+/// Why the server cannot start: a setting with a bad value, or a part that would not start.
+/// (Not an [`ApiError`]: nothing here is answered over HTTP.)
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartupError {
+    /// A setting (named as in the configuration file) has a bad value.
+    #[error("{setting}: {message}")]
+    Setting { setting: &'static str, message: String },
+    /// A part of the server failed to start.
+    #[error("{what}")]
+    Start {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl ApiError {
+    /// An internal failure with no underlying error.
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::Internal { message: message.into(), source: None }
+    }
+
+    /// An internal failure caused by `source`, which stays in the error chain for the log.
+    pub fn internal_from(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ApiError::Internal { message: message.into(), source: Some(Box::new(source)) }
+    }
+
     fn status_and_code(&self) -> (StatusCode, ErrorCode) {
         match self {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::ResourceDoesNotExist),
@@ -52,7 +83,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::InvalidParameterValue),
             ApiError::RangeNotSatisfiable(_) => (StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::InvalidParameterValue),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::InvalidParameterValue),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
+            ApiError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
         }
     }
 
@@ -64,7 +95,7 @@ impl ApiError {
     /// The message a client sees: internals are replaced by a generic sentence.
     pub fn public_message(&self) -> String {
         match self {
-            ApiError::Internal(_) => "the server failed to handle the request; see the server log".to_owned(),
+            ApiError::Internal { .. } => "the server failed to handle the request; see the server log".to_owned(),
             ApiError::RangeNotSatisfiable(size) => {
                 format!("the requested range is not satisfiable (the file has {size} bytes)")
             }
@@ -77,7 +108,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
+            tracing::error!(error = %error_chain(&self), "request failed");
         } else {
             tracing::debug!(%status, error = %self, "request refused");
         }
@@ -113,7 +144,7 @@ impl From<CatalogError> for ApiError {
             e @ CatalogError::AlreadyExists { .. } => ApiError::Conflict(e.to_string()),
             CatalogError::Unauthenticated(m) => ApiError::Unauthenticated(m),
             CatalogError::InvalidArgument(m) => ApiError::InvalidParameter(m),
-            other => ApiError::Internal(other.to_string()),
+            other => ApiError::internal_from("the catalog failed", other),
         }
     }
 }
@@ -130,7 +161,19 @@ impl From<DeltaError> for ApiError {
                 ApiError::InvalidParameter(m)
             }
             DeltaError::Unsupported(m) => ApiError::Unsupported(m),
-            other => ApiError::Internal(other.to_string()),
+            other => ApiError::internal_from("reading the table failed", other),
         }
     }
+}
+
+/// An error and its sources, `: `-separated, for logs.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }

@@ -1,6 +1,6 @@
 //! Property and fuzz tests for every parser in this crate that reads outside input: page and
 //! refresh tokens, signed file URLs and their grant segment, the `Range` header, the `/query`
-//! request body, and forwarded headers.
+//! request body, forwarded headers, and the YAML configuration.
 //!
 //! Each parser gets arbitrary input, valid input with random edits (see [`mutate`]), and hostile
 //! input built by hand: 10,000-deep nesting, 1 MB inputs, long runs of one separator, odd
@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -23,6 +24,8 @@ use proptest::sample::Index;
 
 use crate::ApiError;
 use crate::client_addr::TrustedProxies;
+use crate::config::yaml_depth::flow_depth_bound;
+use crate::config::{MAX_FLOW_DEPTH, ServerConfig};
 use crate::routes::table::query::body_json;
 use crate::signing::SigningKey;
 use crate::storage::local::serve::parse_range;
@@ -851,4 +854,325 @@ fn forwarded_headers_are_read_in_linear_time() {
             proxies.client_of(peer, &headers(&[("x-forwarded-for", v.to_owned())]));
         },
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The YAML configuration.
+
+/// Parses a config; a refusal must say why.
+fn check_config(text: &str) {
+    if let Err(e) = ServerConfig::parse(text, Path::new("/etc/ds")) {
+        assert!(!e.is_empty());
+    }
+}
+
+/// A share, schema or table name the protocol allows.
+fn name() -> impl Strategy<Value = String> {
+    "[\\p{L}\\p{N} _.:'\"#&*!|>%@`{}\\[\\],?\\\\-]{1,16}"
+}
+
+type Tree = Vec<(String, Vec<(String, Vec<String>)>)>;
+
+/// Shares of schemas of tables, each name made unique in its list by `_{index}` (the last `_`
+/// separates the index, so two names never collide, in any case).
+fn tree() -> impl Strategy<Value = Tree> {
+    let tables = prop::collection::vec(name(), 0..4);
+    let schemas = prop::collection::vec((name(), tables), 0..3);
+    let shares = prop::collection::vec((name(), schemas), 0..4);
+    shares.prop_map(|shares| {
+        let unique = |i: usize, n: String| format!("{n}_{i}");
+        shares
+            .into_iter()
+            .enumerate()
+            .map(|(i, (share, schemas))| {
+                let schemas = schemas
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, (schema, tables))| {
+                        (unique(j, schema), tables.into_iter().enumerate().map(|(k, t)| unique(k, t)).collect())
+                    })
+                    .collect();
+                (unique(i, share), schemas)
+            })
+            .collect()
+    })
+}
+
+/// The YAML of a share tree, names double-quoted (JSON strings are YAML's double-quoted
+/// scalars), locations alternately absolute and relative.
+fn config_yaml(tree: &Tree) -> String {
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let mut y = String::from("version: 1\nendpoint: /ds/\nshares:\n");
+    for (share, schemas) in tree {
+        y.push_str(&format!("- name: {}\n  schemas:\n", q(share)));
+        for (schema, tables) in schemas {
+            y.push_str(&format!("  - name: {}\n    tables:\n", q(schema)));
+            for (i, table) in tables.iter().enumerate() {
+                let location = if i % 2 == 0 { format!("/data/{i}") } else { format!("rel/../t{i}") };
+                y.push_str(&format!("    - name: {}\n      location: {}\n", q(table), q(&location)));
+            }
+        }
+    }
+    y
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn config_arbitrary_text(text in any::<String>()) {
+        check_config(&text);
+    }
+
+    #[test]
+    fn config_reads_the_tree_it_was_given(tree in tree()) {
+        let parsed = ServerConfig::parse(&config_yaml(&tree), Path::new("/etc/ds"));
+        prop_assert!(parsed.is_ok(), "{:?}", parsed);
+        let (config, report) = parsed.unwrap_or_else(|_| unreachable!());
+        prop_assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        prop_assert_eq!(&config.endpoint, "/ds");
+        let names: Tree = config
+            .shares
+            .iter()
+            .map(|s| {
+                let schemas = s
+                    .schemas
+                    .iter()
+                    .map(|c| (c.name.clone().unwrap_or_default(), c.tables.iter().map(|t| t.name.clone().unwrap_or_default()).collect()))
+                    .collect();
+                (s.name.clone().unwrap_or_default(), schemas)
+            })
+            .collect();
+        prop_assert_eq!(names, tree);
+    }
+
+    #[test]
+    fn config_edited(tree in tree(), edits in edits()) {
+        check_config(&mutate(&config_yaml(&tree), &edits));
+    }
+}
+
+/// Bug (found by this test): libyaml's scanner does work proportional to the flow depth for
+/// every token, so `[[[[...` was quadratic: 10,000 levels took over a second in a debug build,
+/// and a 1 MB file would have taken hours, even under a key d2o ignores. Deeper than
+/// `MAX_FLOW_DEPTH` is now refused before the YAML parser reads the text.
+#[test]
+fn config_deep_nesting_fails_cleanly() {
+    for nested in [
+        nest("[", "1", "]", 10_000),
+        nest("{a: ", "1", "}", 10_000),
+        nest("[", "", "", 10_000),
+        nest("['x', ", "1", "]", 10_000),
+        // Closing brackets hidden in quoted strings, comments and tags do not hide the depth.
+        nest("[[ \"]]\", ']]''', ", "1", "", 5_000),
+        nest("[ # ]]]\n", "1", "", 5_000),
+        nest("[ !<]]]> ", "1", "", 5_000),
+    ] {
+        // Under a key d2o keeps as a YAML value, under an unknown key, and at the top.
+        for at in ["version: 1\nssl: %\n", "version: 1\nfuture: %\n", "%"] {
+            let text = at.replace('%', &nested);
+            let start = Instant::now();
+            let refused = ServerConfig::parse(&text, Path::new("/")).expect_err(&nested[..40]);
+            assert!(refused.contains(&format!("nested more than {MAX_FLOW_DEPTH} deep")), "{refused}");
+            assert!(start.elapsed() < Duration::from_secs(1));
+        }
+    }
+    let deepest_allowed = nest("[", "1", "]", MAX_FLOW_DEPTH);
+    let (config, report) =
+        ServerConfig::parse(&format!("version: 1\nfuture: {deepest_allowed}"), Path::new("/")).expect("valid");
+    assert_eq!(config.version, Some(1));
+    assert_eq!(report.warnings.len(), 1);
+    // Block nesting costs libyaml linear time: refused by serde_yaml_ng's own recursion limit
+    // where d2o reads it, ignored where d2o does not.
+    for block in [nest("- ", "1", "", 10_000), nest("? ", "1", "", 10_000), nest("!t ", "1", "", 10_000)] {
+        let refused = ServerConfig::parse(&format!("version: 1\nssl:\n{block}"), Path::new("/"));
+        assert!(refused.is_err_and(|e| !e.is_empty()));
+        check_config(&format!("version: 1\nfuture:\n{block}"));
+        check_config(&block);
+    }
+}
+
+/// A flow collection in YAML and how deeply it nests, with what could hide brackets from a
+/// careless reader: quoted strings, comments, tags and plain scalars full of brackets, quotes
+/// and line breaks of every kind.
+fn flow_yaml() -> impl Strategy<Value = (String, usize)> {
+    let text = "[^\\p{C}]{0,8}";
+    let scalar = prop_oneof![
+        "[a-z][a-z0-9 ]{0,6}[a-z0-9]".prop_map(|s| (s, 0)),
+        "[a-z][a-z0-9'\"#!&*]{0,6}".prop_map(|s| (s, 0)),
+        text.prop_map(|s| (format!("'{}'", s.replace('\'', "''")), 0)),
+        text.prop_map(|s| (serde_json::to_string(&s).unwrap_or_default(), 0)),
+        Just(("!<tag:[]]'> a".to_owned(), 0)),
+        Just(("!t a".to_owned(), 0)),
+    ];
+    let separator = prop::sample::select(
+        &[", ", ",\n  ", " ,", ", # ]]'\"\n", ", # ]}\u{2028}", ", # ]\u{85}", "\n, ", ", &a "][..],
+    );
+    let nested = scalar.prop_recursive(6, 64, 4, move |inner| {
+        let children = (prop::collection::vec(inner, 0..4), separator.clone());
+        prop_oneof![
+            children.clone().prop_map(|(kids, sep)| {
+                let depth = 1 + kids.iter().map(|(_, d)| *d).max().unwrap_or(0);
+                let items: Vec<String> = kids.into_iter().map(|(y, _)| y).collect();
+                (format!("[{}]", items.join(sep)), depth)
+            }),
+            children.prop_map(|(kids, sep)| {
+                let depth = 1 + kids.iter().map(|(_, d)| *d).max().unwrap_or(0);
+                let items: Vec<String> = kids.into_iter().enumerate().map(|(i, (y, _))| format!("k{i}: {y}")).collect();
+                (format!("{{{}}}", items.join(sep)), depth)
+            }),
+        ]
+    });
+    // Sometimes inside a long chain of brackets, past the limit and past libyaml's own.
+    (nested, prop_oneof![3 => Just(0usize), 1 => 0..150usize])
+        .prop_map(|((yaml, depth), wrap)| (format!("{}{yaml}{}", "[".repeat(wrap), "]".repeat(wrap)), depth + wrap))
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The depth check never underestimates: it is what keeps parsing linear.
+    #[test]
+    fn config_flow_depth_bound_holds((yaml, depth) in flow_yaml(), top in any::<bool>()) {
+        let text = if top { yaml.clone() } else { format!("version: 1\nssl: {yaml}\n") };
+        // The generator writes valid YAML: libyaml reads it, up to serde_yaml_ng's depth limit.
+        let parsed = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text);
+        if depth + usize::from(!top) <= 128 {
+            prop_assert!(parsed.is_ok(), "{text}: {parsed:?}");
+        } else {
+            prop_assert!(parsed.is_err_and(|e| e.to_string().contains("recursion limit exceeded")));
+        }
+        if depth > 0 {
+            prop_assert!(flow_depth_bound(&text, depth - 1).is_some(), "{text}: depth {depth} not seen");
+        }
+        prop_assert_eq!(ServerConfig::parse(&text, Path::new("/")).is_err_and(|e| e.contains("nested more than")), depth > MAX_FLOW_DEPTH);
+    }
+}
+
+#[test]
+fn config_alias_bombs_fail_cleanly() {
+    // Each level refers to the previous one nine times: 9^9 nodes when expanded.
+    let mut text = String::from("version: 1\na0: &a0 [x]\n");
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 9].join(",");
+        text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    text.push_str("ssl: *a9\n");
+    let start = Instant::now();
+    assert!(ServerConfig::parse(&text, Path::new("/")).is_err());
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn config_huge_inputs() {
+    let inputs = [
+        format!("version: 1\nhost: \"{}\"\n", "\\u00e9".repeat(MIB / 6)),
+        format!("version: 1\nhost: '{}'\n", "''".repeat(MIB / 2)),
+        format!("version: 1\nssl: |\n{}", "  line\n".repeat(MIB / 7)),
+        format!("version: 1\n{}", "#\n".repeat(MIB / 2)),
+        format!("version: 1\n{}", "\n".repeat(MIB)),
+        format!("version: 1\n{}", "---\n".repeat(MIB / 4)),
+        format!("version: 1\nssl: [{}]\n", ",".repeat(MIB)),
+        format!("version: 1\nssl: {}\n", "\0".repeat(MIB)),
+        format!("version: 1\nhost: {}\n", "\u{1F600}".repeat(MIB / 4)),
+        format!("version: 1\n{}", (0..MIB / 16).map(|i| format!("unknown{i}: 1\n")).collect::<String>()),
+    ];
+    for text in &inputs {
+        assert_fast("a 1 MB config", text, check_config);
+    }
+}
+
+/// A config of `n` shares with no schemas: the most shares a file of its size can hold.
+fn many_shares(n: usize) -> String {
+    let mut y = String::from("version: 1\nshares:\n");
+    for i in 0..n {
+        y.push_str(&format!("- name: s{i}\n"));
+    }
+    y
+}
+
+/// A config of one schema with `n` tables.
+fn many_tables(n: usize) -> String {
+    let mut y = String::from("version: 1\nshares:\n- name: s\n  schemas:\n  - name: c\n    tables:\n");
+    for i in 0..n {
+        y.push_str(&format!("    - {{name: t{i}, location: /d, id: i{i}}}\n"));
+    }
+    y
+}
+
+/// Bug (found by this test): validation checked each share, schema and table name against a
+/// list of the names before it, which is quadratic in their number. The names are now kept in
+/// hash sets.
+#[test]
+fn config_with_many_shares_or_tables_parses_in_linear_time() {
+    let parse = |t: &str| {
+        let parsed = ServerConfig::parse(t, Path::new("/"));
+        assert!(parsed.is_ok(), "{:?}", parsed.err());
+    };
+    // libyaml reads about a megabyte a second in a debug build, so the bound here is 5 s.
+    for (what, text) in [("shares", many_shares(MIB / 12)), ("tables", many_tables(MIB / 40))] {
+        let start = Instant::now();
+        parse(&text);
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(5), "1 MB of {what}: {took:?}");
+    }
+    assert_linear("config: many shares", 1_000, 8 * MIB, many_shares, parse);
+    assert_linear("config: many tables", 1_000, 8 * MIB, many_tables, parse);
+}
+
+#[test]
+fn config_parses_in_linear_time() {
+    let deep = nest("[", "", "", MAX_FLOW_DEPTH - 1);
+    assert_linear(
+        "config: wide at the deepest flow nesting",
+        1_000,
+        8 * MIB,
+        |n| format!("version: 1\nfuture: {deep}{}", "[1, 'a'], ".repeat(n)),
+        check_config,
+    );
+    assert_linear(
+        "config: nested to the depth limit",
+        10,
+        8 * MIB,
+        |n| format!("version: 1\nfuture: [{}]\n", vec![nest("[", "1", "]", MAX_FLOW_DEPTH - 1); n].join(",")),
+        check_config,
+    );
+    assert_linear(
+        "config: deep block nesting",
+        1_000,
+        8 * MIB,
+        |n| format!("version: 1\nfuture:\n{}1", "- ".repeat(n)),
+        check_config,
+    );
+    assert_linear(
+        "config: unknown keys",
+        1_000,
+        8 * MIB,
+        |n| format!("version: 1\n{}", (0..n).map(|i| format!("k{i}: {{a: [1]}}\n")).collect::<String>()),
+        check_config,
+    );
+    assert_linear(
+        "config: long escaped scalar",
+        1_000,
+        8 * MIB,
+        |n| format!("version: 1\nhost: \"{}\"\n", "\\u00e9\\\"".repeat(n)),
+        check_config,
+    );
+    assert_linear(
+        "config: quoted brackets",
+        1_000,
+        8 * MIB,
+        |n| format!("version: 1\nfuture: [{}]\n", "\"[a\", 'b]', # {c}\n".repeat(n)),
+        check_config,
+    );
+}
+
+#[test]
+fn config_written_as_json_is_read() {
+    let json = r#"{"version": 1, "endpoint": "/ds", "trustedProxies": ["[::1]", "10.0.0.0/8"],
+        "shares": [{"name": "s[1]", "schemas": [{"name": "c", "tables": [{"name": "t", "location": "/d"}]}]}]}"#;
+    let (config, _) = ServerConfig::parse(json, Path::new("/")).expect("a JSON config");
+    assert_eq!(config.shares[0].name.as_deref(), Some("s[1]"));
+    assert_eq!(flow_depth_bound(json, 7), None, "the bound is tight for ordinary files");
+    assert!(flow_depth_bound(json, 6).is_some());
 }

@@ -5,7 +5,8 @@
 //! `127.0.0.1:0`; nothing here picks a port or reads the environment.
 //!
 //! # Layout
-//! - [`state`]: [`AppState`] (catalog, Delta tables, URL signer); [`settings`]: [`Settings`].
+//! - [`config`]: the reference server's YAML file ([`config::ServerConfig`]), read unchanged.
+//! - [`state`]: [`AppState`] (catalog, Delta tables, keys, storage); [`settings`]: [`Settings`].
 //! - [`error`]: [`ApiError`], the one place errors become `{"errorCode","message"}` responses.
 //! - `conn`: the accept loop, with connection limits and timeouts.
 //! - [`client_addr`]: the client's address, decided once (trusted proxies).
@@ -24,6 +25,7 @@
 //! - `audit`: the middleware that records one audit event per request.
 
 pub mod client_addr;
+pub mod config;
 pub mod error;
 pub mod settings;
 pub mod signing;
@@ -52,14 +54,16 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode};
 use axum::routing::{get, head, post};
-use d2o_catalog::{Catalog, ServerConfig};
+use d2o_catalog::Catalog;
+
+use crate::config::ServerConfig;
 use d2o_delta::{DeltaTables, DeltaTablesOptions};
 use tokio::net::TcpListener;
 
 pub use admin::{AdminContext, AuditedAdmin};
 pub use client_addr::{ClientAddr, TrustedProxies};
 pub use conn::ConnectionLimits;
-pub use error::ApiError;
+pub use error::{ApiError, StartupError};
 pub use settings::{Secret, Settings};
 pub use signing::SigningKey;
 pub use state::AppState;
@@ -150,13 +154,19 @@ pub async fn serve(
 
 impl AppState {
     /// The state for a reference-format config: its settings and a catalog over its shares.
-    pub fn from_config(config: &ServerConfig, catalog: Arc<dyn Catalog>) -> Result<AppState, ApiError> {
+    pub fn from_config(config: &ServerConfig, catalog: Arc<dyn Catalog>) -> Result<AppState, StartupError> {
         let key = Arc::new(match &config.url_signing_key {
             Some(key) => SigningKey::from_base64(key)?,
             None => SigningKey::random()?,
         });
         let trusted_proxies = TrustedProxies::parse(&config.trusted_proxies)
-            .map_err(|e| ApiError::InvalidParameter(format!("trustedProxies: {e}")))?;
+            .map_err(|message| StartupError::Setting { setting: "trustedProxies", message })?;
+        if let Some(bad) =
+            config.cors_allowed_origins.iter().find(|o| axum::http::HeaderValue::from_str(o.trim()).is_err())
+        {
+            let message = format!("'{bad}' is not an origin");
+            return Err(StartupError::Setting { setting: "corsAllowedOrigins", message });
+        }
         let defaults = ConnectionLimits::default();
         let settings = Settings {
             endpoint: config.endpoint.clone(),
@@ -184,7 +194,7 @@ impl AppState {
             io_threads: config.storage_io_threads.max(1),
             ..DeltaTablesOptions::default()
         })
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|e| StartupError::Start { what: "the Delta table reader".into(), source: Box::new(e) })?;
         Ok(AppState {
             catalog,
             tables: Arc::new(tables),

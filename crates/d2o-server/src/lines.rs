@@ -157,7 +157,7 @@ pub(crate) fn change(
     id: &str,
 ) -> Result<Line, ApiError> {
     let action = change.action;
-    let path = change.path().ok_or_else(|| ApiError::Internal("a file action has no path".into()))?;
+    let path = change.path().ok_or_else(|| ApiError::internal("a file action has no path"))?;
     let url = urls.url(path)?;
     let (version, timestamp) = ctx.version.map(|(v, t)| (v as i64, t)).unzip();
     match format {

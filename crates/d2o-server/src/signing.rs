@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::Sha256;
 
-use crate::ApiError;
+use crate::error::StartupError;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -27,25 +27,27 @@ impl std::fmt::Debug for SigningKey {
 
 impl SigningKey {
     /// A key from bytes (at least 32 are recommended).
-    pub fn new(key: &[u8]) -> Result<Self, ApiError> {
-        let mac = <HmacSha256 as KeyInit>::new_from_slice(key).map_err(|e| ApiError::Internal(e.to_string()))?;
+    pub fn new(key: &[u8]) -> Result<Self, StartupError> {
+        let mac = <HmacSha256 as KeyInit>::new_from_slice(key)
+            .map_err(|e| StartupError::Setting { setting: "urlSigningKey", message: e.to_string() })?;
         Ok(SigningKey { mac })
     }
 
     /// A fresh random key: what it signs dies with the process.
-    pub fn random() -> Result<Self, ApiError> {
+    pub fn random() -> Result<Self, StartupError> {
         let key: [u8; 32] = rand::random();
         Self::new(&key)
     }
 
     /// Decodes a base64 key from the configuration.
-    pub fn from_base64(key: &str) -> Result<Self, ApiError> {
+    pub fn from_base64(key: &str) -> Result<Self, StartupError> {
+        let bad = |message: &str| StartupError::Setting { setting: "urlSigningKey", message: message.to_owned() };
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(key.trim())
             .or_else(|_| URL_SAFE_NO_PAD.decode(key.trim()))
-            .map_err(|_| ApiError::InvalidParameter("urlSigningKey must be base64".into()))?;
+            .map_err(|_| bad("must be base64"))?;
         if bytes.len() < 16 {
-            return Err(ApiError::InvalidParameter("urlSigningKey must hold at least 16 bytes".into()));
+            return Err(bad("must hold at least 16 bytes"));
         }
         Self::new(&bytes)
     }

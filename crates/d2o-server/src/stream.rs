@@ -165,7 +165,7 @@ pub(crate) async fn stream_response(
     let first = match rx.recv().await {
         Some(Ok(chunk)) => chunk,
         Some(Err(e)) => return Err(e),
-        None => return Err(ApiError::Internal("the response writer ended without writing".into())),
+        None => return Err(ApiError::internal("the response writer ended without writing")),
     };
     let rest = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     let body = futures::stream::once(async move { Ok(first) })

@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 
 use super::catalog_impl::token_hash;
 use super::{SqlCatalog, db_err, get_i64, get_opt_i64, get_opt_str, get_str, is_unique_violation, now_ms};
-use crate::config::validate_name;
+use crate::share_config::validate_name;
 use crate::{
     Admin, AuditEvent, AuditFilter, CatalogError, IssuedToken, NewRecipient, PartitionFilter, RecipientInfo, ShareInfo,
     TableEntry, TokenInfo,
@@ -137,9 +137,10 @@ impl SqlCatalog {
         if let Some(filter) = &table.partition_filter {
             PartitionFilter::parse(filter)?;
         }
-        let location = crate::config::resolve_location(&table.location, &std::env::current_dir().unwrap_or_default())
-            .and_then(|url| crate::config::check_servable(&url).map(|()| url))
-            .map_err(CatalogError::InvalidArgument)?;
+        let location =
+            crate::share_config::resolve_location(&table.location, &std::env::current_dir().unwrap_or_default())
+                .and_then(|url| crate::share_config::check_servable(&url).map(|()| url))
+                .map_err(CatalogError::InvalidArgument)?;
         let inserted = sqlx::query(self.sql(
             "INSERT INTO shared_tables (id, share_id, schema_name, schema_key, name, name_key, location, history_shared,
              start_version, cdf_enabled, partition_filter, comment, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)

@@ -60,7 +60,7 @@ impl<T: Send + 'static, R: Clone + Send + 'static> Batcher<T, R> {
                 for reply in replies.drain(..) {
                     let _ = reply.send(match &outcome {
                         Ok(r) => Ok(r.clone()),
-                        Err(e) => Err(CatalogError::Internal(e.to_string())),
+                        Err(e) => Err(e.clone()),
                     });
                 }
             }
@@ -71,7 +71,7 @@ impl<T: Send + 'static, R: Clone + Send + 'static> Batcher<T, R> {
     /// Submits one item; returns the outcome of the batch that handled it.
     pub(crate) async fn submit(&self, item: T) -> Result<R, CatalogError> {
         let (reply, done) = oneshot::channel();
-        let stopped = || CatalogError::Internal("the catalog's background task has stopped".into());
+        let stopped = || CatalogError::internal("the catalog's background task has stopped");
         self.queue.send((item, reply)).await.map_err(|_| stopped())?;
         done.await.map_err(|_| stopped())?
     }

@@ -74,7 +74,7 @@ impl SqlCatalog {
         let pool = options
             .connect(&url)
             .await
-            .map_err(|e| CatalogError::Internal(format!("cannot open the catalog {}: {e}", redact(target))))?;
+            .map_err(|e| CatalogError::internal_from(format!("cannot open the catalog {}", redact(target)), e))?;
         let recent_generation = Arc::new(batch::RecentGeneration::default());
         let catalog = SqlCatalog {
             database: batch::database_task(pool.clone(), backend, recent_generation.clone()),
@@ -120,7 +120,7 @@ fn make_private(path: &std::path::Path) -> Result<(), CatalogError> {
     {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let failed =
-            |e: std::io::Error| CatalogError::Internal(format!("cannot create the catalog {}: {e}", path.display()));
+            |e: std::io::Error| CatalogError::internal_from(format!("cannot create the catalog {}", path.display()), e);
         match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
             Ok(_) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -175,7 +175,7 @@ fn redact(target: &str) -> String {
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> CatalogError {
-    CatalogError::Internal(format!("catalog database error: {e}"))
+    CatalogError::internal_from("catalog database error", e)
 }
 
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {

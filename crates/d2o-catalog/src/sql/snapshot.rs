@@ -293,7 +293,7 @@ impl SqlCatalog {
             let partition_filter = get_opt_str(row, "partition_filter")?
                 .map(|f| PartitionFilter::parse(&f))
                 .transpose()
-                .map_err(|e| CatalogError::Internal(format!("stored partition filter: {e}")))?;
+                .map_err(|e| CatalogError::internal(format!("stored partition filter: {e}")))?;
             let table = SharedTable {
                 share: share.name.clone(),
                 schema: schema_name.clone(),
@@ -301,7 +301,7 @@ impl SqlCatalog {
                 share_id: share.id.clone(),
                 id: get_str(row, "id")?,
                 location: Url::parse(&location)
-                    .map_err(|e| CatalogError::Internal(format!("stored location '{location}': {e}")))?,
+                    .map_err(|e| CatalogError::internal(format!("stored location '{location}': {e}")))?,
                 history_shared: get_i64(row, "history_shared")? != 0,
                 start_version: get_i64(row, "start_version")?.max(0) as u64,
                 cdf_enabled: get_opt_i64(row, "cdf_enabled")?.map(|v| v != 0),

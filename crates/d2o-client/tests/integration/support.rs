@@ -7,9 +7,9 @@ use arrow::array::{Array, ArrayRef};
 use arrow::compute::{can_cast_types, cast};
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use d2o_catalog::{ServerConfig, YamlCatalog};
 use d2o_client::{Client, Profile, ResponseFormat};
 use d2o_server::AppState;
+use d2o_server::config::ServerConfig;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -143,7 +143,7 @@ impl Server {
 
     async fn start_full(extra: &str, tables: &[(&str, &Path)]) -> Server {
         let (config, _) = ServerConfig::parse(&config_yaml(extra, tables), Path::new("/")).expect("valid config");
-        let catalog = YamlCatalog::new(&config, Path::new("/")).expect("valid catalog");
+        let catalog = config.yaml_catalog(Path::new("/")).expect("valid catalog");
         let state = AppState::from_config(&config, Arc::new(catalog)).expect("valid state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

@@ -80,10 +80,11 @@ impl AuditedAdmin {
             ..AuditEvent::default()
         };
         if let Err(e) = self.inner.append_audit(&event).await {
-            return Err(CatalogError::Internal(format!(
-                "{action}: {} but its audit event could not be written: {e}",
+            let message = format!(
+                "{action}: {} but its audit event could not be written",
                 if outcome.is_ok() { "done" } else { "refused" }
-            )));
+            );
+            return Err(CatalogError::internal_from(message, e));
         }
         outcome
     }

@@ -35,7 +35,7 @@ pub fn entry(schema: &str, name: &str, fixture: &str, filter: Option<&str>) -> T
 pub async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let catalog = SqlCatalog::connect(dir.path().join("d2o.db").to_str().expect("utf-8")).await.expect("catalog");
-    let (config, _) = d2o_catalog::ServerConfig::parse("version: 1", std::path::Path::new("/")).expect("config");
+    let (config, _) = d2o_server::config::ServerConfig::parse("version: 1", std::path::Path::new("/")).expect("config");
     let mut state = d2o_server::AppState::from_config(&config, Arc::new(catalog.clone())).expect("state");
     state.admin = Some(Arc::new(catalog.clone()));
     Arc::make_mut(&mut state.settings).admin_token = Some(d2o_server::Secret::new(ADMIN_TOKEN));

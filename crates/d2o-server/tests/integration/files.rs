@@ -139,8 +139,8 @@ async fn tampered_expired_and_escaping_urls_are_refused() {
 #[cfg(unix)]
 #[tokio::test]
 async fn signed_paths_cannot_leave_the_table_root() {
-    use d2o_catalog::{ServerConfig, YamlCatalog};
     use d2o_server::SigningKey;
+    use d2o_server::config::ServerConfig;
     use d2o_server::storage::local::{FileGrant, write_url};
     // A table whose directory holds a symlink to a file outside it.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -155,7 +155,7 @@ async fn signed_paths_cannot_leave_the_table_root() {
         table.display()
     );
     let (config, _) = ServerConfig::parse(&yaml, std::path::Path::new("/")).expect("valid");
-    let catalog = YamlCatalog::new(&config, std::path::Path::new("/")).expect("valid");
+    let catalog = config.yaml_catalog(std::path::Path::new("/")).expect("valid");
     let state = d2o_server::AppState::from_config(&config, std::sync::Arc::new(catalog)).expect("state");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
-use d2o_catalog::{ServerConfig, YamlCatalog};
 use d2o_server::AppState;
+use d2o_server::config::ServerConfig;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -55,7 +55,7 @@ pub fn config_yaml(extra: &str) -> String {
 
 pub fn state_with(extra: &str) -> AppState {
     let (config, _) = ServerConfig::parse(&config_yaml(extra), Path::new("/")).expect("valid config");
-    let catalog = YamlCatalog::new(&config, Path::new("/")).expect("valid catalog");
+    let catalog = config.yaml_catalog(Path::new("/")).expect("valid catalog");
     AppState::from_config(&config, Arc::new(catalog)).expect("valid state")
 }
 

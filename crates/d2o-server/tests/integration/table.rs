@@ -132,8 +132,8 @@ async fn start_version_limits_history() {
         "version: 1\nshares:\n- name: s\n  schemas:\n  - name: sc\n    tables:\n    - name: t\n      location: {}\n      historyShared: true\n      startVersion: 2\n",
         table_dir("simple_table").display()
     );
-    let (config, _) = d2o_catalog::ServerConfig::parse(&yaml, std::path::Path::new("/")).expect("valid");
-    let catalog = d2o_catalog::YamlCatalog::new(&config, std::path::Path::new("/")).expect("valid");
+    let (config, _) = d2o_server::config::ServerConfig::parse(&yaml, std::path::Path::new("/")).expect("valid");
+    let catalog = config.yaml_catalog(std::path::Path::new("/")).expect("valid");
     let app =
         d2o_server::router(d2o_server::AppState::from_config(&config, std::sync::Arc::new(catalog)).expect("state"));
     let r = send(
@@ -163,8 +163,8 @@ async fn missing_table_files_are_400_not_500() {
         "version: 1\nshares:\n- name: s\n  schemas:\n  - name: sc\n    tables:\n    - name: t\n      location: {}\n",
         dir.path().display()
     );
-    let (config, _) = d2o_catalog::ServerConfig::parse(&yaml, std::path::Path::new("/")).expect("valid");
-    let catalog = d2o_catalog::YamlCatalog::new(&config, std::path::Path::new("/")).expect("valid");
+    let (config, _) = d2o_server::config::ServerConfig::parse(&yaml, std::path::Path::new("/")).expect("valid");
+    let catalog = config.yaml_catalog(std::path::Path::new("/")).expect("valid");
     let app =
         d2o_server::router(d2o_server::AppState::from_config(&config, std::sync::Arc::new(catalog)).expect("state"));
     for uri in ["/version", "/metadata"] {

@@ -27,7 +27,7 @@ pub(crate) type TablePath = Path<(String, String, String)>;
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("table task failed: {e}")))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal_from("the table task failed", e))?
 }
 
 /// Time travel and the change data feed need the provider to share the table's history.

@@ -67,7 +67,7 @@ async fn resolve_inside(root: &url::Url, path: &str) -> Result<PathBuf, ApiError
     }
     // The log path is URL-encoded; decode it once, segment by segment, and refuse any
     // segment that is empty, a dot segment, or hides a separator.
-    let mut file = root.to_file_path().map_err(|()| ApiError::Internal(format!("bad table root {root}")))?;
+    let mut file = root.to_file_path().map_err(|()| ApiError::internal(format!("bad table root {root}")))?;
     let root_dir = file.clone();
     for segment in path.split('/') {
         let decoded = percent_encoding::percent_decode_str(segment).decode_utf8().map_err(|_| outside())?;
@@ -122,7 +122,7 @@ async fn send_file(
 ) -> Result<Response, ApiError> {
     let mut file =
         tokio::fs::File::open(&path).await.map_err(|_| ApiError::NotFound("the file does not exist".to_owned()))?;
-    let meta = file.metadata().await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let meta = file.metadata().await.map_err(|e| ApiError::internal_from("cannot read the file's metadata", e))?;
     if !meta.is_file() {
         return Err(ApiError::NotFound("the file does not exist".to_owned()));
     }
@@ -146,7 +146,7 @@ async fn send_file(
     let body = if method == Method::HEAD {
         Body::empty()
     } else {
-        file.seek(SeekFrom::Start(start)).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+        file.seek(SeekFrom::Start(start)).await.map_err(|e| ApiError::internal_from("cannot seek in the file", e))?;
         Body::from_stream(ReaderStream::with_capacity(file.take(len), 64 * 1024))
     };
     let mut response = (status, body).into_response();

@@ -1,0 +1,218 @@
+//! The share tree of a reference-format configuration: shares, schemas and tables, as the
+//! YAML file (and `d2o catalog import`) gives them, and the rules every table location and name
+//! must follow. The server's own settings in the same file are read by the server crate.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use url::Url;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ShareConfig {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub schemas: Vec<SchemaConfig>,
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SchemaConfig {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub tables: Vec<TableConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TableConfig {
+    pub name: Option<String>,
+    pub location: Option<String>,
+    pub id: Option<String>,
+    #[serde(default)]
+    pub history_shared: bool,
+    #[serde(default)]
+    pub start_version: u64,
+    pub cdf_enabled: Option<bool>,
+}
+
+/// Checks a share tree: names present, valid and unique (case-insensitively) at each level,
+/// table ids unique, locations that resolve against `base_dir` and can be served. Errors name
+/// the key (`shares[0].schemas[1].tables[2].location`).
+pub fn validate_shares(shares: &[ShareConfig], base_dir: &Path) -> Result<(), String> {
+    // Hash sets, not lists: a file of many thousand shares is checked in linear time.
+    let mut share_names = HashSet::new();
+    let mut table_ids = HashSet::new();
+    for (si, share) in shares.iter().enumerate() {
+        let share_name = check_name(share.name.as_deref(), &format!("shares[{si}]"), "share")?;
+        if !share_names.insert(share_name.to_lowercase()) {
+            return Err(format!("key 'shares[{si}].name': share '{share_name}' appears twice"));
+        }
+        let mut schema_names = HashSet::new();
+        for (ci, schema) in share.schemas.iter().enumerate() {
+            let at = format!("shares[{si}].schemas[{ci}]");
+            let schema_name = check_name(schema.name.as_deref(), &at, "schema")?;
+            if !schema_names.insert(schema_name.to_lowercase()) {
+                return Err(format!("key '{at}.name': schema '{schema_name}' appears twice in share '{share_name}'"));
+            }
+            let mut table_names = HashSet::new();
+            for (ti, table) in schema.tables.iter().enumerate() {
+                let at = format!("{at}.tables[{ti}]");
+                let table_name = check_name(table.name.as_deref(), &at, "table")?;
+                if !table_names.insert(table_name.to_lowercase()) {
+                    return Err(format!(
+                        "key '{at}.name': table '{table_name}' appears twice in schema '{schema_name}'"
+                    ));
+                }
+                // File URLs and page tokens name a table by its id: two entries with one id
+                // would be one table to them.
+                if let Some(id) = &table.id
+                    && !table_ids.insert(id.clone())
+                {
+                    return Err(format!("key '{at}.id': table id '{id}' appears twice"));
+                }
+                match table.location.as_deref() {
+                    None | Some("") => {
+                        return Err(format!("key '{at}.location': 'location' in a table must be provided"));
+                    }
+                    Some(loc) => {
+                        resolve_location(loc, base_dir)
+                            .and_then(|url| check_servable(&url))
+                            .map_err(|e| format!("key '{at}.location': {e}"))?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_name<'a>(name: Option<&'a str>, at: &str, kind: &str) -> Result<&'a str, String> {
+    let name = name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| format!("key '{at}.name': 'name' in a {kind} must be provided"))?;
+    validate_name(name).map_err(|e| format!("key '{at}.name': {e}"))?;
+    Ok(name)
+}
+
+/// The protocol's rules for share, schema and table names: not empty, at most 255 characters,
+/// no `/`, no control characters.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a name cannot be empty".into());
+    }
+    if name.chars().count() > 255 {
+        return Err(format!("'{}…' is longer than 255 characters", name.chars().take(20).collect::<String>()));
+    }
+    if name.contains('/') || name.chars().any(char::is_control) {
+        return Err(format!("{name:?} contains '/' or a control character"));
+    }
+    Ok(())
+}
+
+/// Resolves a table `location`: an absolute path, a path relative to `base_dir`, or a URI
+/// (`file://`, `s3://`, `s3a://`, `gs://`, `abfss://`, ...). The result ends with `/`.
+pub fn resolve_location(location: &str, base_dir: &Path) -> Result<Url, String> {
+    let location = location.trim();
+    let looks_like_uri = location.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.len() > 1 && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.')
+    });
+    let mut url = if looks_like_uri {
+        Url::parse(location).map_err(|e| format!("'{location}' is not a valid URI: {e}"))?
+    } else {
+        let path = Path::new(location);
+        let path = if path.is_absolute() { path.to_path_buf() } else { base_dir.join(path) };
+        let path = normalize(&path);
+        Url::from_directory_path(&path).map_err(|()| format!("'{}' is not a usable directory path", path.display()))?
+    };
+    if url.scheme() == "file" && url.host_str().is_some_and(|h| !h.is_empty() && h != "localhost") {
+        return Err(format!("'{location}': file URIs on another host are not supported"));
+    }
+    if !url.path().ends_with('/') {
+        let p = format!("{}/", url.path());
+        url.set_path(&p);
+    }
+    Ok(url)
+}
+
+/// Refuses a location d2o cannot serve: only tables on the server's file system are served so
+/// far, and a table on object storage is refused when it is added rather than failing (or
+/// waiting on a credential lookup) at every request.
+pub fn check_servable(location: &Url) -> Result<(), String> {
+    if location.scheme() == "file" {
+        return Ok(());
+    }
+    Err(format!(
+        "'{location}': tables on object storage ({}://) are not supported yet; share a table on the server's file system (a path or a file:// URI)",
+        location.scheme()
+    ))
+}
+
+/// Removes `.` and `..` components without touching the file system.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(yaml: &str) -> Vec<ShareConfig> {
+        serde_yaml_ng::from_str(yaml).expect("a share tree")
+    }
+
+    #[test]
+    fn share_trees_are_checked_key_by_key() {
+        let cases = [
+            ("- schemas: []", "key 'shares[0].name'"),
+            (
+                "- name: s\n  schemas:\n  - name: x\n    tables:\n    - name: t",
+                "key 'shares[0].schemas[0].tables[0].location'",
+            ),
+            ("- name: a/b", "key 'shares[0].name'"),
+            ("- name: a\n- name: A", "appears twice"),
+            (
+                "- name: s\n  schemas:\n  - name: x\n    tables:\n    - {name: a, location: /a, id: i}\n    - {name: b, location: /b, id: i}",
+                "key 'shares[0].schemas[0].tables[1].id'",
+            ),
+            (
+                "- name: s\n  schemas:\n  - name: x\n    tables:\n    - {name: a, location: 's3a://bucket/a'}",
+                "key 'shares[0].schemas[0].tables[0].location': 's3a://bucket/a/': tables on object storage",
+            ),
+        ];
+        for (yaml, expected) in cases {
+            let err = validate_shares(&tree(yaml), Path::new("/")).expect_err(yaml);
+            assert!(err.contains(expected), "{yaml:?} gave {err:?}");
+        }
+        assert!(
+            validate_shares(
+                &tree("- name: s\n  schemas:\n  - name: x\n    tables:\n    - {name: a, location: rel}"),
+                Path::new("/")
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn locations_resolve() {
+        let base = Path::new("/etc/ds");
+        assert_eq!(resolve_location("/data/t", base).map(|u| u.to_string()), Ok("file:///data/t/".into()));
+        assert_eq!(resolve_location("t/../u", base).map(|u| u.to_string()), Ok("file:///etc/ds/u/".into()));
+        assert_eq!(resolve_location("file:///data/t/", base).map(|u| u.to_string()), Ok("file:///data/t/".into()));
+        assert_eq!(resolve_location("s3://b/t", base).map(|u| u.to_string()), Ok("s3://b/t/".into()));
+        let refused = resolve_location("s3://b/t", base).and_then(|u| check_servable(&u)).expect_err("not servable");
+        assert!(refused.contains("object storage"), "{refused}");
+        assert!(resolve_location("file://otherhost/x", base).is_err());
+    }
+}
