@@ -176,20 +176,10 @@ pub trait Admin: Send + Sync + 'static {
     /// Adds a table under `table.schema` / `table.name`. Fails with `AlreadyExists` when the
     /// name is taken in the share, `InvalidArgument` for a bad partition filter.
     async fn add_table(&self, share: &str, table: TableEntry) -> Result<ShareInfo, CatalogError>;
-    /// Adds many tables to a share, skipping names already taken; returns how many were added.
-    /// Bad input (a bad name, location or partition filter) is an error and adds nothing in
-    /// backends that override this; the default adds one table at a time.
-    async fn import_tables(&self, share: &str, tables: Vec<TableEntry>) -> Result<usize, CatalogError> {
-        let mut added = 0;
-        for table in tables {
-            match self.add_table(share, table).await {
-                Ok(_) => added += 1,
-                Err(CatalogError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(added)
-    }
+    /// Adds many tables to a share at once, skipping names already taken; returns how many
+    /// were added. Atomic: bad input (a bad name, location or partition filter) is an error and
+    /// adds nothing.
+    async fn import_tables(&self, share: &str, tables: Vec<TableEntry>) -> Result<usize, CatalogError>;
     async fn remove_table(&self, share: &str, schema: &str, table: &str) -> Result<ShareInfo, CatalogError>;
 
     /// Creates a recipient and its first token.

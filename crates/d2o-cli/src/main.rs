@@ -11,6 +11,11 @@ use d2o_server::AppState;
 use d2o_server::config::{ServerConfig, config_dir};
 
 mod admin_cmd;
+/// The catalog crate's contract suite, run here through a live server's admin API.
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used, unreachable_pub, dead_code)]
+#[path = "../../d2o-catalog/tests/integration/contract.rs"]
+mod catalog_contract;
 mod client_cmd;
 mod output;
 mod remote_admin;

@@ -97,12 +97,29 @@ async fn timestamp_time_travel() {
     let server = Server::start().await;
     let client = server.client();
     let fx = fixture("cdf-table");
-    // Long after the last commit: the latest version.
-    let batches = client.table(&fx.table()).timestamp("2100-01-01T00:00:00Z").load().await;
-    match batches {
-        Ok(b) => assert_eq!(num_rows(&b), fx.expected("v3.parquet").num_rows()),
-        Err(e) => assert_eq!(e.status(), Some(400), "{e}"),
+    // The commits' timestamps (from `commitInfo`): v1 at 1703265021675, v2 at 1703886093785,
+    // v3 at 1704559499570.
+    let at = |ts: &str| client.table(&fx.table()).timestamp(ts);
+    let cols: Vec<String> = fx.expected("v1.parquet").columns();
+    let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
+    for (ts, version) in [
+        ("2023-12-29T21:41:33.785Z", "v2"), // a commit's own time reads that commit
+        ("2023-12-25T00:00:00Z", "v1"),     // between two commits: the earlier one
+        ("2024-01-06T16:44:59.570Z", "v3"), // the latest commit's time
+    ] {
+        let batches = at(ts).load().await.unwrap_or_else(|e| panic!("{ts}: {e}"));
+        let (got, want) = rows_like(&batches, &fx.expected(&format!("{version}.parquet")), &cols);
+        assert_same_rows(&format!("{ts} reads {version}"), &got, &want);
     }
+    let (v1, v2) = (fx.expected("v1.parquet"), fx.expected("v2.parquet"));
+    let (rows_v1, rows_v2) = rows_like(&v1.batches, &v2, &cols);
+    assert_ne!(rows_v1, rows_v2, "the fixture's versions differ, so the cases above tell them apart");
+    // After the last commit there is no version yet: the protocol's 400, not the latest.
+    let after = at("2100-01-01T00:00:00Z").load().await.expect_err("after the last commit");
+    assert_eq!(after.status(), Some(400), "{after}");
+    assert!(after.to_string().contains("after the latest version"), "{after}");
+    let before = at("2000-01-01T00:00:00Z").load().await.expect_err("before the first commit");
+    assert_eq!(before.status(), Some(400), "{before}");
     let v = client.table(&fx.table()).table_version().await.expect("version");
     assert_eq!(v, 3);
 }

@@ -26,6 +26,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/shares", get(list_shares).post(create_share))
         .route("/shares/{share}", get(show_share).patch(comment_share).delete(drop_share))
         .route("/shares/{share}/tables", post(add_table))
+        .route("/shares/{share}/tables/import", post(import_tables))
         .route("/shares/{share}/tables/{schema}/{table}", delete(remove_table))
         .route("/shares/{share}/recipients/{recipient}", put(grant).delete(revoke_grant))
         .route("/recipients", get(list_recipients).post(create_recipient))
@@ -132,6 +133,16 @@ async fn add_table(
 ) -> Result<Json<ShareInfo>, ApiError> {
     let table: TableEntry = json_body(&body)?;
     Ok(Json(admin.add_table(&share, table).await?))
+}
+
+async fn import_tables(
+    AdminCaller(admin): AdminCaller,
+    Path(share): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tables: Vec<TableEntry> = json_body(&body)?;
+    let added = admin.import_tables(&share, tables).await?;
+    Ok(Json(serde_json::json!({ "added": added })))
 }
 
 async fn remove_table(
