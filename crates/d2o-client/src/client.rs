@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::error::{ClientError, Result};
-use crate::files::{FileList, TableMetadata, parse_response};
+use crate::files::{TableFiles, TableMetadata, parse_response};
 use crate::profile::{Authenticator, TableName};
 
 /// What this client can read, sent on `/metadata`, `/query` and `/changes`.
@@ -254,10 +254,10 @@ impl Client {
     }
 
     /// `POST .../query`, following pages; the raw file list of a snapshot.
-    pub(crate) async fn query(&self, table: &TableName, body: &QueryRequest) -> Result<FileList> {
+    pub(crate) async fn query(&self, table: &TableName, body: &QueryRequest) -> Result<TableFiles> {
         let url = self.table_url(table, "/query");
         let mut body = body.clone();
-        let mut all: Option<FileList> = None;
+        let mut all: Option<TableFiles> = None;
         loop {
             let text = serde_json::to_string(&body).map_err(|e| ClientError::protocol(e.to_string()))?;
             let r = self
@@ -282,7 +282,7 @@ impl Client {
     }
 
     /// `GET .../changes`: the files of a change data feed.
-    pub(crate) async fn changes(&self, table: &TableName, range: &ChangesRequest) -> Result<FileList> {
+    pub(crate) async fn changes(&self, table: &TableName, range: &ChangesRequest) -> Result<TableFiles> {
         let params: Vec<String> = range
             .to_query_pairs()
             .iter()
@@ -290,7 +290,7 @@ impl Client {
             .collect();
         let base = format!("{}?{}", self.table_url(table, "/changes"), params.join("&"));
         let mut url = base.clone();
-        let mut all: Option<FileList> = None;
+        let mut all: Option<TableFiles> = None;
         loop {
             let r = self.send(Method::GET, &url, None, Some(&self.inner.capabilities), &Resource::Table(table)).await?;
             let page = self.read_ndjson(r, &url).await?;
@@ -310,7 +310,7 @@ impl Client {
         all.ok_or_else(|| ClientError::protocol("empty changes response"))
     }
 
-    async fn read_ndjson(&self, r: reqwest::Response, url: &str) -> Result<FileList> {
+    async fn read_ndjson(&self, r: reqwest::Response, url: &str) -> Result<TableFiles> {
         let version = table_version_header(&r, url)?;
         let caps = Capabilities::parse(r.headers().get(capabilities::HEADER).and_then(|v| v.to_str().ok()));
         let format = if caps.response_formats.contains(&ResponseFormat::Delta) {

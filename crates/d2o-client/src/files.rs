@@ -85,7 +85,7 @@ impl DataFile {
 
 /// A parsed `/metadata`, `/query` or `/changes` response.
 #[derive(Debug, Clone)]
-pub struct FileList {
+pub struct TableFiles {
     /// `Delta-Table-Version` of the response.
     pub version: i64,
     pub metadata: TableMetadata,
@@ -107,7 +107,7 @@ pub(crate) fn parse_response(
     format: ResponseFormat,
     version: i64,
     end_stream_required: bool,
-) -> Result<FileList> {
+) -> Result<TableFiles> {
     let mut lines = body.lines().filter(|l| !l.trim().is_empty());
     let mut protocol_line = None;
     let mut metadata: Option<TableMetadata> = None;
@@ -185,7 +185,7 @@ pub(crate) fn parse_response(
     }
     let metadata = metadata.ok_or_else(|| ClientError::protocol("the response has no metaData line"))?;
     let end = end.unwrap_or_default();
-    Ok(FileList {
+    Ok(TableFiles {
         version,
         metadata,
         files,

@@ -19,7 +19,7 @@
 //! - [`profile`]: finding a profile (file, JSON, `DELTA_SHARING_PROFILE`), table names, and
 //!   authentication (bearer token, OAuth client credentials with refresh, basic).
 //! - [`client`]: [`Client`], the protocol's REST calls with retries and clear errors.
-//! - [`files`]: [`FileList`], what `/query` and `/changes` return, read from either format.
+//! - [`files`]: [`TableFiles`], what `/query` and `/changes` return, read from either format.
 //! - [`table`]: [`TableQuery`] and [`ChangesQuery`], the read builders.
 //! - `reader`: parallel download and decoding, URL refresh, [`RecordBatchStream`].
 //! - [`schema`]: Delta schemas as Arrow, with column-mapping names.
@@ -46,7 +46,7 @@ pub mod sql;
 
 pub use client::{Client, ClientBuilder};
 pub use error::{ClientError, Result};
-pub use files::{DataFile, FileKind, FileList, TableMetadata};
+pub use files::{DataFile, FileKind, TableFiles, TableMetadata};
 pub use profile::{PROFILE_ENV, TableName, load_profile, parse_table_url, profile_from_env};
 pub use reader::{CHANGE_TYPE, COMMIT_TIMESTAMP, COMMIT_VERSION, LoadProgress, RecordBatchStream};
 pub use table::{ChangesQuery, TableQuery};

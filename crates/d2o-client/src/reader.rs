@@ -30,7 +30,7 @@ use d2o_protocol::request::{ChangesRequest, QueryRequest};
 use crate::client::{Client, error_chain};
 use crate::convert::{conform, find_field, partition_column};
 use crate::error::{ClientError, Result};
-use crate::files::{DataFile, FileKind, FileList, TableMetadata};
+use crate::files::{DataFile, FileKind, TableFiles, TableMetadata};
 use crate::filter::filter_batch;
 use crate::profile::TableName;
 use crate::schema::DeltaField;
@@ -162,7 +162,7 @@ fn change_fields() -> Vec<Field> {
 #[derive(Debug, Clone)]
 pub(crate) enum Requery {
     /// Re-run the snapshot query (with the refresh token when there is one).
-    Snapshot(QueryRequest),
+    Version(QueryRequest),
     /// Re-run the change-feed query.
     Changes(ChangesRequest),
 }
@@ -205,7 +205,7 @@ impl UrlBook {
         }
         tracing::info!(table = %self.table, "pre-signed URLs expired; asking the server for fresh ones");
         let list = match &self.requery {
-            Requery::Snapshot(body) => {
+            Requery::Version(body) => {
                 let mut body = body.clone();
                 if let Some(t) = self.state.lock().refresh_token.clone() {
                     body.refresh_token = Some(t);
@@ -274,7 +274,7 @@ impl Stream for RecordBatchStream {
 pub(crate) fn read_files(
     client: Client,
     table: TableName,
-    list: FileList,
+    list: TableFiles,
     plan: ReadPlan,
     requery: Requery,
     limit: Option<u64>,
@@ -324,7 +324,7 @@ pub(crate) fn read_files(
 pub(crate) fn spawn_reads<T, F>(
     client: Client,
     table: TableName,
-    list: FileList,
+    list: TableFiles,
     plan: ReadPlan,
     requery: Requery,
     progress: Arc<LoadProgress>,

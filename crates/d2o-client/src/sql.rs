@@ -1,6 +1,6 @@
 //! DataFusion over shared tables (feature `sql`).
 //!
-//! [`SharedTable`] is a `TableProvider`: projections become the read's columns, filters that
+//! [`SharedTableProvider`] is a `TableProvider`: projections become the read's columns, filters that
 //! map onto the protocol's predicates become `jsonPredicateHints` (and are re-applied by the
 //! client and, as they are reported `Inexact`, by DataFusion), and a limit becomes `limitHint`.
 //! [`register_profile`] exposes every table of a profile as `share.schema.table`.
@@ -34,25 +34,25 @@ fn df_err(e: crate::ClientError) -> DataFusionError {
 }
 
 /// A shared table as a DataFusion table (its latest version, read when a query runs).
-pub struct SharedTable {
+pub struct SharedTableProvider {
     client: Client,
     name: TableName,
     schema: TableSchema,
     arrow_schema: SchemaRef,
 }
 
-impl fmt::Debug for SharedTable {
+impl fmt::Debug for SharedTableProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedTable").field("name", &self.name.to_string()).finish_non_exhaustive()
+        f.debug_struct("SharedTableProvider").field("name", &self.name.to_string()).finish_non_exhaustive()
     }
 }
 
-impl SharedTable {
+impl SharedTableProvider {
     /// Reads the table's metadata to learn its schema.
     pub async fn try_new(client: Client, name: TableName) -> Result<Self> {
         let md = client.metadata(&name, None).await?;
         let arrow_schema = md.schema.arrow_schema()?;
-        Ok(SharedTable { client, name, schema: md.schema, arrow_schema })
+        Ok(SharedTableProvider { client, name, schema: md.schema, arrow_schema })
     }
 
     /// The predicate of a DataFusion filter, when the protocol can express it.
@@ -62,7 +62,7 @@ impl SharedTable {
 }
 
 #[async_trait]
-impl TableProvider for SharedTable {
+impl TableProvider for SharedTableProvider {
     fn schema(&self) -> SchemaRef {
         self.arrow_schema.clone()
     }
@@ -112,7 +112,7 @@ impl TableProvider for SharedTable {
     }
 }
 
-/// The one partition of a [`SharedTable`] scan; the client parallelises inside it.
+/// The one partition of a [`SharedTableProvider`] scan; the client parallelises inside it.
 struct SharedPartition {
     schema: SchemaRef,
     query: crate::TableQuery,
@@ -266,7 +266,7 @@ impl SchemaProvider for ShareSchema {
     async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
         let Some(table) = self.tables.iter().find(|t| t.eq_ignore_ascii_case(name)) else { return Ok(None) };
         let name = TableName::new(&self.share, &self.schema, table);
-        let t = SharedTable::try_new(self.client.clone(), name).await.map_err(df_err)?;
+        let t = SharedTableProvider::try_new(self.client.clone(), name).await.map_err(df_err)?;
         Ok(Some(Arc::new(t)))
     }
 

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::client::Client;
 use crate::error::{ClientError, Result};
-use crate::files::{FileList, TableMetadata};
+use crate::files::{TableFiles, TableMetadata};
 use crate::profile::TableName;
 use crate::reader::{LoadProgress, ReadPlan, RecordBatchStream, Requery, read_files};
 use crate::schema::{DeltaType, TableSchema};
@@ -176,12 +176,12 @@ impl TableQuery {
         }
     }
 
-    async fn list_files_with(&self, predicate: Option<&Predicate>) -> Result<FileList> {
+    async fn list_files_with(&self, predicate: Option<&Predicate>) -> Result<TableFiles> {
         self.client.query(self.name()?, &self.body(predicate)).await
     }
 
     /// The files the server returns for this query (the plan of a read).
-    pub async fn list_files(&self) -> Result<FileList> {
+    pub async fn list_files(&self) -> Result<TableFiles> {
         let name = self.name()?;
         let predicate = if self.options.filters.is_empty() {
             None
@@ -200,13 +200,13 @@ impl TableQuery {
 
     /// Reads the files of an earlier [`TableQuery::list_files`]; URLs that expired since are
     /// refreshed.
-    pub fn load_stream_from(self, files: FileList) -> Result<RecordBatchStream> {
+    pub fn load_stream_from(self, files: TableFiles) -> Result<RecordBatchStream> {
         let (name, plan, requery, progress) = self.read_setup(&files)?;
         Ok(read_files(self.client.clone(), name, files, plan, requery, self.options.limit, progress))
     }
 
     /// What a read of `files` needs: the table name, the plan, how to refresh URLs, progress.
-    fn read_setup(&self, files: &FileList) -> Result<(TableName, ReadPlan, Requery, Arc<LoadProgress>)> {
+    fn read_setup(&self, files: &TableFiles) -> Result<(TableName, ReadPlan, Requery, Arc<LoadProgress>)> {
         let name = self.name()?.clone();
         let predicate = self.options.predicate(&files.metadata.schema)?;
         let plan = ReadPlan::new(&files.metadata, self.options.columns.as_deref(), predicate.clone(), false)?;
@@ -217,7 +217,7 @@ impl TableQuery {
             body.include_refresh_token = None;
         }
         let progress = self.options.progress.clone().unwrap_or_default();
-        Ok((name, plan, Requery::Snapshot(body), progress))
+        Ok((name, plan, Requery::Version(body), progress))
     }
 
     /// Loads the table into a local file, streaming (a table larger than memory fits); on
@@ -301,7 +301,7 @@ impl ChangesQuery {
     read_option_setters!();
 
     /// The files of the change feed.
-    pub async fn list_files(&self) -> Result<FileList> {
+    pub async fn list_files(&self) -> Result<TableFiles> {
         let name = self.name.as_ref().map_err(|m| ClientError::invalid(m.clone()))?;
         if let Some(why) = &self.invalid {
             return Err(ClientError::invalid(why.clone()));

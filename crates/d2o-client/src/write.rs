@@ -15,7 +15,7 @@ use futures::StreamExt;
 use crate::client::Client;
 use crate::copy::{ParquetSink, Piece, plan_copy};
 use crate::error::{ClientError, Result};
-use crate::files::FileList;
+use crate::files::TableFiles;
 use crate::profile::TableName;
 use crate::reader::{LoadProgress, ReadPlan, RecordBatchStream, Requery, decode, spawn_reads};
 
@@ -125,7 +125,7 @@ fn run_cpu<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
 pub(crate) async fn write_parquet_copying(
     client: Client,
     table: TableName,
-    list: FileList,
+    list: TableFiles,
     plan: ReadPlan,
     requery: Requery,
     progress: Arc<LoadProgress>,

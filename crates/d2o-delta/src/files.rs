@@ -1,6 +1,6 @@
 //! The active files of one table version, kept compactly.
 //!
-//! A [`FileList`] stores every string of every file in one arena and fixed-size records beside
+//! A [`ActiveFiles`] stores every string of every file in one arena and fixed-size records beside
 //! it, so a version with 100,000 files costs tens of megabytes and no per-file allocation. It is
 //! filled from the kernel's scan metadata batches and then served from the cache to later
 //! requests for the same version.
@@ -45,14 +45,14 @@ struct DvRecord {
 
 /// The active files of one version, in scan order.
 #[derive(Debug, Default)]
-pub struct FileList {
+pub struct ActiveFiles {
     text: String,
     records: Vec<Record>,
 }
 
 /// A deletion vector descriptor, as in the Delta log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeletionVector<'a> {
+pub struct DeletionVectorDescriptor<'a> {
     pub storage_type: &'a str,
     pub path_or_inline_dv: &'a str,
     pub offset: Option<i32>,
@@ -63,7 +63,7 @@ pub struct DeletionVector<'a> {
 /// One active file.
 #[derive(Debug, Clone, Copy)]
 pub struct FileEntry<'a> {
-    list: &'a FileList,
+    list: &'a ActiveFiles,
     record: &'a Record,
 }
 
@@ -112,8 +112,8 @@ impl<'a> FileEntry<'a> {
         self.record.num_records
     }
 
-    pub fn deletion_vector(&self) -> Option<DeletionVector<'a>> {
-        self.record.dv.as_ref().map(|dv| DeletionVector {
+    pub fn deletion_vector(&self) -> Option<DeletionVectorDescriptor<'a>> {
+        self.record.dv.as_ref().map(|dv| DeletionVectorDescriptor {
             storage_type: self.str(dv.storage_type),
             path_or_inline_dv: self.str(dv.path_or_inline_dv),
             offset: dv.offset,
@@ -129,7 +129,7 @@ impl<'a> FileEntry<'a> {
     }
 }
 
-impl FileList {
+impl ActiveFiles {
     pub fn len(&self) -> usize {
         self.records.len()
     }
@@ -194,10 +194,7 @@ impl FileList {
             hasher.update(paths.value(row).as_bytes());
             let digest = hasher.finalize_reset();
             let id_start = self.text.len();
-            for b in digest.iter() {
-                self.text.push(HEX[usize::from(b >> 4)] as char);
-                self.text.push(HEX[usize::from(b & 0xf)] as char);
-            }
+            d2o_protocol::hex::push_hex(&mut self.text, &digest);
             let id = self.span_since(id_start)?;
             let pv_start = self.text.len();
             write_partition_values(&mut self.text, partitions, row);
@@ -254,7 +251,11 @@ impl FileList {
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// The id of a data file in responses: the MD5 of its path as the log writes it, in hex (the
+/// reference server's choice, so ids agree across servers).
+pub fn file_id(path: &str) -> String {
+    d2o_protocol::hex::to_hex(&Md5::digest(path.as_bytes()))
+}
 
 fn too_large() -> DeltaError {
     DeltaError::internal("file list larger than 4 GiB")
@@ -341,8 +342,8 @@ pub(crate) fn push_json_string(out: &mut String, s: &str) {
 pub(crate) fn scan(
     snapshot: &TableSnapshot,
     engine: &dyn Engine,
-    list: &mut FileList,
-    visit: &mut dyn FnMut(&FileList, usize) -> ControlFlow<()>,
+    list: &mut ActiveFiles,
+    visit: &mut dyn FnMut(&ActiveFiles, usize) -> ControlFlow<()>,
 ) -> Result<(), DeltaError> {
     let scan = snapshot.inner.clone().scan_builder().build()?;
     let mut visiting = true;
@@ -367,7 +368,10 @@ pub(crate) fn scan(
 
 /// The path, relative to the table root, of the file holding a deletion vector; `None` for an
 /// inline vector. Fails for a vector stored outside the table root.
-pub fn deletion_vector_path(dv: &DeletionVector<'_>, table_root: &url::Url) -> Result<Option<String>, DeltaError> {
+pub fn deletion_vector_path(
+    dv: &DeletionVectorDescriptor<'_>,
+    table_root: &url::Url,
+) -> Result<Option<String>, DeltaError> {
     let descriptor: delta_kernel::actions::deletion_vector::DeletionVectorDescriptor =
         serde_json::from_value(serde_json::json!({
             "storageType": dv.storage_type,

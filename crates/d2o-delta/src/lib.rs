@@ -12,7 +12,7 @@
 //! - [`tables`]: the service, its engine and snapshot caches.
 //! - [`snapshot`]: [`TableSnapshot`], what the protocol needs of one version (metadata, protocol,
 //!   schema facts such as column mapping).
-//! - [`files`]: [`FileList`], a compact arena of a version's active files, and the scan that
+//! - [`files`]: [`ActiveFiles`], a compact arena of a version's active files, and the scan that
 //!   fills it.
 //! - [`changes`]: the actions of each commit in a version range.
 //! - [`cache`]: a small LRU bounded by bytes.
@@ -28,6 +28,6 @@ mod error;
 
 pub use changes::{Commit, FileChange, FileChangeKind};
 pub use error::DeltaError;
-pub use files::{DeletionVector, FileEntry, FileList, deletion_vector_path};
+pub use files::{ActiveFiles, DeletionVectorDescriptor, FileEntry, deletion_vector_path, file_id};
 pub use snapshot::TableSnapshot;
 pub use tables::{DeltaTables, DeltaTablesOptions, TimestampBound};

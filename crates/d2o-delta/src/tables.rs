@@ -17,7 +17,7 @@ use url::Url;
 use crate::cache::ByteLru;
 use crate::files::{FileEntry, scan};
 use crate::history::History;
-use crate::{Commit, DeltaError, FileList, TableSnapshot};
+use crate::{ActiveFiles, Commit, DeltaError, TableSnapshot};
 
 /// Tuning for [`DeltaTables`].
 #[derive(Debug, Clone)]
@@ -72,7 +72,7 @@ pub struct DeltaTables {
     engines: Mutex<HashMap<String, Arc<dyn Engine>>>,
     latest: Mutex<HashMap<Url, (TableSnapshot, Instant)>>,
     pinned: Mutex<ByteLru<(Url, u64), TableSnapshot>>,
-    file_lists: Mutex<ByteLru<(Url, u64), Arc<FileList>>>,
+    file_lists: Mutex<ByteLru<(Url, u64), Arc<ActiveFiles>>>,
     histories: Mutex<HashMap<Url, Arc<History>>>,
 }
 
@@ -273,7 +273,7 @@ impl DeltaTables {
             return Ok(());
         }
         let engine = self.engine(snapshot.table_root())?;
-        let mut list = FileList::default();
+        let mut list = ActiveFiles::default();
         scan(snapshot, engine.as_ref(), &mut list, &mut |list, i| match list.get(i) {
             Some(entry) => visit(entry),
             None => ControlFlow::Continue(()),
@@ -293,7 +293,7 @@ impl DeltaTables {
     }
 
     /// The cached file list of a snapshot, if warm.
-    pub fn file_list_cached(&self, snapshot: &TableSnapshot) -> Option<Arc<FileList>> {
+    pub fn file_list_cached(&self, snapshot: &TableSnapshot) -> Option<Arc<ActiveFiles>> {
         self.file_lists.lock().get(&(snapshot.table_root().clone(), snapshot.version()))
     }
 

@@ -10,6 +10,7 @@
 //! - [`action`]: the NDJSON lines of `/metadata`, `/query` and `/changes`, in both response
 //!   formats, and the fast writers of data-file lines.
 //! - [`capabilities`]: the `delta-sharing-capabilities` header.
+//! - [`hex`]: lower-case hex, as file ids and token hashes are written.
 //! - [`predicate`]: `jsonPredicateHints` trees, the SQL `predicateHints` subset, and their
 //!   conservative evaluation over file statistics.
 //! - [`profile`]: the recipient's profile file (`config.share`).
@@ -19,6 +20,7 @@
 
 pub mod action;
 pub mod capabilities;
+pub mod hex;
 pub mod model;
 pub mod predicate;
 pub mod profile;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use d2o_catalog::SharedTable;
-use d2o_delta::{DeletionVector, FileChange, FileChangeKind, FileEntry, TableSnapshot};
+use d2o_delta::{DeletionVectorDescriptor, FileChange, FileChangeKind, FileEntry, TableSnapshot};
 use d2o_protocol::action::write::{FileFields, LineContext, write_delta_file, write_parquet_file};
 use d2o_protocol::action::{
     DeltaFile, DeltaLine, DeltaMetadata, DeltaProtocol, EndStreamAction, FileAction, Format, Metadata, ParquetLine,
@@ -191,7 +191,7 @@ pub(crate) fn change(
             let mut raw = action.as_object().cloned().unwrap_or_default();
             raw.insert("path".into(), url.into());
             if let Some(dv) = raw.get("deletionVector").filter(|v| v.is_object()).cloned() {
-                let descriptor = DeletionVector {
+                let descriptor = DeletionVectorDescriptor {
                     storage_type: dv.get("storageType").and_then(Value::as_str).unwrap_or_default(),
                     path_or_inline_dv: dv.get("pathOrInlineDv").and_then(Value::as_str).unwrap_or_default(),
                     offset: dv.get("offset").and_then(Value::as_i64).map(|o| o as i32),

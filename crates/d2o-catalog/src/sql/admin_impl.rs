@@ -210,7 +210,7 @@ impl Admin for SqlCatalog {
             }
             Err(e) => Err(db_err(e)),
             Ok(_) => {
-                self.snapshots.changed();
+                self.views.changed();
                 self.show_share(name).await
             }
         }
@@ -240,7 +240,7 @@ impl Admin for SqlCatalog {
             .execute(self.pool())
             .await
             .map_err(db_err)?;
-        self.snapshots.changed();
+        self.views.changed();
         if done.rows_affected() == 0 {
             return Err(CatalogError::not_found("share", name));
         }
@@ -258,7 +258,7 @@ impl Admin for SqlCatalog {
             sqlx::query(self.sql(sql)).bind(&id).execute(&mut *tx).await.map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)?;
-        self.snapshots.changed();
+        self.views.changed();
         Ok(())
     }
 
@@ -267,7 +267,7 @@ impl Admin for SqlCatalog {
         let mut conn = self.pool().acquire().await.map_err(db_err)?;
         let added = self.insert_table(&mut conn, &share_id, &table).await?;
         drop(conn);
-        self.snapshots.changed();
+        self.views.changed();
         if !added {
             return Err(CatalogError::AlreadyExists {
                 kind: "table",
@@ -287,7 +287,7 @@ impl Admin for SqlCatalog {
             added += usize::from(self.insert_table(&mut tx, &share_id, table).await?);
         }
         tx.commit().await.map_err(db_err)?;
-        self.snapshots.changed();
+        self.views.changed();
         Ok(added)
     }
 
@@ -301,7 +301,7 @@ impl Admin for SqlCatalog {
                 .execute(self.pool())
                 .await
                 .map_err(db_err)?;
-        self.snapshots.changed();
+        self.views.changed();
         if done.rows_affected() == 0 {
             return Err(CatalogError::not_found("table", format!("{share}.{schema}.{table}")));
         }
@@ -338,7 +338,7 @@ impl Admin for SqlCatalog {
         }
         let token = self.insert_token(&mut tx, &id, r.expires_at).await?;
         tx.commit().await.map_err(db_err)?;
-        self.snapshots.changed();
+        self.views.changed();
         let info = self.show_recipient(&r.name).await?;
         Ok((info, IssuedToken { recipient: r.name, token, expires_at: r.expires_at }))
     }
@@ -381,7 +381,7 @@ impl Admin for SqlCatalog {
         .map_err(db_err)?;
         let token = self.insert_token(&mut tx, &id, recipient_expires).await?;
         tx.commit().await.map_err(db_err)?;
-        self.snapshots.changed();
+        self.views.changed();
         Ok(IssuedToken { recipient: name, token, expires_at: recipient_expires })
     }
 
@@ -393,7 +393,7 @@ impl Admin for SqlCatalog {
             .execute(self.pool())
             .await
             .map_err(db_err)?;
-        self.snapshots.changed();
+        self.views.changed();
         self.show_recipient(name).await
     }
 
@@ -408,7 +408,7 @@ impl Admin for SqlCatalog {
             sqlx::query(self.sql(sql)).bind(&id).execute(&mut *tx).await.map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)?;
-        self.snapshots.changed();
+        self.views.changed();
         Ok(())
     }
 
@@ -424,7 +424,7 @@ impl Admin for SqlCatalog {
         .execute(self.pool())
         .await
         .map_err(db_err)?;
-        self.snapshots.changed();
+        self.views.changed();
         Ok(())
     }
 
@@ -437,7 +437,7 @@ impl Admin for SqlCatalog {
             .execute(self.pool())
             .await
             .map_err(db_err)?;
-        self.snapshots.changed();
+        self.views.changed();
         if done.rows_affected() == 0 {
             return Err(CatalogError::not_found("grant", format!("{share} to {recipient}")));
         }

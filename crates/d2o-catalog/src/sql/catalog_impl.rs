@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use d2o_protocol::model::{Page, Schema, Share, Table};
 use sha2::{Digest, Sha256};
 
-use super::snapshot::SchemaEntry;
+use super::view::SchemaEntry;
 use super::{SqlCatalog, now_ms};
 use crate::page::PageToken;
 use crate::{AuditEvent, Catalog, CatalogError, PageRequest, Principal, SharedTable};
@@ -12,14 +12,7 @@ use crate::{AuditEvent, Catalog, CatalogError, PageRequest, Principal, SharedTab
 /// The stored form of a token: its SHA-256, hex. Tokens are 256 random bits, so a fast hash
 /// is enough (a slow password hash would only slow down every request).
 pub(crate) fn token_hash(token: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(token.as_bytes());
-    let mut hex = String::with_capacity(2 * digest.len());
-    for b in digest {
-        hex.push(char::from(HEX[usize::from(b >> 4)]));
-        hex.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    hex
+    d2o_protocol::hex::to_hex(&Sha256::digest(token.as_bytes()))
 }
 
 /// One page of a listing sorted by key: the items after the page token's key, with a token
@@ -47,22 +40,22 @@ fn keyset_page<K: AsRef<str>, S, T>(
     Ok(Page { items: items.into_iter().map(|(_, s)| make(s)).collect(), next_page_token })
 }
 
-/// Reads are served from the in-memory [`super::snapshot::Snapshot`]; `authenticate`, which
+/// Reads are served from the in-memory [`super::view::RecipientView`]; `authenticate`, which
 /// starts every request, makes sure it is current (see that module's freshness contract).
 #[async_trait]
 impl Catalog for SqlCatalog {
     async fn authenticate(&self, bearer_token: Option<&str>) -> Result<Principal, CatalogError> {
         let token = bearer_token.ok_or_else(|| CatalogError::Unauthenticated("a bearer token is required".into()))?;
-        self.fresh_snapshot().await?.authenticate(&token_hash(token), now_ms())
+        self.fresh_view().await?.authenticate(&token_hash(token), now_ms())
     }
 
     async fn list_shares(&self, who: &Principal, page: &PageRequest) -> Result<Page<Share>, CatalogError> {
-        let snapshot = self.snapshot().await?;
-        keyset_page(snapshot.granted(who).map(|s| (&s.key, s)), |s| s.share.clone(), page, "shares")
+        let view = self.view().await?;
+        keyset_page(view.granted(who).map(|s| (&s.key, s)), |s| s.share.clone(), page, "shares")
     }
 
     async fn get_share(&self, who: &Principal, share: &str) -> Result<Share, CatalogError> {
-        Ok(self.snapshot().await?.granted_share(who, share)?.share.clone())
+        Ok(self.view().await?.granted_share(who, share)?.share.clone())
     }
 
     async fn list_schemas(
@@ -71,8 +64,8 @@ impl Catalog for SqlCatalog {
         share: &str,
         page: &PageRequest,
     ) -> Result<Page<Schema>, CatalogError> {
-        let snapshot = self.snapshot().await?;
-        let s = snapshot.granted_share(who, share)?;
+        let view = self.view().await?;
+        let s = view.granted_share(who, share)?;
         let make = |sc: &SchemaEntry| Schema { name: sc.name.clone(), share: s.share.name.clone() };
         keyset_page(s.schemas.iter().map(|sc| (&sc.key, sc)), make, page, &format!("schemas/{}", share.to_lowercase()))
     }
@@ -84,8 +77,8 @@ impl Catalog for SqlCatalog {
         schema: &str,
         page: &PageRequest,
     ) -> Result<Page<Table>, CatalogError> {
-        let snapshot = self.snapshot().await?;
-        let schema_entry = snapshot
+        let view = self.view().await?;
+        let schema_entry = view
             .granted_share(who, share)?
             .schema(&schema.to_lowercase())
             .ok_or_else(|| CatalogError::not_found("schema", format!("{share}.{schema}")))?;
@@ -99,8 +92,8 @@ impl Catalog for SqlCatalog {
         share: &str,
         page: &PageRequest,
     ) -> Result<Page<Table>, CatalogError> {
-        let snapshot = self.snapshot().await?;
-        let s = snapshot.granted_share(who, share)?;
+        let view = self.view().await?;
+        let s = view.granted_share(who, share)?;
         // The key is "schema_key/name_key": names cannot contain '/', so it sorts as the pair.
         let items = s.schemas.iter().flat_map(|sc| sc.tables.iter().map(move |(k, t)| (format!("{}/{k}", sc.key), t)));
         keyset_page(items, SharedTable::listed, page, &format!("all-tables/{}", share.to_lowercase()))
@@ -113,9 +106,8 @@ impl Catalog for SqlCatalog {
         schema: &str,
         table: &str,
     ) -> Result<SharedTable, CatalogError> {
-        let snapshot = self.snapshot().await?;
-        snapshot
-            .granted_share(who, share)?
+        let view = self.view().await?;
+        view.granted_share(who, share)?
             .schema(&schema.to_lowercase())
             .ok_or_else(|| CatalogError::not_found("schema", format!("{share}.{schema}")))?
             .table(&table.to_lowercase())
@@ -124,7 +116,7 @@ impl Catalog for SqlCatalog {
     }
 
     async fn file_access(&self, recipient_id: &str, table_id: &str) -> Result<(Principal, SharedTable), CatalogError> {
-        self.fresh_snapshot().await?.file_access(recipient_id, table_id, now_ms())
+        self.fresh_view().await?.file_access(recipient_id, table_id, now_ms())
     }
 
     async fn record(&self, event: &AuditEvent) -> Result<(), CatalogError> {

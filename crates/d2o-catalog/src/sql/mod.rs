@@ -4,14 +4,14 @@
 //! with `?` placeholders (rewritten to `$n` for PostgreSQL) and portable types only (`TEXT`,
 //! `BIGINT`; booleans as 0/1, times as milliseconds since the epoch, maps as JSON text).
 //! Migrations are versioned and applied at connect. Recipient requests are answered from an
-//! in-memory snapshot of the catalog that a generation counter keeps current (see
-//! [`snapshot`]); audit events are group-committed (see [`batch`]).
+//! in-memory view of the catalog that a generation counter keeps current (see
+//! [`view`]); audit events are group-committed (see [`batch`]).
 
 mod admin_impl;
 mod batch;
 mod catalog_impl;
 mod migrations;
-mod snapshot;
+mod view;
 
 use std::sync::Arc;
 
@@ -37,7 +37,7 @@ pub struct SqlCatalog {
     /// Audit events and generation checks, batched.
     database: batch::Batcher<batch::Io, i64>,
     recent_generation: Arc<batch::RecentGeneration>,
-    snapshots: Arc<snapshot::SnapshotCache>,
+    views: Arc<view::ViewCache>,
 }
 
 impl SqlCatalog {
@@ -79,7 +79,7 @@ impl SqlCatalog {
         let catalog = SqlCatalog {
             database: batch::database_task(pool.clone(), backend, recent_generation.clone()),
             recent_generation,
-            snapshots: Arc::default(),
+            views: Arc::default(),
             pool,
             backend,
             display: redact(target),

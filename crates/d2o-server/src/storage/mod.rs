@@ -16,7 +16,7 @@
 pub mod local;
 
 use d2o_catalog::{Principal, SharedTable};
-use d2o_delta::{DeletionVector, deletion_vector_path};
+use d2o_delta::{DeletionVectorDescriptor, deletion_vector_path};
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -119,7 +119,7 @@ impl TableUrls<'_> {
     }
 
     /// The deletion vector descriptor with its file replaced by a URL (`storageType` `p`).
-    pub(crate) fn deletion_vector(&self, dv: &DeletionVector<'_>) -> Result<Value, ApiError> {
+    pub(crate) fn deletion_vector(&self, dv: &DeletionVectorDescriptor<'_>) -> Result<Value, ApiError> {
         let mut out = Map::new();
         match deletion_vector_path(dv, self.root)? {
             None => {

@@ -10,7 +10,6 @@ use d2o_protocol::action::EndStreamAction;
 use d2o_protocol::action::write::LineContext;
 use d2o_protocol::capabilities::{Capabilities, ResponseFormat};
 use d2o_protocol::request::ChangesRequest;
-use md5::{Digest, Md5};
 use serde_json::Value;
 
 use super::{
@@ -224,10 +223,6 @@ fn plan_changes(
     Ok(ChangesPlan { who, table: t, access, start, end, start_snapshot, latest, commits, format, next, scope })
 }
 
-fn file_id(path: &str) -> String {
-    Md5::digest(path.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn write_changes(
     state: &AppState,
     plan: &ChangesPlan,
@@ -279,7 +274,7 @@ fn write_changes(
                 break 'commits;
             }
             index += 1;
-            let id = file_id(change.path().unwrap_or_default());
+            let id = d2o_delta::file_id(change.path().unwrap_or_default());
             let line = lines::change(&change, format, &urls, &ctx, &id)?;
             let size = change.action.get("size").and_then(Value::as_i64).unwrap_or(0);
             if w.file_line(size, |out| {

@@ -1,24 +1,24 @@
-//! The recipient-facing catalog held in memory.
+//! The recipient-facing catalog held in memory: a [`RecipientView`] of one generation.
 //!
 //! Serving a request needs a token lookup, a grant check and a table lookup; doing those in the
-//! database costs several round trips per request. Instead, [`SqlCatalog`] keeps a [`Snapshot`] of
+//! database costs several round trips per request. Instead, [`SqlCatalog`] keeps a [`RecipientView`] of
 //! everything recipients can see (tokens, recipients, grants, shares and tables), labelled with
 //! the catalog generation it was read at. Triggers bump the generation in every transaction that
 //! changes those tables (migration 2), whoever makes the change: this process, the CLI working on
 //! the catalog directly, or another replica.
 //!
 //! Freshness contract:
-//! - [`SqlCatalog::fresh_snapshot`] (used by `authenticate`, which starts every request) uses the
+//! - [`SqlCatalog::fresh_view`] (used by `authenticate`, which starts every request) uses the
 //!   generation read by a statement that started at most [`GENERATION_MAX_AGE`] (1 ms) before
 //!   the call, or else waits for a new one; concurrent callers share one such statement, which
 //!   also stores queued audit events (see [`super::batch`]). So a request sees every change
 //!   committed more than 1 ms before it began, and the database answers no more than one short
 //!   statement per batch of requests.
-//! - [`SqlCatalog::snapshot`] (the other reads of a request) returns the newest snapshot without
+//! - [`SqlCatalog::view`] (the other reads of a request) returns the newest view without
 //!   asking the database, unless this process changed the catalog since it was read.
 //! - Expiry is evaluated at each call against the clock, never cached.
 //!
-//! A change reloads the whole snapshot (a handful of `SELECT`s; tens of milliseconds for 10,000
+//! A change reloads the whole view (a handful of `SELECT`s; tens of milliseconds for 10,000
 //! tables), so admin writes are cheap to make and reads stay at memory speed.
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,17 +32,17 @@ use url::Url;
 use super::{Backend, SqlCatalog, db_err, get_i64, get_opt_i64, get_opt_str, get_str};
 use crate::{CatalogError, PartitionFilter, Principal, SharedTable};
 
-/// How old a generation read may be for [`SqlCatalog::fresh_snapshot`]: the statement that read
+/// How old a generation read may be for [`SqlCatalog::fresh_view`]: the statement that read
 /// it started at most this long before the call. Under load the audit inserts, which read the
 /// generation too, keep it this fresh without a query of their own.
 pub(crate) const GENERATION_MAX_AGE: Duration = Duration::from_millis(1);
 
 /// Everything recipients can see, as of one catalog generation.
 #[derive(Debug, Default)]
-pub(crate) struct Snapshot {
+pub(crate) struct RecipientView {
     /// The generation this was read at (its data is at least this new).
     pub(crate) generation: i64,
-    /// The local change counter when loading began (see [`SnapshotCache`]).
+    /// The local change counter when loading began (see [`ViewCache`]).
     local_changes: u64,
     /// By token hash.
     tokens: HashMap<String, TokenEntry>,
@@ -94,7 +94,7 @@ pub(crate) struct SchemaEntry {
     pub(crate) tables: Vec<(String, SharedTable)>,
 }
 
-impl Snapshot {
+impl RecipientView {
     /// The principal a token belongs to, if the token is known, not revoked and not expired
     /// (token or recipient) at `now_ms`.
     pub(crate) fn authenticate(&self, token_hash: &str, now_ms: i64) -> Result<Principal, CatalogError> {
@@ -167,25 +167,25 @@ impl SchemaEntry {
     }
 }
 
-/// The current snapshot of one catalog, shared by its clones.
+/// The current view of one catalog, shared by its clones.
 #[derive(Debug, Default)]
-pub(crate) struct SnapshotCache {
-    current: RwLock<Option<Arc<Snapshot>>>,
-    /// Counts changes made through this process; a snapshot whose loading began before the
+pub(crate) struct ViewCache {
+    current: RwLock<Option<Arc<RecipientView>>>,
+    /// Counts changes made through this process; a view whose loading began before the
     /// latest one is out of date even if the generation check has not run yet.
     local_changes: AtomicU64,
     /// One reload at a time.
     reload: tokio::sync::Mutex<()>,
 }
 
-impl SnapshotCache {
-    /// Marks the snapshot out of date after a change made through this process.
+impl ViewCache {
+    /// Marks the view out of date after a change made through this process.
     pub(crate) fn changed(&self) {
         self.local_changes.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// The current snapshot if it is at least `generation` and has every local change.
-    fn current_if(&self, generation: Option<i64>) -> Option<Arc<Snapshot>> {
+    /// The current view if it is at least `generation` and has every local change.
+    fn current_if(&self, generation: Option<i64>) -> Option<Arc<RecipientView>> {
         let current = self.current.read().ok()?.clone()?;
         let local = self.local_changes.load(Ordering::SeqCst);
         (current.local_changes == local && generation.is_none_or(|g| current.generation >= g)).then_some(current)
@@ -193,23 +193,23 @@ impl SnapshotCache {
 }
 
 impl SqlCatalog {
-    /// A snapshot with every change committed more than [`GENERATION_MAX_AGE`] before this
+    /// A view with every change committed more than [`GENERATION_MAX_AGE`] before this
     /// call (a reload only if the generation moved).
-    pub(crate) async fn fresh_snapshot(&self) -> Result<Arc<Snapshot>, CatalogError> {
+    pub(crate) async fn fresh_view(&self) -> Result<Arc<RecipientView>, CatalogError> {
         let generation = match self.recent_generation.within(GENERATION_MAX_AGE) {
             Some(generation) => generation,
             None => self.database.submit(super::batch::Io::Generation).await?,
         };
-        self.snapshot_at_least(Some(generation)).await
+        self.view_at_least(Some(generation)).await
     }
 
-    /// The newest snapshot, without a generation check (see the module's freshness contract).
-    pub(crate) async fn snapshot(&self) -> Result<Arc<Snapshot>, CatalogError> {
-        self.snapshot_at_least(None).await
+    /// The newest view, without a generation check (see the module's freshness contract).
+    pub(crate) async fn view(&self) -> Result<Arc<RecipientView>, CatalogError> {
+        self.view_at_least(None).await
     }
 
-    async fn snapshot_at_least(&self, generation: Option<i64>) -> Result<Arc<Snapshot>, CatalogError> {
-        let cache = &self.snapshots;
+    async fn view_at_least(&self, generation: Option<i64>) -> Result<Arc<RecipientView>, CatalogError> {
+        let cache = &self.views;
         if let Some(s) = cache.current_if(generation) {
             return Ok(s);
         }
@@ -219,19 +219,19 @@ impl SqlCatalog {
             return Ok(s);
         }
         let local_changes = cache.local_changes.load(Ordering::SeqCst);
-        let snapshot = Arc::new(self.load(local_changes).await?);
-        tracing::debug!(generation = snapshot.generation, "catalog snapshot loaded");
+        let view = Arc::new(self.load(local_changes).await?);
+        tracing::debug!(generation = view.generation, "catalog view loaded");
         if let Ok(mut current) = cache.current.write() {
-            *current = Some(snapshot.clone());
+            *current = Some(view.clone());
         }
-        Ok(snapshot)
+        Ok(view)
     }
 
     /// Reads the whole recipient-facing catalog in one consistent transaction.
-    async fn load(&self, local_changes: u64) -> Result<Snapshot, CatalogError> {
+    async fn load(&self, local_changes: u64) -> Result<RecipientView, CatalogError> {
         let mut tx = self.pool().begin().await.map_err(db_err)?;
         if self.backend() == Backend::Postgres {
-            // One snapshot of the database for every statement below.
+            // One view of the database for every statement below.
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .execute(&mut *tx)
                 .await
@@ -363,7 +363,7 @@ impl SqlCatalog {
                 tokens.insert(get_str(row, "token_hash")?, TokenEntry { recipient, expires_at, revoked_at });
             }
         }
-        Ok(Snapshot {
+        Ok(RecipientView {
             generation,
             local_changes,
             tokens,
