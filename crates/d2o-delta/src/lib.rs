@@ -15,6 +15,7 @@
 //! - [`files`]: [`ActiveFiles`], a compact arena of a version's active files, and the scan that
 //!   fills it.
 //! - [`changes`]: the actions of each commit in a version range.
+//! - [`storage`]: [`StoreOpener`], the seam between a table location and its object store.
 //! - [`cache`]: a small LRU bounded by bytes.
 
 pub mod cache;
@@ -22,6 +23,7 @@ pub mod changes;
 pub mod files;
 mod history;
 pub mod snapshot;
+pub mod storage;
 pub mod tables;
 
 mod error;
@@ -30,4 +32,5 @@ pub use changes::{Commit, FileChange, FileChangeKind};
 pub use error::DeltaError;
 pub use files::{ActiveFiles, DeletionVectorDescriptor, FileEntry, deletion_vector_path, file_id};
 pub use snapshot::TableSnapshot;
+pub use storage::{LocalStores, StoreOpener};
 pub use tables::{DeltaTables, DeltaTablesOptions, TimestampBound};

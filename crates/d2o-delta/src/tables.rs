@@ -9,7 +9,6 @@ use d2o_protocol::timestamp::format_timestamp_millis;
 use delta_kernel::{Engine, Snapshot};
 use delta_kernel_default_engine::DefaultEngineBuilder;
 use delta_kernel_default_engine::executor::tokio::TokioMultiThreadExecutor;
-use delta_kernel_default_engine::storage::store_from_url;
 use parking_lot::Mutex;
 use serde_json::Value;
 use url::Url;
@@ -17,6 +16,7 @@ use url::Url;
 use crate::cache::ByteLru;
 use crate::files::{FileEntry, scan};
 use crate::history::History;
+use crate::storage::{LocalStores, StoreOpener};
 use crate::{ActiveFiles, Commit, DeltaError, TableSnapshot};
 
 /// Tuning for [`DeltaTables`].
@@ -65,6 +65,7 @@ pub enum TimestampBound {
 /// All methods block (the kernel is synchronous); call them from blocking threads.
 pub struct DeltaTables {
     options: DeltaTablesOptions,
+    stores: Arc<dyn StoreOpener>,
     /// The runtime every engine does its storage I/O on: one for all tables, with a bounded
     /// blocking pool (each engine would otherwise start a runtime of its own, whose blocking
     /// pool grows to hundreds of threads under a burst of uncached reads).
@@ -83,8 +84,14 @@ impl std::fmt::Debug for DeltaTables {
 }
 
 impl DeltaTables {
-    /// The service. Fails only when its I/O runtime cannot start.
+    /// The service over tables on the local file system. Fails only when its I/O runtime
+    /// cannot start.
     pub fn new(options: DeltaTablesOptions) -> Result<Self, DeltaError> {
+        Self::with_stores(options, Arc::new(LocalStores))
+    }
+
+    /// The service over the stores `stores` opens.
+    pub fn with_stores(options: DeltaTablesOptions, stores: Arc<dyn StoreOpener>) -> Result<Self, DeltaError> {
         let io = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .max_blocking_threads(options.io_threads.max(1))
@@ -96,6 +103,7 @@ impl DeltaTables {
         let pinned = Mutex::new(ByteLru::new(options.snapshot_cache_bytes));
         Ok(DeltaTables {
             options,
+            stores,
             io: Some(io),
             engines: Mutex::new(HashMap::new()),
             latest: Mutex::new(HashMap::new()),
@@ -111,16 +119,7 @@ impl DeltaTables {
         if let Some(engine) = self.engines.lock().get(&key) {
             return Ok(engine.clone());
         }
-        // Only the local file system is served: a cloud store would look for credentials
-        // (environment, profile files, instance metadata) on the request's time.
-        if location.scheme() != "file" {
-            return Err(DeltaError::Unsupported(format!(
-                "tables on object storage ({}://) are not served yet",
-                location.scheme()
-            )));
-        }
-        let store =
-            store_from_url(location).map_err(|e| DeltaError::Unsupported(format!("cannot open storage: {e}")))?;
+        let store = self.stores.open(location)?;
         let io = self.io.as_ref().ok_or_else(|| DeltaError::internal("the storage runtime has stopped"))?;
         let executor = Arc::new(TokioMultiThreadExecutor::new(io.handle().clone()));
         let engine: Arc<dyn Engine> = Arc::new(DefaultEngineBuilder::new(store).with_task_executor(executor).build());

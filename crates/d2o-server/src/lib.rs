@@ -187,21 +187,16 @@ impl AppState {
                 write_timeout: Duration::from_secs(config.write_timeout_seconds),
             },
         };
-        let tables = DeltaTables::new(DeltaTablesOptions {
+        let storage = Arc::new(Storage::local(key.clone()));
+        let options = DeltaTablesOptions {
             snapshot_cache_tables: config.delta_table_cache_size.max(1),
             file_list_cache_bytes: config.file_list_cache_mib << 20,
             staleness: config.staleness_acceptable.then(|| std::time::Duration::from_secs(5)),
             io_threads: config.storage_io_threads.max(1),
             ..DeltaTablesOptions::default()
-        })
-        .map_err(|e| StartupError::Start { what: "the Delta table reader".into(), source: Box::new(e) })?;
-        Ok(AppState {
-            catalog,
-            tables: Arc::new(tables),
-            storage: Arc::new(Storage::local(key.clone())),
-            key,
-            settings: Arc::new(settings),
-            admin: None,
-        })
+        };
+        let tables = DeltaTables::with_stores(options, storage.clone())
+            .map_err(|e| StartupError::Start { what: "the Delta table reader".into(), source: Box::new(e) })?;
+        Ok(AppState { catalog, tables: Arc::new(tables), storage, key, settings: Arc::new(settings), admin: None })
     }
 }

@@ -1,7 +1,8 @@
 //! How recipients reach a table's files: the URLs a response hands out.
 //!
-//! A table's location decides its [`Backend`]; the query path asks [`Storage::urls`] for the
-//! URLs of one response and never asks which kind of storage it is. What every backend shares
+//! A table's location decides its [`Backend`], which both opens the table's object store (for
+//! `d2o-delta`, as its [`StoreOpener`]) and gives out URLs for its files. The query path asks
+//! [`Storage::urls`] for the URLs of one response and never asks which kind of storage it is. What every backend shares
 //! is here: log paths are checked to stay inside the table (the Delta log may name absolute
 //! paths, or paths that climb out with `..`), and deletion-vector descriptors get URLs too.
 //!
@@ -15,8 +16,11 @@
 
 pub mod local;
 
+use std::sync::Arc;
+
 use d2o_catalog::{Principal, SharedTable};
-use d2o_delta::{DeletionVectorDescriptor, deletion_vector_path};
+use d2o_delta::{DeletionVectorDescriptor, DeltaError, StoreOpener, deletion_vector_path};
+use object_store::DynObjectStore;
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -33,10 +37,14 @@ pub(crate) struct UrlRequest<'a> {
     pub(crate) expires_ms: i64,
 }
 
-/// One kind of storage: the tables it serves and the URLs it gives out for their files.
+/// One kind of storage: the tables it serves, how their data is read, and the URLs it gives
+/// out for their files.
 pub(crate) trait Backend: Send + Sync {
     /// Whether this backend serves tables at `location`.
     fn serves(&self, location: &Url) -> bool;
+
+    /// The object store holding the table at `location` (one this backend serves).
+    fn open(&self, location: &Url) -> Result<Arc<DynObjectStore>, DeltaError>;
 
     /// A signer of URLs for the files of `request.table`, for `request.who`, valid until
     /// `request.expires_ms`. Must not do I/O per file: a response may list a million files.
@@ -64,18 +72,26 @@ impl std::fmt::Debug for Storage {
 
 impl Storage {
     /// Storage for tables on the server's disk, served at URLs signed with `key`.
-    pub fn local(key: std::sync::Arc<crate::SigningKey>) -> Storage {
+    pub fn local(key: Arc<crate::SigningKey>) -> Storage {
         Storage { backends: vec![Box::new(local::LocalFiles::new(key))] }
+    }
+
+    fn backend(&self, location: &Url) -> Result<&dyn Backend, DeltaError> {
+        self.backends.iter().find(|b| b.serves(location)).map(|b| b.as_ref()).ok_or_else(|| {
+            DeltaError::Unsupported(format!("tables at {}:// locations are not served", location.scheme()))
+        })
     }
 
     /// The URLs for the files of one response.
     pub(crate) fn urls<'a>(&'a self, request: &UrlRequest<'a>) -> Result<TableUrls<'a>, ApiError> {
         let root = &request.table.location;
-        let backend =
-            self.backends.iter().find(|b| b.serves(root)).ok_or_else(|| {
-                ApiError::Unsupported(format!("tables at {}:// locations are not served", root.scheme()))
-            })?;
-        Ok(TableUrls { root, signer: backend.signer(request)? })
+        Ok(TableUrls { root, signer: self.backend(root)?.signer(request)? })
+    }
+}
+
+impl StoreOpener for Storage {
+    fn open(&self, location: &Url) -> Result<Arc<DynObjectStore>, DeltaError> {
+        self.backend(location)?.open(location)
     }
 }
 

@@ -21,6 +21,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use url::Url;
 
+use d2o_delta::{DeltaError, LocalStores, StoreOpener};
+use object_store::DynObjectStore;
+
 use super::{Backend, FileSigner, UrlRequest};
 use crate::{ApiError, SigningKey};
 
@@ -45,6 +48,10 @@ impl LocalFiles {
 impl Backend for LocalFiles {
     fn serves(&self, location: &Url) -> bool {
         location.scheme() == "file"
+    }
+
+    fn open(&self, location: &Url) -> Result<Arc<DynObjectStore>, DeltaError> {
+        LocalStores.open(location)
     }
 
     fn signer<'a>(&'a self, request: &UrlRequest<'a>) -> Result<Box<dyn FileSigner + 'a>, ApiError> {
