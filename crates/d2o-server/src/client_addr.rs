@@ -8,11 +8,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request};
+use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::middleware::Next;
-use axum::response::Response;
 use ipnet::IpNet;
 
 /// The address a request came from, as decided by [`TrustedProxies`]. `None` when the server
@@ -111,18 +109,6 @@ fn parse_node(node: &str) -> Option<IpAddr> {
     }
     let inner = node.strip_prefix('[')?.split(']').next()?;
     inner.parse::<IpAddr>().ok().map(canonical)
-}
-
-/// Middleware: decides the client address of every request.
-pub(crate) async fn decide(
-    axum::extract::State(proxies): axum::extract::State<std::sync::Arc<TrustedProxies>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let client = peer.map(|peer| proxies.client_of(peer, req.headers()));
-    req.extensions_mut().insert(ClientAddr(client));
-    next.run(req).await
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {

@@ -10,7 +10,8 @@
 //! - [`error`]: [`ApiError`], the one place errors become `{"errorCode","message"}` responses.
 //! - `conn`: the accept loop, with connection limits and timeouts.
 //! - [`client_addr`]: the client's address, decided once (trusted proxies).
-//! - `headers`: response headers every answer carries (caching, sniffing, CORS).
+//! - `edge`: what every request and response goes through (client address, CORS, the
+//!   headers every answer carries, the log span).
 //! - `auth`: the bearer-token extractor; `policy`: what a principal may read of a table.
 //! - `routes`: discovery (shares, schemas, tables), table (version, metadata, query, changes)
 //!   and file serving.
@@ -36,7 +37,7 @@ pub mod admin;
 mod audit;
 mod auth;
 mod conn;
-mod headers;
+mod edge;
 mod lines;
 mod policy;
 mod routes;
@@ -96,14 +97,12 @@ pub fn router(state: AppState) -> Router {
     let admin = admin::routes().method_not_allowed_fallback(method_not_allowed);
     let endpoint = state.settings.endpoint.trim_end_matches('/').to_owned();
     let app = if endpoint.is_empty() { protocol } else { Router::new().nest(&endpoint, protocol) };
-    let proxies = Arc::new(state.settings.trusted_proxies.clone());
     let app = app
         .nest("/admin/v1", admin)
         .route("/health", get(health))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(proxies, client_addr::decide));
-    headers::layers(app, &state.settings).with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    edge::layers(app, &state.settings).with_state(state)
 }
 
 async fn health() -> (StatusCode, &'static str) {

@@ -25,6 +25,7 @@ use d2o_delta::{DeltaError, LocalStores, StoreOpener};
 use object_store::DynObjectStore;
 
 use super::{Backend, FileSigner, UrlRequest};
+use crate::signing::PrefixedMac;
 use crate::{ApiError, SigningKey};
 
 /// The MAC domain of file URLs.
@@ -56,12 +57,14 @@ impl Backend for LocalFiles {
 
     fn signer<'a>(&'a self, request: &UrlRequest<'a>) -> Result<Box<dyn FileSigner + 'a>, ApiError> {
         let grant = FileGrant { table_id: request.table.id.clone(), recipient_id: request.who.id.clone() }.encode();
-        Ok(Box::new(LocalSigner { key: &self.key, base: request.base, grant, expires_ms: request.expires_ms }))
+        let mac = self.key.prefixed(DOMAIN, &[grant.as_bytes()]);
+        Ok(Box::new(LocalSigner { mac, base: request.base, grant, expires_ms: request.expires_ms }))
     }
 }
 
 struct LocalSigner<'a> {
-    key: &'a SigningKey,
+    /// The server key's MAC with this response's grant absorbed.
+    mac: PrefixedMac,
     base: &'a str,
     grant: String,
     expires_ms: i64,
@@ -69,7 +72,7 @@ struct LocalSigner<'a> {
 
 impl FileSigner for LocalSigner<'_> {
     fn write_url(&self, out: &mut String, path: &str) -> Result<(), ApiError> {
-        write_url(self.key, out, self.base, &self.grant, path, self.expires_ms);
+        write_signed(out, self.base, &self.grant, path, self.expires_ms, |rest| self.mac.sign(rest));
         Ok(())
     }
 }
@@ -78,6 +81,22 @@ impl FileSigner for LocalSigner<'_> {
 /// `{base}/files/{grant}/{path}?sp=r&se={expiry ms}&sig={signature}`, where `grant` is a
 /// [`FileGrant::encode`]d segment.
 pub fn write_url(key: &SigningKey, out: &mut String, base: &str, grant: &str, path: &str, expires_ms: i64) {
+    write_signed(out, base, grant, path, expires_ms, |rest| {
+        let mut parts = vec![grant.as_bytes()];
+        parts.extend_from_slice(rest);
+        key.sign(DOMAIN, &parts)
+    });
+}
+
+/// Writes the URL; `sign` gets the parts after the grant (the path and the expiry).
+fn write_signed(
+    out: &mut String,
+    base: &str,
+    grant: &str,
+    path: &str,
+    expires_ms: i64,
+    sign: impl FnOnce(&[&[u8]]) -> [u8; 32],
+) {
     out.push_str(base);
     out.push_str("/files/");
     out.push_str(grant);
@@ -86,7 +105,7 @@ pub fn write_url(key: &SigningKey, out: &mut String, base: &str, grant: &str, pa
     out.push_str("?sp=r&se=");
     let expires_at = out.len();
     let _ = write!(out, "{expires_ms}");
-    let sig = key.sign(DOMAIN, &[grant.as_bytes(), path.as_bytes(), &out.as_bytes()[expires_at..]]);
+    let sig = sign(&[path.as_bytes(), &out.as_bytes()[expires_at..]]);
     out.push_str("&sig=");
     URL_SAFE_NO_PAD.encode_string(sig, out);
 }

@@ -1,34 +1,56 @@
-//! What every response carries, whatever produced it: headers that keep browsers and caches
-//! from doing anything unexpected with an answer, CORS (closed unless configured), and the
-//! request's log span, with URL signatures redacted.
+//! What every request and response goes through at the edge, in one middleware: the client's
+//! address is decided ([`crate::client_addr`]), cross-origin requests are answered (closed
+//! unless configured), and every answer, whatever produced it, gets the headers that keep
+//! browsers and caches from doing anything unexpected with it. Plus the request's log span,
+//! with URL signatures redacted.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
-use axum::middleware::{Next, from_fn};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::client_addr::{ClientAddr, TrustedProxies};
 use crate::{ApiError, AppState, Settings};
 
 /// Wraps `app` in the layers of this module.
 pub(crate) fn layers(app: Router<AppState>, settings: &Settings) -> Router<AppState> {
-    let app = if settings.cors_allowed_origins.is_empty() {
-        app.layer(from_fn(cors_closed))
-    } else {
-        app.layer(cors(&settings.cors_allowed_origins))
-    };
-    app.layer(from_fn(security_headers)).layer(TraceLayer::new_for_http().make_span_with(
+    let app =
+        if settings.cors_allowed_origins.is_empty() { app } else { app.layer(cors(&settings.cors_allowed_origins)) };
+    let edge = Arc::new(Edge {
+        proxies: settings.trusted_proxies.clone(),
+        cors_closed: settings.cors_allowed_origins.is_empty(),
+    });
+    app.layer(from_fn_with_state(edge, edge_middleware)).layer(TraceLayer::new_for_http().make_span_with(
         |req: &Request<Body>| tracing::debug_span!("request", method = %req.method(), uri = %redacted(req.uri())),
     ))
 }
 
+struct Edge {
+    proxies: TrustedProxies,
+    /// No origins configured: preflights are answered here.
+    cors_closed: bool,
+}
+
+async fn edge_middleware(State(edge): State<Arc<Edge>>, mut req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let client = peer.map(|peer| edge.proxies.client_of(peer, req.headers()));
+    req.extensions_mut().insert(ClientAddr(client));
+    let mut response =
+        if edge.cors_closed && req.method() == Method::OPTIONS { preflight(&req) } else { next.run(req).await };
+    secure(&mut response);
+    response
+}
+
 /// `no-store`: answers carry signed URLs, credentials or data that no cache should keep.
 /// `nosniff` and a policy that allows nothing: no answer is a page a browser should run.
-async fn security_headers(req: Request, next: Next) -> Response {
-    let mut response = next.run(req).await;
+fn secure(response: &mut Response) {
     let h = response.headers_mut();
     for (name, value) in [
         (header::CACHE_CONTROL, "no-store"),
@@ -38,15 +60,11 @@ async fn security_headers(req: Request, next: Next) -> Response {
     ] {
         h.entry(name).or_insert(HeaderValue::from_static(value));
     }
-    response
 }
 
 /// Without configured origins: a preflight from a web page is refused with a clear message; a
 /// plain `OPTIONS` says which methods exist.
-async fn cors_closed(req: Request, next: Next) -> Response {
-    if req.method() != Method::OPTIONS {
-        return next.run(req).await;
-    }
+fn preflight(req: &Request) -> Response {
     if req.headers().contains_key(header::ORIGIN) {
         return ApiError::Forbidden(
             "cross-origin requests are not enabled on this server (the provider can allow origins with corsAllowedOrigins)"
