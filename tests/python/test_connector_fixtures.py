@@ -337,34 +337,40 @@ def _label(fx: Fixture, version: Optional[int], fmt: str) -> str:
 # =========================================================================== snapshot reads
 
 
+def check_snapshot_read(table_url: str, fx: Fixture, version: Optional[int], fmt: str) -> None:
+    """Reads `table_url` (a connector URL serving fixture fx) at `version` (None: latest) with
+    load_as_pandas and checks the rows; fmt is "auto" (format resolved via /metadata),
+    "delta" (use_delta_format=True) or "parquet" (use_delta_format=False). A parquet-only
+    read of a table that format cannot represent must be refused (see the module doc).
+    Also used by test_object_storage.py for tables in object storage."""
+    label = _label(fx, version, fmt)
+    use_delta = {"auto": None, "delta": True, "parquet": False}[fmt]
+    call = lambda: delta_sharing.load_as_pandas(  # noqa: E731
+        table_url, use_delta_format=use_delta, **_version_kwargs(version)
+    )
+    if fmt == "parquet" and fx.needs_delta_format:
+        # deletion vectors / column mapping: a parquet-only request must be refused
+        assert_http_400(call, label)
+    elif fmt == "parquet" and fx.has_timestamp_ntz:
+        assert_ntz_refused_in_parquet(call, label)
+    else:
+        assert_frame_matches(call(), expected_snapshot(fx, version), label)
+
+
 @pytest.mark.parametrize("fx,version", SNAPSHOT_CASES)
 def test_load_as_pandas_auto_format(d2o, fx: Fixture, version: Optional[int]):
     """Default call: the connector auto-resolves the format via /metadata."""
-    df = delta_sharing.load_as_pandas(d2o.fixture_url(fx), **_version_kwargs(version))
-    assert_frame_matches(df, expected_snapshot(fx, version), _label(fx, version, "auto"))
+    check_snapshot_read(d2o.fixture_url(fx), fx, version, "auto")
 
 
 @pytest.mark.parametrize("fx,version", SNAPSHOT_CASES)
 def test_load_as_pandas_delta_format(d2o, fx: Fixture, version: Optional[int]):
-    df = delta_sharing.load_as_pandas(
-        d2o.fixture_url(fx), use_delta_format=True, **_version_kwargs(version)
-    )
-    assert_frame_matches(df, expected_snapshot(fx, version), _label(fx, version, "delta"))
+    check_snapshot_read(d2o.fixture_url(fx), fx, version, "delta")
 
 
 @pytest.mark.parametrize("fx,version", SNAPSHOT_CASES)
 def test_load_as_pandas_parquet_format(d2o, fx: Fixture, version: Optional[int]):
-    label = _label(fx, version, "parquet")
-    call = lambda: delta_sharing.load_as_pandas(  # noqa: E731
-        d2o.fixture_url(fx), use_delta_format=False, **_version_kwargs(version)
-    )
-    if fx.needs_delta_format:
-        # deletion vectors / column mapping: a parquet-only request must be refused
-        assert_http_400(call, label)
-    elif fx.has_timestamp_ntz:
-        assert_ntz_refused_in_parquet(call, label)
-    else:
-        assert_frame_matches(call(), expected_snapshot(fx, version), label)
+    check_snapshot_read(d2o.fixture_url(fx), fx, version, "parquet")
 
 
 @pytest.mark.parametrize(
@@ -507,10 +513,10 @@ def test_sharing_client_lists_everything(d2o):
 # =========================================================================== change data feed
 
 
-def _cdf_call(d2o, fx: Fixture, fmt: str, start: int) -> Callable[[], pd.DataFrame]:
+def _cdf_call(table_url: str, fmt: str, start: int) -> Callable[[], pd.DataFrame]:
     use_delta = {"default": None, "parquet": False, "delta": True}[fmt]
     return lambda: delta_sharing.load_table_changes_as_pandas(
-        d2o.fixture_url(fx), starting_version=start, use_delta_format=use_delta
+        table_url, starting_version=start, use_delta_format=use_delta
     )
 
 
@@ -586,9 +592,7 @@ def check_cdf_replays_snapshots(df: pd.DataFrame, fx: Fixture, start: int, label
             )
 
 
-@pytest.mark.parametrize("fmt", ["default", "parquet", "delta"])
-@pytest.mark.parametrize("fx", CDF_FIXTURES)
-def test_load_table_changes(d2o, fx: Fixture, fmt: str):
+def check_changes_read(table_url: str, fx: Fixture, fmt: str) -> None:
     """load_table_changes_as_pandas(url, starting_version=<first version with CDF on>), which
     is 0 for every fixture that has expected/cdf.parquet.
 
@@ -601,7 +605,7 @@ def test_load_table_changes(d2o, fx: Fixture, fmt: str):
     if fx.cdf_expected is not None:
         assert start == 0, f"{fx.name}: cdf.parquet is computed from version 0, CDF starts at {start}"
     label = f"{fx.name} changes from v{start} [{fmt}]"
-    call = _cdf_call(d2o, fx, fmt, start)
+    call = _cdf_call(table_url, fmt, start)
     if fmt != "delta" and fx.needs_delta_format:
         assert_http_400(call, label)
         return
@@ -618,6 +622,12 @@ def test_load_table_changes(d2o, fx: Fixture, fmt: str):
     check_cdf_replays_snapshots(df, fx, start, label)
 
 
+@pytest.mark.parametrize("fmt", ["default", "parquet", "delta"])
+@pytest.mark.parametrize("fx", CDF_FIXTURES)
+def test_load_table_changes(d2o, fx: Fixture, fmt: str):
+    check_changes_read(d2o.fixture_url(fx), fx, fmt)
+
+
 @pytest.mark.parametrize("fmt", ["default", "delta"])
 @pytest.mark.parametrize(
     "fx", [pytest.param(fx, id=fx.name) for fx in FIXTURES if fx.cdf_enabled and (fx.cdf_start_version or 0) > 0]
@@ -625,13 +635,13 @@ def test_load_table_changes(d2o, fx: Fixture, fmt: str):
 def test_load_table_changes_before_cdf_was_enabled(d2o, fx: Fixture, fmt: str):
     """A range that includes versions written before delta.enableChangeDataFeed was set is a
     400 (ref: "change data was not recorded for version [V]")."""
-    assert_http_400(_cdf_call(d2o, fx, fmt, 0), f"{fx.name} changes from v0 [{fmt}]")
+    assert_http_400(_cdf_call(d2o.fixture_url(fx), fmt, 0), f"{fx.name} changes from v0 [{fmt}]")
 
 
 @pytest.mark.parametrize("fx", [pytest.param(fx, id=fx.name) for fx in FIXTURES if not fx.cdf_enabled][:3])
 def test_load_table_changes_without_cdf(d2o, fx: Fixture):
     """Tables that never enabled the change data feed: /changes is a 400, not a 5xx."""
-    assert_http_400(_cdf_call(d2o, fx, "default", 0), f"{fx.name} changes (no CDF)")
+    assert_http_400(_cdf_call(d2o.fixture_url(fx), "default", 0), f"{fx.name} changes (no CDF)")
 
 
 # =========================================================================== self-check

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::StorageLocation;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -195,6 +196,15 @@ pub trait Admin: Send + Sync + 'static {
 
     async fn grant(&self, share: &str, recipient: &str) -> Result<(), CatalogError>;
     async fn revoke_grant(&self, share: &str, recipient: &str) -> Result<(), CatalogError>;
+
+    /// Adds a named storage location (already checked: [`StorageLocation::new`]). Fails with
+    /// `AlreadyExists` when the name is taken.
+    async fn add_storage(&self, location: StorageLocation) -> Result<StorageLocation, CatalogError>;
+    /// The storage locations, by name.
+    async fn list_storage(&self) -> Result<Vec<StorageLocation>, CatalogError>;
+    async fn show_storage(&self, name: &str) -> Result<StorageLocation, CatalogError>;
+    /// Drops a storage location; its tables stay, read with the store's defaults.
+    async fn drop_storage(&self, name: &str) -> Result<(), CatalogError>;
 
     /// Audit events, newest first.
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, CatalogError>;

@@ -1,10 +1,11 @@
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use d2o_protocol::model::{Page, Schema, Share, Table};
 use url::Url;
 
-use crate::{AuditEvent, CatalogError, PageRequest, PartitionFilter};
+use crate::{AuditEvent, CatalogError, PageRequest, PartitionFilter, StorageLocation};
 
 /// Who is calling, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +122,10 @@ pub trait Catalog: Send + Sync + 'static {
     /// granted to it holds a table with that id. Must see changes as fresh as
     /// [`Catalog::authenticate`] does, so that a revocation stops downloads as it stops requests.
     async fn file_access(&self, recipient_id: &str, table_id: &str) -> Result<(Principal, SharedTable), CatalogError>;
+
+    /// The named storage locations, as of the catalog's latest refresh (which every request
+    /// makes when it authenticates). Must not do I/O: it is asked at every table read.
+    fn storage_locations(&self) -> Arc<Vec<StorageLocation>>;
 
     /// Records one protocol request. Must not return before the event is stored (or logged, for
     /// catalogs without storage); an error means the event was not recorded.

@@ -13,6 +13,8 @@
 //! - [`share_config`]: the share tree of a reference-format YAML file, and the rules for
 //!   names and locations; [`YamlCatalog`], a read-only catalog over such a tree with one
 //!   optional bearer token. (The file's server settings are the server crate's.)
+//! - [`storage_location`]: named storage locations, the object-store options of the tables
+//!   under a URL prefix (no secrets: environment references only).
 //! - [`page`]: list pagination with opaque, checked page tokens.
 //! - [`CatalogError`]: what a caller can act on (`NotFound`, `Unauthenticated`, ...).
 
@@ -21,6 +23,7 @@ pub mod page;
 pub mod partition_filter;
 pub mod share_config;
 pub mod sql;
+pub mod storage_location;
 
 mod catalog;
 mod error;
@@ -34,6 +37,7 @@ pub use error::CatalogError;
 pub use page::{PageRequest, PageToken};
 pub use partition_filter::PartitionFilter;
 pub use sql::SqlCatalog;
+pub use storage_location::{StorageLocation, StoreKind, UrlMode};
 pub use yaml_catalog::{YamlCatalog, derived_table_id};
 
 #[cfg(test)]

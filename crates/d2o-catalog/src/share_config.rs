@@ -135,15 +135,14 @@ pub fn resolve_location(location: &str, base_dir: &Path) -> Result<Url, String> 
     Ok(url)
 }
 
-/// Refuses a location d2o cannot serve: only tables on the server's file system are served so
-/// far, and a table on object storage is refused when it is added rather than failing (or
-/// waiting on a credential lookup) at every request.
+/// Refuses a location d2o cannot serve: the server's file system, S3, GCS and Azure are
+/// served; anything else is refused when it is added rather than failing at every request.
 pub fn check_servable(location: &Url) -> Result<(), String> {
-    if location.scheme() == "file" {
+    if location.scheme() == "file" || crate::storage_location::StoreKind::of(location).is_some() {
         return Ok(());
     }
     Err(format!(
-        "'{location}': tables on object storage ({}://) are not supported yet; share a table on the server's file system (a path or a file:// URI)",
+        "'{location}': tables at {}:// locations are not served; use a path, a file:// URI, or an s3://, s3a://, gs://, abfss://, az:// or azure:// URL",
         location.scheme()
     ))
 }
@@ -187,8 +186,8 @@ mod tests {
                 "key 'shares[0].schemas[0].tables[1].id'",
             ),
             (
-                "- name: s\n  schemas:\n  - name: x\n    tables:\n    - {name: a, location: 's3a://bucket/a'}",
-                "key 'shares[0].schemas[0].tables[0].location': 's3a://bucket/a/': tables on object storage",
+                "- name: s\n  schemas:\n  - name: x\n    tables:\n    - {name: a, location: 'hdfs://node/a'}",
+                "key 'shares[0].schemas[0].tables[0].location': 'hdfs://node/a/': tables at hdfs:// locations are not served",
             ),
         ];
         for (yaml, expected) in cases {
@@ -211,8 +210,9 @@ mod tests {
         assert_eq!(resolve_location("t/../u", base).map(|u| u.to_string()), Ok("file:///etc/ds/u/".into()));
         assert_eq!(resolve_location("file:///data/t/", base).map(|u| u.to_string()), Ok("file:///data/t/".into()));
         assert_eq!(resolve_location("s3://b/t", base).map(|u| u.to_string()), Ok("s3://b/t/".into()));
-        let refused = resolve_location("s3://b/t", base).and_then(|u| check_servable(&u)).expect_err("not servable");
-        assert!(refused.contains("object storage"), "{refused}");
+        assert!(resolve_location("s3a://b/t", base).and_then(|u| check_servable(&u)).is_ok());
+        let refused = resolve_location("ftp://b/t", base).and_then(|u| check_servable(&u)).expect_err("not servable");
+        assert!(refused.contains("not served"), "{refused}");
         assert!(resolve_location("file://otherhost/x", base).is_err());
     }
 }

@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use d2o_protocol::model::{Page, Schema, Share, Table};
@@ -7,7 +8,7 @@ use subtle::ConstantTimeEq;
 
 use crate::page::page_of;
 use crate::share_config::{ShareConfig, resolve_location};
-use crate::{AuditEvent, Catalog, CatalogError, PageRequest, Principal, SharedTable};
+use crate::{AuditEvent, Catalog, CatalogError, PageRequest, Principal, SharedTable, StorageLocation};
 
 /// A read-only catalog over the share tree of a reference-format YAML file.
 ///
@@ -17,6 +18,7 @@ use crate::{AuditEvent, Catalog, CatalogError, PageRequest, Principal, SharedTab
 pub struct YamlCatalog {
     bearer_token: Option<String>,
     shares: Vec<YamlShare>,
+    storage: Arc<Vec<StorageLocation>>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,7 +82,12 @@ impl YamlCatalog {
             });
         }
         let bearer_token = bearer_token.map(str::to_owned);
-        Ok(YamlCatalog { bearer_token, shares })
+        Ok(YamlCatalog { bearer_token, shares, storage: Arc::default() })
+    }
+
+    /// The catalog with these named storage locations (the file's `storage:`).
+    pub fn with_storage(self, storage: Vec<StorageLocation>) -> Self {
+        YamlCatalog { storage: Arc::new(storage), ..self }
     }
 
     fn share(&self, name: &str) -> Result<&YamlShare, CatalogError> {
@@ -190,6 +197,10 @@ impl Catalog for YamlCatalog {
     }
 
     /// The YAML catalog has no storage: events go to the log (target `d2o::audit`).
+    fn storage_locations(&self) -> Arc<Vec<StorageLocation>> {
+        self.storage.clone()
+    }
+
     async fn record(&self, e: &AuditEvent) -> Result<(), CatalogError> {
         tracing::info!(
             target: "d2o::audit",

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use d2o_catalog::admin::parse_properties;
-use d2o_catalog::{Admin, AuditFilter, IssuedToken, NewRecipient, RecipientInfo, ShareInfo, SqlCatalog, TableEntry};
+use d2o_catalog::{
+    Admin, AuditFilter, IssuedToken, NewRecipient, RecipientInfo, ShareInfo, SqlCatalog, StorageLocation, TableEntry,
+};
 use d2o_protocol::profile::Profile;
 
 use crate::output;
@@ -24,7 +26,7 @@ pub(crate) struct Target {
     pub(crate) catalog: String,
     /// Administer a running server through its admin API instead of the catalog.
     #[arg(long, global = true, env = "D2O_SERVER")]
-    server: Option<String>,
+    pub(crate) server: Option<String>,
     /// The server's admin token (with --server).
     #[arg(long, global = true, env = "D2O_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -171,6 +173,34 @@ pub(crate) struct AuditArgs {
     until: Option<String>,
     #[arg(long, default_value_t = 100)]
     limit: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StorageCommand {
+    /// Add a named storage location: object-store options for the tables under a URL prefix.
+    Add {
+        name: String,
+        /// The prefix it covers: s3://bucket/path/, gs://..., abfss://container@account.dfs.core.windows.net/...
+        #[arg(long)]
+        url: String,
+        /// An object_store option, KEY=VALUE (repeatable). Secrets only as ${ENV_VAR}.
+        #[arg(long = "option", value_name = "KEY=VALUE")]
+        options: Vec<String>,
+        /// presign: recipients download from the store at pre-signed URLs; proxy: through
+        /// the server.
+        #[arg(long, default_value = "presign")]
+        url_mode: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// List storage locations.
+    List,
+    /// Show a storage location.
+    Show { name: String },
+    /// Drop a storage location (its tables are then read with the store's defaults).
+    Drop { name: String },
+    /// Try a storage location: list under its prefix and read one object.
+    Check { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -350,6 +380,14 @@ pub(crate) async fn share(target: &Target, command: ShareCommand) -> Result<()> 
                 partition_filter: a.partition_filter,
                 comment: a.comment,
             };
+            // Through a server, the server checks a cloud location itself.
+            if target.server.is_none()
+                && let Ok(url) = url::Url::parse(&entry.location)
+                && d2o_catalog::StoreKind::of(&url).is_some()
+            {
+                let locations = admin.list_storage().await?;
+                d2o_server::storage::cloud::check_delta_log(&url, &locations).await.map_err(anyhow::Error::msg)?;
+            }
             let s = admin.add_table(&a.share, entry).await?;
             print_share(&s, json)
         }
@@ -359,6 +397,67 @@ pub(crate) async fn share(target: &Target, command: ShareCommand) -> Result<()> 
             };
             let s = admin.remove_table(&share, schema, name).await?;
             print_share(&s, json)
+        }
+    }
+}
+
+fn print_storage(l: &StorageLocation, json: bool) -> Result<()> {
+    if json {
+        return output::json(l);
+    }
+    println!("storage location {}  {}  (urlMode {})", l.name, l.url, l.url_mode.as_str());
+    let rows: Vec<Vec<String>> = l.options.iter().map(|(k, v)| vec![k.clone(), v.clone()]).collect();
+    output::table(&["OPTION", "VALUE"], &rows);
+    Ok(())
+}
+
+pub(crate) async fn storage(target: &Target, command: StorageCommand) -> Result<()> {
+    let admin = target.open().await?;
+    let json = target.json;
+    match command {
+        StorageCommand::Add { name, url, options, url_mode, comment } => {
+            let options = parse_properties(options.iter().map(String::as_str))?;
+            let url_mode = url_mode.parse().map_err(anyhow::Error::msg)?;
+            let location = StorageLocation::new(&name, &url, url_mode, options, comment).map_err(anyhow::Error::msg)?;
+            print_storage(&admin.add_storage(location).await?, json)
+        }
+        StorageCommand::List => {
+            let locations = admin.list_storage().await?;
+            if json {
+                return locations.iter().try_for_each(output::json);
+            }
+            let rows: Vec<Vec<String>> = locations
+                .iter()
+                .map(|l| {
+                    vec![l.name.clone(), l.url.to_string(), l.url_mode.as_str().to_owned(), l.options.len().to_string()]
+                })
+                .collect();
+            output::table(&["STORAGE", "URL", "URL MODE", "OPTIONS"], &rows);
+            Ok(())
+        }
+        StorageCommand::Show { name } => print_storage(&admin.show_storage(&name).await?, json),
+        StorageCommand::Drop { name } => {
+            admin.drop_storage(&name).await?;
+            if !json {
+                println!("dropped storage location {name}");
+            }
+            Ok(())
+        }
+        StorageCommand::Check { name } => {
+            let location = admin.show_storage(&name).await?;
+            let check = d2o_server::storage::cloud::check_location(&location)
+                .await
+                .map_err(|e| anyhow::anyhow!("storage location '{name}': {e}"))?;
+            if json {
+                return output::json(&check);
+            }
+            println!(
+                "storage location {name}: listed {} object(s) under {}; {}",
+                check.listed,
+                check.url,
+                check.read.map_or_else(|| "nothing to read".to_owned(), |o| format!("read {o}"))
+            );
+            Ok(())
         }
     }
 }

@@ -49,6 +49,13 @@ enum Command {
         #[command(subcommand)]
         command: admin_cmd::RecipientCommand,
     },
+    /// Named storage locations: options for tables on S3, GCS and Azure.
+    Storage {
+        #[command(flatten)]
+        target: admin_cmd::Target,
+        #[command(subcommand)]
+        command: admin_cmd::StorageCommand,
+    },
     /// Grant a share to a recipient.
     Grant {
         share: String,
@@ -130,9 +137,13 @@ async fn demo(args: DemoArgs) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // A server logs what it does; a one-shot command only what went wrong.
-    let default_filter =
-        if matches!(cli.command, Command::Serve(_)) { "info,tower_http=warn,delta_kernel=warn" } else { "warn" };
+    // A server logs what it does; a one-shot command only what went wrong. Kernel errors are
+    // logged by d2o, once, with what to fix (`D2O_LOG=delta_kernel=debug` shows its own).
+    let default_filter = if matches!(cli.command, Command::Serve(_)) {
+        "info,tower_http=warn,delta_kernel=off"
+    } else {
+        "warn,delta_kernel=off"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("D2O_LOG")
@@ -171,6 +182,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Client(args) => client_cmd::run(args).await,
             Command::Share { target, command } => admin_cmd::share(&target, command).await,
             Command::Recipient { target, command } => admin_cmd::recipient(&target, command).await,
+            Command::Storage { target, command } => admin_cmd::storage(&target, command).await,
             Command::Grant { share, recipient, target } => admin_cmd::grant(&target, &share, &recipient, true).await,
             Command::Revoke { share, recipient, target } => admin_cmd::grant(&target, &share, &recipient, false).await,
             Command::Audit { target, args } => admin_cmd::audit(&target, args).await,

@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use d2o_catalog::{
-    Admin, AuditEvent, AuditFilter, CatalogError, IssuedToken, NewRecipient, RecipientInfo, ShareInfo, TableEntry,
+    Admin, AuditEvent, AuditFilter, CatalogError, IssuedToken, NewRecipient, RecipientInfo, ShareInfo, StorageLocation,
+    TableEntry,
 };
 use d2o_protocol::ErrorBody;
 use reqwest::{Method, StatusCode};
@@ -97,6 +98,20 @@ impl Admin for RemoteAdmin {
     }
     async fn remove_table(&self, share: &str, schema: &str, table: &str) -> Result<ShareInfo, CatalogError> {
         self.call(Method::DELETE, &Self::path(&["shares", share, "tables", schema, table]), None).await
+    }
+    async fn add_storage(&self, location: StorageLocation) -> Result<StorageLocation, CatalogError> {
+        let body =
+            serde_json::to_value(&location).map_err(|e| CatalogError::internal_from("cannot encode the request", e))?;
+        self.call(Method::POST, "storage", Some(body)).await
+    }
+    async fn list_storage(&self) -> Result<Vec<StorageLocation>, CatalogError> {
+        self.call(Method::GET, "storage", None).await
+    }
+    async fn show_storage(&self, name: &str) -> Result<StorageLocation, CatalogError> {
+        self.call(Method::GET, &Self::path(&["storage", name]), None).await
+    }
+    async fn drop_storage(&self, name: &str) -> Result<(), CatalogError> {
+        self.call::<Value>(Method::DELETE, &Self::path(&["storage", name]), None).await.map(drop)
     }
     async fn create_recipient(&self, recipient: NewRecipient) -> Result<(RecipientInfo, IssuedToken), CatalogError> {
         #[derive(serde::Deserialize)]

@@ -20,9 +20,15 @@ pub enum DeltaError {
     /// The caller asked for something that does not make sense for this table.
     #[error("{0}")]
     InvalidArgument(String),
-    /// Storage refused access.
-    #[error("permission denied reading the table")]
-    PermissionDenied,
+    /// The table's storage could not be opened or read (refused access, unreachable,
+    /// misconfigured, timed out). `message` says what failed; the source, for the provider's log, may name
+    /// endpoints and paths.
+    #[error("{message}")]
+    Storage {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// Anything else: a bug, a corrupt log, an I/O failure. For logs, not for clients.
     #[error("{message}")]
     Internal {
@@ -36,6 +42,16 @@ impl DeltaError {
     /// An internal failure with no underlying error.
     pub fn internal(message: impl Into<String>) -> Self {
         DeltaError::Internal { message: message.into(), source: None }
+    }
+
+    /// The error with the table it happened at named in a storage failure, for the log.
+    pub fn at(self, location: &url::Url) -> Self {
+        match self {
+            DeltaError::Storage { message, source } => {
+                DeltaError::Storage { message: format!("{message} (table at {location})"), source }
+            }
+            other => other,
+        }
     }
 
     /// An internal failure caused by `source`, which stays in the error chain for logs.
@@ -68,8 +84,12 @@ impl From<KernelError> for DeltaError {
             }
             KernelError::Unsupported(m) => DeltaError::Unsupported(m),
             KernelError::ObjectStore(OsError::NotFound { path, .. }) => DeltaError::TableNotFound(path),
-            KernelError::ObjectStore(OsError::PermissionDenied { .. } | OsError::Unauthenticated { .. }) => {
-                DeltaError::PermissionDenied
+            KernelError::ObjectStore(e @ (OsError::PermissionDenied { .. } | OsError::Unauthenticated { .. })) => {
+                let message = "the table's storage refused access: check the credentials".to_owned();
+                DeltaError::Storage { message, source: Some(Box::new(e)) }
+            }
+            KernelError::ObjectStore(e) => {
+                DeltaError::Storage { message: "the table's storage failed".to_owned(), source: Some(Box::new(e)) }
             }
             KernelError::Backtraced { source, .. } => (*source).into(),
             KernelError::LogHistory(h) => {

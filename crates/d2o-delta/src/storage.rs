@@ -19,6 +19,12 @@ pub trait StoreOpener: Send + Sync + 'static {
     /// [`DeltaError::Unsupported`] for a location it does not serve, at once: no I/O and no
     /// credential lookup happens for such a location.
     fn open(&self, location: &Url) -> Result<Arc<DynObjectStore>, DeltaError>;
+
+    /// Which store holds `location`: two locations with one key share a store (and an
+    /// engine). A key must change when the store's configuration does. Must not do I/O.
+    fn store_key(&self, location: &Url) -> String {
+        format!("{}://{}", location.scheme(), location.authority())
+    }
 }
 
 /// Tables on the local file system (`file://`) only.
@@ -31,7 +37,7 @@ impl StoreOpener for LocalStores {
         // metadata) on the request's time.
         if location.scheme() != "file" {
             return Err(DeltaError::Unsupported(format!(
-                "tables on object storage ({}://) are not served yet",
+                "tables on object storage ({}://) are read through the server's storage, not this opener",
                 location.scheme()
             )));
         }

@@ -113,9 +113,9 @@ impl DeltaTables {
         })
     }
 
-    /// The engine for a location; one per store (scheme and host or bucket).
+    /// The engine for a location; one per store (see [`StoreOpener::store_key`]).
     fn engine(&self, location: &Url) -> Result<Arc<dyn Engine>, DeltaError> {
-        let key = format!("{}://{}", location.scheme(), location.host_str().unwrap_or_default());
+        let key = self.stores.store_key(location);
         if let Some(engine) = self.engines.lock().get(&key) {
             return Ok(engine.clone());
         }
@@ -130,6 +130,10 @@ impl DeltaTables {
     /// The newest committed version of the table (or, with staleness allowed, one at most that
     /// old).
     pub fn latest(&self, location: &Url) -> Result<TableSnapshot, DeltaError> {
+        self.read_latest(location).map_err(|e| e.at(location))
+    }
+
+    fn read_latest(&self, location: &Url) -> Result<TableSnapshot, DeltaError> {
         let cached = self.latest.lock().get(location).cloned();
         if let (Some((snapshot, checked)), Some(staleness)) = (&cached, self.options.staleness)
             && checked.elapsed() < staleness
@@ -157,6 +161,15 @@ impl DeltaTables {
 
     /// The table at `version`. `latest` (if the caller has it) avoids a second log listing.
     pub fn at_version(
+        &self,
+        location: &Url,
+        version: u64,
+        latest: Option<&TableSnapshot>,
+    ) -> Result<TableSnapshot, DeltaError> {
+        self.read_version(location, version, latest).map_err(|e| e.at(location))
+    }
+
+    fn read_version(
         &self,
         location: &Url,
         version: u64,

@@ -156,7 +156,18 @@ impl From<DeltaError> for ApiError {
                 tracing::warn!(detail = %m, "table files missing");
                 ApiError::TableFiles("table files missing".to_owned())
             }
-            DeltaError::PermissionDenied => ApiError::TableFiles("permission denied".to_owned()),
+            e @ DeltaError::Storage { .. } => {
+                // Store errors name request URLs, whose queries may carry signatures.
+                let chain = without_url_queries(&error_chain(&e));
+                tracing::error!(
+                    error = %chain,
+                    "cannot read a table's storage: check the storage location's endpoint, bucket and credentials"
+                );
+                ApiError::TableFiles(
+                    "the table's storage cannot be read at the moment; the provider can see why in the server log"
+                        .to_owned(),
+                )
+            }
             DeltaError::VersionNotFound(m) | DeltaError::TimestampOutOfRange(m) | DeltaError::InvalidArgument(m) => {
                 ApiError::InvalidParameter(m)
             }
@@ -164,6 +175,29 @@ impl From<DeltaError> for ApiError {
             other => ApiError::internal_from("reading the table failed", other),
         }
     }
+}
+
+/// `text` with the query of every URL in it replaced by `?…`.
+pub(crate) fn without_url_queries(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_url = false;
+    let mut skipping = false;
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() || matches!(c, '"' | '\'' | ')' | '>' | ',') {
+            in_url = false;
+            skipping = false;
+        } else if !in_url && text[i..].starts_with("://") {
+            in_url = true;
+        } else if in_url && c == '?' && !skipping {
+            skipping = true;
+            out.push_str("?…");
+            continue;
+        }
+        if !skipping {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// An error and its sources, `: `-separated, for logs.
@@ -176,4 +210,17 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn url_queries_are_left_out_of_logs() {
+        let text =
+            "error sending request for url (http://127.0.0.1:1/c/t?sig=SECRET&se=1): refused, see https://x.y/?a=b";
+        assert_eq!(
+            super::without_url_queries(text),
+            "error sending request for url (http://127.0.0.1:1/c/t?…): refused, see https://x.y/?…"
+        );
+    }
 }

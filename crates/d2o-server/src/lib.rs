@@ -186,7 +186,7 @@ impl AppState {
                 write_timeout: Duration::from_secs(config.write_timeout_seconds),
             },
         };
-        let storage = Arc::new(Storage::local(key.clone()));
+        let storage = Arc::new(Storage::new(key.clone(), catalog.clone()));
         let options = DeltaTablesOptions {
             snapshot_cache_tables: config.delta_table_cache_size.max(1),
             file_list_cache_bytes: config.file_list_cache_mib << 20,

@@ -154,7 +154,8 @@ pub(crate) async fn stream_response(
         audit,
     };
     tokio::task::spawn_blocking(move || {
-        let expires_ms = chrono::Utc::now().timestamp_millis() + url_timeout_secs as i64 * 1000;
+        // Whole seconds: pre-signed cloud URLs expire on a second.
+        let expires_ms = (chrono::Utc::now().timestamp() + url_timeout_secs as i64) * 1000;
         match write(expires_ms, &mut writer) {
             Ok(()) => {
                 let _ = writer.flush();

@@ -9,7 +9,7 @@ use super::{SqlCatalog, db_err, get_i64, get_opt_i64, get_opt_str, get_str, is_u
 use crate::share_config::validate_name;
 use crate::{
     Admin, AuditEvent, AuditFilter, CatalogError, IssuedToken, NewRecipient, PartitionFilter, RecipientInfo, ShareInfo,
-    TableEntry, TokenInfo,
+    StorageLocation, TableEntry, TokenInfo,
 };
 
 fn check_name(kind: &str, name: &str) -> Result<(), CatalogError> {
@@ -37,6 +37,25 @@ fn table_entry(row: &AnyRow) -> Result<TableEntry, CatalogError> {
         partition_filter: get_opt_str(row, "partition_filter")?,
         comment: get_opt_str(row, "comment")?,
     })
+}
+
+const STORAGE_COLUMNS: &str = "name, url, url_mode, options, comment FROM storage_locations";
+
+fn storage_location(row: &AnyRow) -> Result<StorageLocation, CatalogError> {
+    let name = get_str(row, "name")?;
+    let stored = |e: String| CatalogError::internal(format!("stored storage location '{name}': {e}"));
+    let options = serde_json::from_str(&get_str(row, "options")?).map_err(|e| stored(e.to_string()))?;
+    let mode = get_str(row, "url_mode")?.parse().map_err(stored)?;
+    StorageLocation::new(&name, &get_str(row, "url")?, mode, options, get_opt_str(row, "comment")?).map_err(stored)
+}
+
+/// Every storage location, by name, read in `tx`.
+pub(crate) async fn storage_locations(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+) -> Result<Vec<StorageLocation>, CatalogError> {
+    let sql = format!("SELECT {STORAGE_COLUMNS} ORDER BY name_key");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut **tx).await.map_err(db_err)?;
+    rows.iter().map(storage_location).collect()
 }
 
 impl SqlCatalog {
@@ -440,6 +459,65 @@ impl Admin for SqlCatalog {
         self.views.changed();
         if done.rows_affected() == 0 {
             return Err(CatalogError::not_found("grant", format!("{share} to {recipient}")));
+        }
+        Ok(())
+    }
+
+    async fn add_storage(&self, location: StorageLocation) -> Result<StorageLocation, CatalogError> {
+        let options = serde_json::to_string(&location.options)
+            .map_err(|e| CatalogError::internal(format!("cannot encode the options: {e}")))?;
+        let result = sqlx::query(self.sql(
+            "INSERT INTO storage_locations (name, name_key, url, url_mode, options, comment, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(&location.name)
+        .bind(location.name.to_lowercase())
+        .bind(location.url.as_str())
+        .bind(location.url_mode.as_str())
+        .bind(options)
+        .bind(&location.comment)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await;
+        match result {
+            Err(e) if is_unique_violation(&e) => {
+                Err(CatalogError::AlreadyExists { kind: "storage location", name: location.name })
+            }
+            Err(e) => Err(db_err(e)),
+            Ok(_) => {
+                self.views.changed();
+                Ok(location)
+            }
+        }
+    }
+
+    async fn list_storage(&self) -> Result<Vec<StorageLocation>, CatalogError> {
+        let mut tx = self.pool().begin().await.map_err(db_err)?;
+        let locations = storage_locations(&mut tx).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(locations)
+    }
+
+    async fn show_storage(&self, name: &str) -> Result<StorageLocation, CatalogError> {
+        let sql = format!("SELECT {STORAGE_COLUMNS} WHERE name_key = ?");
+        let row = sqlx::query(self.sql(&sql))
+            .bind(name.to_lowercase())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| CatalogError::not_found("storage location", name))?;
+        storage_location(&row)
+    }
+
+    async fn drop_storage(&self, name: &str) -> Result<(), CatalogError> {
+        let done = sqlx::query(self.sql("DELETE FROM storage_locations WHERE name_key = ?"))
+            .bind(name.to_lowercase())
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        self.views.changed();
+        if done.rows_affected() == 0 {
+            return Err(CatalogError::not_found("storage location", name));
         }
         Ok(())
     }

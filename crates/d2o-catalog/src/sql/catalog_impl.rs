@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use super::view::SchemaEntry;
 use super::{SqlCatalog, now_ms};
 use crate::page::PageToken;
-use crate::{AuditEvent, Catalog, CatalogError, PageRequest, Principal, SharedTable};
+use crate::{AuditEvent, Catalog, CatalogError, PageRequest, Principal, SharedTable, StorageLocation};
 
 /// The stored form of a token: its SHA-256, hex. Tokens are 256 random bits, so a fast hash
 /// is enough (a slow password hash would only slow down every request).
@@ -117,6 +117,10 @@ impl Catalog for SqlCatalog {
 
     async fn file_access(&self, recipient_id: &str, table_id: &str) -> Result<(Principal, SharedTable), CatalogError> {
         self.fresh_view().await?.file_access(recipient_id, table_id, now_ms())
+    }
+
+    fn storage_locations(&self) -> std::sync::Arc<Vec<StorageLocation>> {
+        self.views.storage()
     }
 
     async fn record(&self, event: &AuditEvent) -> Result<(), CatalogError> {

@@ -93,19 +93,45 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "ALTER TABLE audit_events ADD COLUMN detail TEXT",
         ],
     ),
+    (
+        4,
+        &[
+            // Named storage locations: object-store options by URL prefix. Options are JSON;
+            // secrets in them are environment references, never values.
+            "CREATE TABLE IF NOT EXISTS storage_locations (
+            name TEXT NOT NULL,
+            name_key TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            url_mode TEXT NOT NULL,
+            options TEXT NOT NULL,
+            comment TEXT,
+            created_at BIGINT NOT NULL)",
+        ],
+    ),
 ];
 
-/// The tables whose changes bump the catalog generation: everything but the audit log.
-const VERSIONED_TABLES: &[&str] = &["shares", "shared_tables", "recipients", "tokens", "grants"];
+/// The tables whose changes bump the catalog generation: everything but the audit log, by the
+/// migration that created them.
+const VERSIONED_TABLES: &[(i64, &[&str])] =
+    &[(2, &["shares", "shared_tables", "recipients", "tokens", "grants"]), (4, &["storage_locations"])];
+
+/// The versioned tables migration `version` puts triggers on.
+fn versioned_tables(version: i64) -> &'static [&'static str] {
+    VERSIONED_TABLES.iter().find(|(v, _)| *v == version).map(|(_, t)| *t).unwrap_or_default()
+}
 
 /// Statements of migration `version` that differ between backends.
 fn backend_statements(version: i64, backend: Backend) -> Vec<String> {
-    match (version, backend) {
+    let tables = versioned_tables(version);
+    if tables.is_empty() {
+        return Vec::new();
+    }
+    match backend {
         // SQLite has one writer at a time, so a row trigger that bumps at once is enough.
-        (2, Backend::Sqlite) => ["insert", "update", "delete"]
+        Backend::Sqlite => ["insert", "update", "delete"]
             .iter()
             .flat_map(|op| {
-                VERSIONED_TABLES.iter().map(move |t| {
+                tables.iter().map(move |t| {
                     format!(
                         "CREATE TRIGGER IF NOT EXISTS {t}_{op}_generation AFTER {op} ON {t}
                          BEGIN UPDATE catalog_generation SET generation = generation + 1; END"
@@ -115,23 +141,24 @@ fn backend_statements(version: i64, backend: Backend) -> Vec<String> {
             .collect(),
         // PostgreSQL: the bump is deferred to commit (so the generation row is locked last and
         // concurrent admin transactions cannot deadlock on it) and happens once per transaction.
-        (2, Backend::Postgres) => std::iter::once(
-            "CREATE OR REPLACE FUNCTION d2o_bump_generation() RETURNS trigger LANGUAGE plpgsql AS $$
+        Backend::Postgres => (version == 2)
+            .then(|| {
+                "CREATE OR REPLACE FUNCTION d2o_bump_generation() RETURNS trigger LANGUAGE plpgsql AS $$
              BEGIN
                  UPDATE catalog_generation SET generation = generation + 1, bumped_by = txid_current()
                  WHERE bumped_by IS DISTINCT FROM txid_current();
                  RETURN NULL;
              END $$"
-                .to_owned(),
-        )
-        .chain(VERSIONED_TABLES.iter().map(|t| {
-            format!(
-                "CREATE CONSTRAINT TRIGGER {t}_generation AFTER INSERT OR UPDATE OR DELETE ON {t}
+                    .to_owned()
+            })
+            .into_iter()
+            .chain(tables.iter().map(|t| {
+                format!(
+                    "CREATE CONSTRAINT TRIGGER {t}_generation AFTER INSERT OR UPDATE OR DELETE ON {t}
                  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION d2o_bump_generation()"
-            )
-        }))
-        .collect(),
-        _ => Vec::new(),
+                )
+            }))
+            .collect(),
     }
 }
 

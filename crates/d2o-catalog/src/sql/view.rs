@@ -30,7 +30,7 @@ use d2o_protocol::model::Share;
 use url::Url;
 
 use super::{Backend, SqlCatalog, db_err, get_i64, get_opt_i64, get_opt_str, get_str};
-use crate::{CatalogError, PartitionFilter, Principal, SharedTable};
+use crate::{CatalogError, PartitionFilter, Principal, SharedTable, StorageLocation};
 
 /// How old a generation read may be for [`SqlCatalog::fresh_view`]: the statement that read
 /// it started at most this long before the call. Under load the audit inserts, which read the
@@ -55,6 +55,8 @@ pub(crate) struct RecipientView {
     table_by_id: HashMap<String, (usize, usize, usize)>,
     /// Sorted by name key.
     pub(crate) shares: Vec<ShareEntry>,
+    /// The named storage locations, by name.
+    pub(crate) storage: Arc<Vec<StorageLocation>>,
 }
 
 #[derive(Debug)]
@@ -184,6 +186,11 @@ impl ViewCache {
         self.local_changes.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// The storage locations of the latest view loaded (none before the first).
+    pub(crate) fn storage(&self) -> Arc<Vec<StorageLocation>> {
+        self.current.read().ok().and_then(|c| c.as_ref().map(|v| v.storage.clone())).unwrap_or_default()
+    }
+
     /// The current view if it is at least `generation` and has every local change.
     fn current_if(&self, generation: Option<i64>) -> Option<Arc<RecipientView>> {
         let current = self.current.read().ok()?.clone()?;
@@ -260,6 +267,7 @@ impl SqlCatalog {
             .fetch_all(&mut *tx)
             .await
             .map_err(db_err)?;
+        let storage = super::admin_impl::storage_locations(&mut tx).await?;
         tx.commit().await.map_err(db_err)?;
 
         // Sorted here rather than by the database, whose collation may not be byte order.
@@ -372,6 +380,7 @@ impl SqlCatalog {
             recipient_by_id,
             table_by_id,
             shares,
+            storage: Arc::new(storage),
         })
     }
 }

@@ -84,11 +84,11 @@ pub async fn bad_input_changes_nothing(c: &Subject) {
     bad.partition_filter = Some("region > 'EU'".into());
     assert!(matches!(c.admin.add_table("s", bad).await, Err(CatalogError::InvalidArgument(_))));
     assert!(matches!(c.admin.add_table("s", table("a/b", "t")).await, Err(CatalogError::InvalidArgument(_))));
-    // Object storage is not served yet: refused when added, not at every request.
-    for location in ["s3://bucket/t", "s3a://bucket/t", "gs://bucket/t", "abfss://c@account.dfs.core.windows.net/t"] {
-        let cloud = TableEntry { location: location.into(), ..table("sc", "cloud") };
-        match c.admin.add_table("s", cloud).await {
-            Err(CatalogError::InvalidArgument(m)) => assert!(m.contains("object storage"), "{m}"),
+    // A location no backend serves is refused when added, not at every request.
+    for location in ["hdfs://node/t", "ftp://host/t"] {
+        let elsewhere = TableEntry { location: location.into(), ..table("sc", "elsewhere") };
+        match c.admin.add_table("s", elsewhere).await {
+            Err(CatalogError::InvalidArgument(m)) => assert!(m.contains("not served"), "{m}"),
             other => panic!("{location}: {other:?}"),
         }
     }
@@ -592,4 +592,32 @@ pub async fn reads_follow_the_contract(c: &dyn Catalog, token: &str) {
     assert_eq!((by_id_who.id, by_id), (who.id.clone(), t2.clone()));
     assert!(matches!(c.file_access("someone-else", &t2.id).await, Err(CatalogError::NotFound { .. })));
     assert!(matches!(c.file_access(&who.id, "no-such-id").await, Err(CatalogError::NotFound { .. })));
+}
+
+/// Storage locations: added, listed, shown, dropped; names unique case-insensitively; and a
+/// change made elsewhere reaches the recipient side's `storage_locations` at its next request.
+pub async fn storage_locations(c: &Subject) {
+    use d2o_catalog::{StorageLocation, UrlMode};
+    let options = BTreeMap::from([
+        ("endpoint".to_owned(), "http://127.0.0.1:9000".to_owned()),
+        ("secret_access_key".to_owned(), "${AWS_SECRET_ACCESS_KEY}".to_owned()),
+    ]);
+    let lake =
+        StorageLocation::new("Lake", "s3://bucket/tables", UrlMode::Proxy, options, Some("c".into())).expect("valid");
+    assert_eq!(c.admin.add_storage(lake.clone()).await.expect("added"), lake);
+    assert!(matches!(c.admin.add_storage(lake.clone()).await, Err(CatalogError::AlreadyExists { .. })));
+    assert_eq!(c.admin.show_storage("lake").await.expect("shown"), lake);
+    let other = StorageLocation::new("b", "gs://b/", UrlMode::Presign, BTreeMap::new(), None).expect("valid");
+    c.elsewhere.add_storage(other.clone()).await.expect("added elsewhere");
+    assert_eq!(c.admin.list_storage().await.expect("listed"), [other.clone(), lake.clone()]);
+
+    let (_, issued) = c.admin.create_recipient(recipient("r")).await.expect("created");
+    settle().await;
+    c.catalog.authenticate(Some(&issued.token)).await.expect("authenticated");
+    assert_eq!(*c.catalog.storage_locations(), [other.clone(), lake.clone()]);
+    c.elsewhere.drop_storage("LAKE").await.expect("dropped");
+    assert!(matches!(c.admin.drop_storage("lake").await, Err(CatalogError::NotFound { .. })));
+    settle().await;
+    c.catalog.authenticate(Some(&issued.token)).await.expect("authenticated");
+    assert_eq!(*c.catalog.storage_locations(), [other]);
 }

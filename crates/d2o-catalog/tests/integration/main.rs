@@ -115,6 +115,7 @@ contract!(
     concurrent_audit_events_are_all_stored,
     import_tables_is_atomic_and_idempotent,
     file_access_follows_grants_and_revocation,
+    storage_locations,
 );
 
 mod sql {

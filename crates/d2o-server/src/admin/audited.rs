@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use d2o_catalog::{
-    Admin, AuditEvent, AuditFilter, CatalogError, IssuedToken, NewRecipient, RecipientInfo, ShareInfo, TableEntry,
+    Admin, AuditEvent, AuditFilter, CatalogError, IssuedToken, NewRecipient, RecipientInfo, ShareInfo, StorageLocation,
+    TableEntry,
 };
 
 use crate::ApiError;
@@ -39,6 +40,10 @@ struct Names<'a> {
 
 fn share(share: &str) -> Names<'_> {
     Names { share: Some(share), ..Names::default() }
+}
+
+fn storage(name: &str) -> Names<'_> {
+    Names { detail: Some(format!("storage location {name}")), ..Names::default() }
 }
 
 fn recipient(name: &str) -> Names<'_> {
@@ -164,6 +169,23 @@ impl Admin for AuditedAdmin {
     async fn revoke_grant(&self, name: &str, from: &str) -> Result<(), CatalogError> {
         let names = Names { detail: Some(format!("recipient {from}")), ..share(name) };
         self.record("revoke_grant", names, self.inner.revoke_grant(name, from).await).await
+    }
+
+    async fn add_storage(&self, location: StorageLocation) -> Result<StorageLocation, CatalogError> {
+        let name = location.name.clone();
+        self.record("storage.add", storage(&name), self.inner.add_storage(location).await).await
+    }
+
+    async fn list_storage(&self) -> Result<Vec<StorageLocation>, CatalogError> {
+        self.record("storage.list", Names::default(), self.inner.list_storage().await).await
+    }
+
+    async fn show_storage(&self, name: &str) -> Result<StorageLocation, CatalogError> {
+        self.record("storage.show", storage(name), self.inner.show_storage(name).await).await
+    }
+
+    async fn drop_storage(&self, name: &str) -> Result<(), CatalogError> {
+        self.record("storage.drop", storage(name), self.inner.drop_storage(name).await).await
     }
 
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, CatalogError> {

@@ -3,12 +3,14 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{FromRequestParts, Path};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
-use d2o_catalog::{Admin, AuditEvent, AuditFilter, NewRecipient, RecipientInfo, ShareInfo, TableEntry};
+use d2o_catalog::{
+    Admin, AuditEvent, AuditFilter, NewRecipient, RecipientInfo, ShareInfo, StorageLocation, TableEntry,
+};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
@@ -33,6 +35,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/recipients/{recipient}", get(show_recipient).delete(drop_recipient))
         .route("/recipients/{recipient}/rotate", post(rotate))
         .route("/recipients/{recipient}/revoke", post(revoke))
+        .route("/storage", get(list_storage).post(add_storage))
+        .route("/storage/{name}", get(show_storage).delete(drop_storage))
         .route("/audit", get(audit))
 }
 
@@ -126,12 +130,21 @@ async fn drop_share(AdminCaller(admin): AdminCaller, Path(share): Path<String>) 
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A table on object storage is added only when a Delta log is there.
 async fn add_table(
+    State(state): State<AppState>,
     AdminCaller(admin): AdminCaller,
     Path(share): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<ShareInfo>, ApiError> {
     let table: TableEntry = json_body(&body)?;
+    if let Ok(url) = url::Url::parse(&table.location)
+        && d2o_catalog::StoreKind::of(&url).is_some()
+        && let Some(catalog) = &state.admin
+    {
+        let locations = catalog.list_storage().await?;
+        crate::storage::cloud::check_delta_log(&url, &locations).await.map_err(ApiError::InvalidParameter)?;
+    }
     Ok(Json(admin.add_table(&share, table).await?))
 }
 
@@ -150,6 +163,28 @@ async fn remove_table(
     Path((share, schema, table)): Path<(String, String, String)>,
 ) -> Result<Json<ShareInfo>, ApiError> {
     Ok(Json(admin.remove_table(&share, &schema, &table).await?))
+}
+
+async fn list_storage(AdminCaller(admin): AdminCaller) -> Result<Json<Vec<StorageLocation>>, ApiError> {
+    Ok(Json(admin.list_storage().await?))
+}
+
+/// The body is checked as it is read: an inline secret is refused with 400.
+async fn add_storage(AdminCaller(admin): AdminCaller, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let location: StorageLocation = json_body(&body)?;
+    Ok((StatusCode::CREATED, Json(admin.add_storage(location).await?)).into_response())
+}
+
+async fn show_storage(
+    AdminCaller(admin): AdminCaller,
+    Path(name): Path<String>,
+) -> Result<Json<StorageLocation>, ApiError> {
+    Ok(Json(admin.show_storage(&name).await?))
+}
+
+async fn drop_storage(AdminCaller(admin): AdminCaller, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    admin.drop_storage(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn grant(

@@ -10,7 +10,7 @@ pub(crate) mod yaml_depth;
 use std::path::{Path, PathBuf};
 
 use d2o_catalog::share_config::{ShareConfig, validate_shares};
-use d2o_catalog::{CatalogError, YamlCatalog};
+use d2o_catalog::{CatalogError, StorageLocation, YamlCatalog};
 use serde::Deserialize;
 
 pub use yaml_depth::MAX_FLOW_DEPTH;
@@ -80,6 +80,9 @@ pub struct ServerConfig {
     /// Origins whose web pages may call the API (CORS); none by default.
     #[serde(default)]
     pub cors_allowed_origins: Vec<String>,
+    /// Named storage locations: `object_store` options for the tables under a URL prefix.
+    #[serde(default)]
+    pub storage: Vec<StorageLocation>,
     /// Most threads the kernel's storage I/O may block at once.
     #[serde(default = "default_storage_io_threads")]
     pub storage_io_threads: usize,
@@ -237,13 +240,17 @@ impl ServerConfig {
         if self.query_table_page_size_limit == 0 {
             return Err("key 'queryTablePageSizeLimit': must be greater than 0".into());
         }
+        let mut names = std::collections::HashSet::new();
+        if let Some((i, l)) = self.storage.iter().enumerate().find(|(_, l)| !names.insert(l.name.to_lowercase())) {
+            return Err(format!("key 'storage[{i}].name': storage location '{}' appears twice", l.name));
+        }
         validate_shares(&self.shares, base_dir)
     }
 
     /// The read-only catalog over this file's shares and its one bearer token.
     pub fn yaml_catalog(&self, base_dir: &Path) -> Result<YamlCatalog, CatalogError> {
         let token = self.authorization.as_ref().and_then(|a| a.bearer_token.as_deref());
-        YamlCatalog::new(&self.shares, token, base_dir)
+        Ok(YamlCatalog::new(&self.shares, token, base_dir)?.with_storage(self.storage.clone()))
     }
 }
 
@@ -312,6 +319,27 @@ someFutureKey: 1
     }
 
     #[test]
+    fn storage_locations_are_read_and_checked() {
+        let yaml = "version: 1\nstorage:\n- name: lake\n  url: s3://b/t\n  urlMode: proxy\n  options:\n    allow_http: true\n    secret_access_key: ${S}\n";
+        let (config, _) = ServerConfig::parse(yaml, Path::new("/")).expect("valid");
+        assert_eq!(config.storage[0].url.as_str(), "s3://b/t/");
+        assert_eq!(config.storage[0].options["allow_http"], "true");
+        let catalog = config.yaml_catalog(Path::new("/")).expect("catalog");
+        assert_eq!(d2o_catalog::Catalog::storage_locations(&catalog).len(), 1);
+        for (yaml, expected) in [
+            (
+                "version: 1\nstorage:\n- {name: l, url: 's3://b', options: {secret_access_key: hunter2}}",
+                "key 'storage[0]'",
+            ),
+            ("version: 1\nstorage:\n- {name: l, url: 's3://b'}\n- {name: L, url: 'gs://c'}", "appears twice"),
+            ("version: 1\nstorage:\n- {name: l, url: 's3://b', mode: x}", "unknown field"),
+        ] {
+            let err = ServerConfig::parse(yaml, Path::new("/")).expect_err(yaml);
+            assert!(err.contains(expected) && !err.contains("hunter2"), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let cases = [
             ("shares: []", "'version' must be provided"),
@@ -326,8 +354,8 @@ someFutureKey: 1
             ("version: 1\nshares:\n- name: a/b", "key 'shares[0].name'"),
             ("version: 1\nshares:\n- name: a\n- name: A", "appears twice"),
             (
-                "version: 1\nshares:\n- name: s\n  schemas:\n  - name: x\n    tables:\n    - {name: a, location: 's3a://bucket/a'}",
-                "key 'shares[0].schemas[0].tables[0].location': 's3a://bucket/a/': tables on object storage",
+                "version: 1\nshares:\n- name: s\n  schemas:\n  - name: x\n    tables:\n    - {name: a, location: 'hdfs://node/a'}",
+                "key 'shares[0].schemas[0].tables[0].location': 'hdfs://node/a/': tables at hdfs:// locations are not served",
             ),
             (
                 "version: 1\nshares:\n- name: s\n  schemas:\n  - name: x\n    tables:\n    - {name: a, location: /a, id: i}\n    - {name: b, location: /b, id: i}",

@@ -10,15 +10,15 @@
 //! - [`local`]: tables on the server's own disk. Files are served by d2o itself, at URLs it
 //!   signs with its own key (the `/files` route), checked against the catalog at every
 //!   download.
-//!
-//! A cloud backend (an `object_store` pre-signer for S3, GCS and Azure) is a second
-//! implementation of [`Backend`].
+//! - [`cloud`]: tables on S3, GCS and Azure, at URLs pre-signed by `object_store`, or (for a
+//!   storage location with `urlMode: proxy`) at the server's own URLs, streamed from the store.
 
+pub mod cloud;
 pub mod local;
 
 use std::sync::Arc;
 
-use d2o_catalog::{Principal, SharedTable};
+use d2o_catalog::{Catalog, Principal, SharedTable};
 use d2o_delta::{DeletionVectorDescriptor, DeltaError, StoreOpener, deletion_vector_path};
 use object_store::DynObjectStore;
 use serde_json::{Map, Value};
@@ -42,6 +42,11 @@ pub(crate) struct UrlRequest<'a> {
 pub(crate) trait Backend: Send + Sync {
     /// Whether this backend serves tables at `location`.
     fn serves(&self, location: &Url) -> bool;
+
+    /// See [`StoreOpener::store_key`].
+    fn store_key(&self, location: &Url) -> String {
+        format!("{}://{}", location.scheme(), location.authority())
+    }
 
     /// The object store holding the table at `location` (one this backend serves).
     fn open(&self, location: &Url) -> Result<Arc<DynObjectStore>, DeltaError>;
@@ -71,9 +76,11 @@ impl std::fmt::Debug for Storage {
 }
 
 impl Storage {
-    /// Storage for tables on the server's disk, served at URLs signed with `key`.
-    pub fn local(key: Arc<crate::SigningKey>) -> Storage {
-        Storage { backends: vec![Box::new(local::LocalFiles::new(key))] }
+    /// Storage for tables on the server's disk, served at URLs signed with `key`, and on
+    /// object storage, configured by the catalog's storage locations.
+    pub fn new(key: Arc<crate::SigningKey>, catalog: Arc<dyn Catalog>) -> Storage {
+        let cloud = cloud::ObjectStores::new(catalog, local::LocalFiles::new(key.clone()));
+        Storage { backends: vec![Box::new(local::LocalFiles::new(key)), Box::new(cloud)] }
     }
 
     fn backend(&self, location: &Url) -> Result<&dyn Backend, DeltaError> {
@@ -92,6 +99,14 @@ impl Storage {
 impl StoreOpener for Storage {
     fn open(&self, location: &Url) -> Result<Arc<DynObjectStore>, DeltaError> {
         self.backend(location)?.open(location)
+    }
+
+    fn store_key(&self, location: &Url) -> String {
+        match self.backend(location) {
+            Ok(backend) => backend.store_key(location),
+            // `open` refuses it.
+            Err(_) => location.scheme().to_owned(),
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use super::{FileGrant, check_url};
 use crate::audit::AuditSlot;
 use crate::routes::params::Params;
 use crate::{ApiError, AppState};
+use d2o_delta::StoreOpener as _;
 
 /// `GET|HEAD {endpoint}/files/{grant}/{*path}?sp=r&se=<expiry ms>&sig=<signature>`
 ///
@@ -53,28 +54,42 @@ pub(crate) async fn serve_file(
         e.schema = Some(table.schema.clone());
         e.table = Some(table.name.clone());
     });
-    let file = resolve_inside(&table.location, &path).await?;
+    let segments = segments_inside(&path)?;
+    if table.location.scheme() != "file" {
+        // A proxied object-store table: the same checks, then the store's bytes.
+        let store = state.storage.open(&table.location)?;
+        return crate::storage::cloud::send_object(store, &table.location, &segments, &method, &headers, &audit).await;
+    }
+    let file = resolve_inside(&table.location, &segments).await?;
     send_file(file, &method, &headers, &audit).await
 }
 
-/// The file a signed relative path names, refusing anything outside the root.
-async fn resolve_inside(root: &url::Url, path: &str) -> Result<PathBuf, ApiError> {
-    let outside = || ApiError::Forbidden("the path leaves the table root".to_owned());
-    if root.scheme() != "file" {
-        return Err(ApiError::Unsupported(
-            "files of tables outside the local file system are not served yet".to_owned(),
-        ));
-    }
-    // The log path is URL-encoded; decode it once, segment by segment, and refuse any
-    // segment that is empty, a dot segment, or hides a separator.
+fn outside() -> ApiError {
+    ApiError::Forbidden("the path leaves the table root".to_owned())
+}
+
+/// The segments of a signed relative path, decoded. The log path is URL-encoded; it is decoded
+/// once, segment by segment, and a segment that is empty, a dot segment, or hides a separator
+/// is refused.
+pub(crate) fn segments_inside(path: &str) -> Result<Vec<std::borrow::Cow<'_, str>>, ApiError> {
+    path.split('/')
+        .map(|segment| {
+            let decoded = percent_encoding::percent_decode_str(segment).decode_utf8().map_err(|_| outside())?;
+            if decoded.is_empty() || decoded == "." || decoded == ".." || decoded.contains(['/', '\\', '\0']) {
+                return Err(outside());
+            }
+            Ok(decoded)
+        })
+        .collect()
+}
+
+/// The file a signed relative path names, refusing anything outside the root (symbolic links
+/// included).
+async fn resolve_inside(root: &url::Url, segments: &[std::borrow::Cow<'_, str>]) -> Result<PathBuf, ApiError> {
     let mut file = root.to_file_path().map_err(|()| ApiError::internal(format!("bad table root {root}")))?;
     let root_dir = file.clone();
-    for segment in path.split('/') {
-        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8().map_err(|_| outside())?;
-        if decoded.is_empty() || decoded == "." || decoded == ".." || decoded.contains(['/', '\\', '\0']) {
-            return Err(outside());
-        }
-        file.push(decoded.as_ref());
+    for segment in segments {
+        file.push(segment.as_ref());
     }
     let (real_root, real_file) = tokio::try_join!(tokio::fs::canonicalize(&root_dir), tokio::fs::canonicalize(&file))
         .map_err(|_| ApiError::NotFound("the file does not exist".to_owned()))?;
@@ -114,6 +129,47 @@ pub(crate) fn parse_range(value: &str, size: u64) -> Result<Option<(u64, u64)>, 
     Ok(Some(range))
 }
 
+/// The response headers of a file, or a part of it.
+pub(crate) fn file_response(body: Body, status: StatusCode, start: u64, len: u64, size: u64) -> Response {
+    let mut response = (status, body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", start + len - 1))
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    response
+}
+
+/// The part of a file of `size` bytes a request asks for: status, start and length, recorded
+/// in the audit event.
+pub(crate) fn requested_part(
+    method: &Method,
+    headers: &HeaderMap,
+    size: u64,
+    audit: &AuditSlot,
+) -> Result<(StatusCode, u64, u64), ApiError> {
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(v) => parse_range(v, size)?,
+        None => None,
+    };
+    audit.update(|e| {
+        e.bytes = Some(if method == Method::HEAD { 0 } else { range.map_or(size, |(s, e)| e - s + 1) as i64 });
+        e.detail = match (method == Method::HEAD, range) {
+            (true, _) => Some("HEAD".to_owned()),
+            (false, Some((s, e))) => Some(format!("bytes={s}-{e}/{size}")),
+            (false, None) => None,
+        };
+    });
+    Ok(match range {
+        Some((s, e)) => (StatusCode::PARTIAL_CONTENT, s, e - s + 1),
+        None => (StatusCode::OK, 0, size),
+    })
+}
+
 async fn send_file(
     path: PathBuf,
     method: &Method,
@@ -127,39 +183,14 @@ async fn send_file(
         return Err(ApiError::NotFound("the file does not exist".to_owned()));
     }
     let size = meta.len();
-    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        Some(v) => parse_range(v, size)?,
-        None => None,
-    };
-    let (status, start, len) = match range {
-        Some((s, e)) => (StatusCode::PARTIAL_CONTENT, s, e - s + 1),
-        None => (StatusCode::OK, 0, size),
-    };
-    audit.update(|e| {
-        e.bytes = Some(if method == Method::HEAD { 0 } else { len as i64 });
-        e.detail = match (method == Method::HEAD, range) {
-            (true, _) => Some("HEAD".to_owned()),
-            (false, Some((s, e))) => Some(format!("bytes={s}-{e}/{size}")),
-            (false, None) => None,
-        };
-    });
+    let (status, start, len) = requested_part(method, headers, size, audit)?;
     let body = if method == Method::HEAD {
         Body::empty()
     } else {
         file.seek(SeekFrom::Start(start)).await.map_err(|e| ApiError::internal_from("cannot seek in the file", e))?;
         Body::from_stream(ReaderStream::with_capacity(file.take(len), 64 * 1024))
     };
-    let mut response = (status, body).into_response();
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-    if range.is_some()
-        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", start + len - 1))
-    {
-        h.insert(header::CONTENT_RANGE, v);
-    }
-    Ok(response)
+    Ok(file_response(body, status, start, len, size))
 }
 
 #[cfg(test)]
