@@ -67,6 +67,7 @@ AZURE_ACCOUNT_KEY = (
 SAFE_ENV = {
     "AWS_EC2_METADATA_DISABLED": "true",
     "NO_GCE_CHECK": "true",
+    "D2O_INSTANCE_METADATA": "off",
     "AWS_ACCESS_KEY_ID": AWS_ACCESS_KEY_ID,
     "AWS_SECRET_ACCESS_KEY": AWS_SECRET_ACCESS_KEY,
     "AWS_REGION": AWS_REGION,
@@ -465,7 +466,9 @@ class CountingProxy:
     """A plain HTTP forwarder on 127.0.0.1 that counts the requests it passes on, as
     (method, path without query) - for asserting how many store requests a query costs."""
 
-    def __init__(self, upstream: str):
+    def __init__(self, upstream: str, rewrite_host: bool = False):
+        """rewrite_host: send the upstream's Host (fake-gcs-server routes by it; S3's SigV4
+        signs it, so keep it there)."""
         self.upstream = urllib.parse.urlsplit(upstream)
         self.requests: List[tuple] = []
         self._lock = threading.Lock()
@@ -482,6 +485,9 @@ class CountingProxy:
                 conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                    if rewrite_host:
+                        headers = {k: v for k, v in headers.items() if k.lower() != "host"}
+                        headers["Host"] = proxy.upstream.netloc
                     conn.request(self.command, self.path, body=body, headers=headers)
                     r = conn.getresponse()
                     data = r.read()
