@@ -45,6 +45,17 @@ for _var in ("NO_PROXY", "no_proxy"):
     _cur = os.environ.get(_var, "")
     os.environ[_var] = ",".join(x for x in (_cur, "127.0.0.1", "localhost") if x)
 
+# Nothing a test starts may reach a cloud: instance metadata is off, and a store named without
+# an endpoint of its own goes to a closed port on loopback instead of AWS or Azure (tests that
+# use an emulator give its endpoint in the storage location's options, which win).
+os.environ.update({
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "NO_GCE_CHECK": "true",
+    "D2O_INSTANCE_METADATA": "off",
+    "AWS_ENDPOINT": "http://127.0.0.1:9",
+    "AZURE_STORAGE_ENDPOINT": "http://127.0.0.1:9",
+})
+
 
 # --------------------------------------------------------------------------- fixtures on disk
 

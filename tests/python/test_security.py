@@ -361,21 +361,27 @@ def test_the_client_address_comes_from_the_socket_unless_the_proxy_is_trusted(tm
 # --------------------------------------------------------------------------- 4. object storage
 
 
-def test_object_storage_locations_are_refused_when_added(tmp_path):
+def test_unservable_locations_are_refused_when_added(tmp_path):
+    """A scheme no backend serves, and a cloud location without credentials while instance
+    metadata is off, are refused when added: at once, and without a request anywhere."""
     catalog = tmp_path / "d2o.db"
     cli("share", "create", "s", catalog=catalog)
+    no_credentials = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "",
+                      "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
     started = time.monotonic()
     done = cli("share", "add-table", "s", "sc.t", "--location", "s3://bucket/sales", catalog=catalog, check=False,
-               env={"AWS_EC2_METADATA_DISABLED": "true"})
-    assert done.returncode != 0 and "object storage" in done.stderr, done.stderr
+               env=no_credentials)
+    assert done.returncode != 0 and "instance metadata is switched off" in done.stderr, done.stderr
+    done = cli("share", "add-table", "s", "sc.u", "--location", "hdfs://node/sales", catalog=catalog, check=False)
+    assert done.returncode != 0 and "not served" in done.stderr, done.stderr
     assert time.monotonic() - started < 10
     config = tmp_path / "server.yaml"
     config.write_text("version: 1\nshares:\n- name: s\n  schemas:\n  - name: sc\n    tables:\n"
-                      "    - name: t\n      location: s3a://bucket/sales\n")
+                      "    - name: t\n      location: hdfs://node/sales\n")
     done = subprocess.run([os.environ["D2O_BIN"], "serve", "--config", str(config), "--port", "0"],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode != 0
-    assert "shares[0].schemas[0].tables[0].location" in done.stderr and "object storage" in done.stderr, done.stderr
+    assert "shares[0].schemas[0].tables[0].location" in done.stderr and "not served" in done.stderr, done.stderr
 
 
 # --------------------------------------------------------------------------- 5. file permissions

@@ -27,6 +27,13 @@ fn explain(e: &object_store::Error) -> String {
 /// checkpoint. Returns how many log files it saw.
 pub async fn check_delta_log(location: &Url, locations: &[StorageLocation]) -> Result<usize, String> {
     use futures::TryStreamExt as _;
+    // A table root, as the catalog stores it: ending with `/`.
+    let mut location = location.clone();
+    if !location.path().ends_with('/') {
+        let path = format!("{}/", location.path());
+        location.set_path(&path);
+    }
+    let location = &location;
     let config = d2o_catalog::storage_location::covering(locations, location);
     let store = build(location, config)?.store;
     let root = Path::from_url_path(location.path()).map_err(|e| format!("'{location}' is not a usable path: {e}"))?;
