@@ -71,10 +71,11 @@ impl ObjectStores {
         if let Some(store) = self.stores.lock().get(&key) {
             return Ok(store.clone());
         }
-        let store = Arc::new(build(location, config).map_err(|message| {
-            tracing::error!(table = %location, storage = config.map(|c| c.name.as_str()), "{message}");
-            DeltaError::Storage { message, source: None }
-        })?);
+        // The message names the location and what to fix; it is logged where errors are
+        // answered.
+        let store = Arc::new(
+            build(location, config).map_err(|message| DeltaError::Storage { message, source: None }.at(location))?,
+        );
         self.stores.lock().insert(key, store.clone());
         Ok(store)
     }
