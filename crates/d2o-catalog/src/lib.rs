@@ -27,6 +27,7 @@ pub mod storage_location;
 
 mod catalog;
 mod error;
+mod names;
 mod yaml_catalog;
 
 pub use admin::{

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use url::Url;
 
+pub use crate::names::validate_name;
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ShareConfig {
     pub name: Option<String>,
@@ -93,21 +95,6 @@ fn check_name<'a>(name: Option<&'a str>, at: &str, kind: &str) -> Result<&'a str
         .ok_or_else(|| format!("key '{at}.name': 'name' in a {kind} must be provided"))?;
     validate_name(name).map_err(|e| format!("key '{at}.name': {e}"))?;
     Ok(name)
-}
-
-/// The protocol's rules for share, schema and table names: not empty, at most 255 characters,
-/// no `/`, no control characters.
-pub fn validate_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("a name cannot be empty".into());
-    }
-    if name.chars().count() > 255 {
-        return Err(format!("'{}…' is longer than 255 characters", name.chars().take(20).collect::<String>()));
-    }
-    if name.contains('/') || name.chars().any(char::is_control) {
-        return Err(format!("{name:?} contains '/' or a control character"));
-    }
-    Ok(())
 }
 
 /// Resolves a table `location`: an absolute path, a path relative to `base_dir`, or a URI

@@ -169,7 +169,7 @@ impl StorageLocation {
         options: BTreeMap<String, String>,
         comment: Option<String>,
     ) -> Result<StorageLocation, String> {
-        crate::share_config::validate_name(name).map_err(|e| format!("storage location name: {e}"))?;
+        crate::names::validate_name(name).map_err(|e| format!("storage location name: {e}"))?;
         let mut url = Url::parse(url).map_err(|e| format!("'{url}' is not a valid URL: {e}"))?;
         let kind = StoreKind::of(&url).ok_or_else(|| {
             format!(

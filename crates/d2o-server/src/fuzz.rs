@@ -28,7 +28,7 @@ use crate::config::yaml_depth::flow_depth_bound;
 use crate::config::{MAX_FLOW_DEPTH, ServerConfig};
 use crate::routes::table::query::body_json;
 use crate::signing::SigningKey;
-use crate::storage::local::serve::parse_range;
+use crate::storage::files::parse_range;
 use crate::storage::local::{FileGrant, check_url, write_url};
 use crate::tokens::{self, Position, Scope, TokenKind};
 use d2o_protocol::request::QueryRequest;

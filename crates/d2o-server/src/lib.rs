@@ -92,7 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{table}/metadata"), a("metadata", get(table::metadata::metadata)))
         .route(&format!("{table}/query"), a("query", post(table::query::query)))
         .route(&format!("{table}/changes"), a("changes", get(table::changes::changes)))
-        .route("/files/{grant}/{*path}", a("download", get(storage::local::serve::serve_file)))
+        .route("/files/{grant}/{*path}", a("download", get(storage::files::serve_file)))
         .method_not_allowed_fallback(method_not_allowed);
     let admin = admin::routes().method_not_allowed_fallback(method_not_allowed);
     let endpoint = state.settings.endpoint.trim_end_matches('/').to_owned();

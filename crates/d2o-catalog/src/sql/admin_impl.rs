@@ -5,6 +5,7 @@ use base64::Engine as _;
 use sqlx::any::AnyRow;
 
 use super::catalog_impl::token_hash;
+use super::storage_rows::{STORAGE_COLUMNS, storage_location, storage_locations};
 use super::{SqlCatalog, db_err, get_i64, get_opt_i64, get_opt_str, get_str, is_unique_violation, now_ms};
 use crate::share_config::validate_name;
 use crate::{
@@ -37,25 +38,6 @@ fn table_entry(row: &AnyRow) -> Result<TableEntry, CatalogError> {
         partition_filter: get_opt_str(row, "partition_filter")?,
         comment: get_opt_str(row, "comment")?,
     })
-}
-
-const STORAGE_COLUMNS: &str = "name, url, url_mode, options, comment FROM storage_locations";
-
-fn storage_location(row: &AnyRow) -> Result<StorageLocation, CatalogError> {
-    let name = get_str(row, "name")?;
-    let stored = |e: String| CatalogError::internal(format!("stored storage location '{name}': {e}"));
-    let options = serde_json::from_str(&get_str(row, "options")?).map_err(|e| stored(e.to_string()))?;
-    let mode = get_str(row, "url_mode")?.parse().map_err(stored)?;
-    StorageLocation::new(&name, &get_str(row, "url")?, mode, options, get_opt_str(row, "comment")?).map_err(stored)
-}
-
-/// Every storage location, by name, read in `tx`.
-pub(crate) async fn storage_locations(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-) -> Result<Vec<StorageLocation>, CatalogError> {
-    let sql = format!("SELECT {STORAGE_COLUMNS} ORDER BY name_key");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut **tx).await.map_err(db_err)?;
-    rows.iter().map(storage_location).collect()
 }
 
 impl SqlCatalog {

@@ -267,7 +267,7 @@ impl SqlCatalog {
             .fetch_all(&mut *tx)
             .await
             .map_err(db_err)?;
-        let storage = super::admin_impl::storage_locations(&mut tx).await?;
+        let storage = super::storage_rows::storage_locations(&mut tx).await?;
         tx.commit().await.map_err(db_err)?;
 
         // Sorted here rather than by the database, whose collation may not be byte order.

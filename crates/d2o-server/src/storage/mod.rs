@@ -12,8 +12,12 @@
 //!   download.
 //! - [`cloud`]: tables on S3, GCS and Azure, at URLs pre-signed by `object_store`, or (for a
 //!   storage location with `urlMode: proxy`) at the server's own URLs, streamed from the store.
+//!
+//! [`files`] is the route behind the server's own URLs: it checks them, then reads from disk or
+//! from a proxied store.
 
 pub mod cloud;
+pub(crate) mod files;
 pub mod local;
 
 use std::sync::Arc;

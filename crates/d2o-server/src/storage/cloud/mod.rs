@@ -15,13 +15,12 @@
 //! instead of a lookup there. A pre-signing location must sign in memory: GCS needs a service
 //! account's private key and Azure the account key; other credentials work with `proxy`.
 //!
-//! Also here: [`check`] (`d2o storage check`, `share add-table`'s log check) and [`proxy`] (the
-//! `/files` route for proxied locations).
+//! Also here: [`check`] (`d2o storage check`, `share add-table`'s log check). The files of a
+//! proxied location are streamed by the `/files` route ([`crate::storage::files`]).
 
 mod aws_profile;
 mod build;
 mod check;
-mod proxy;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -38,7 +37,6 @@ use url::Url;
 
 use self::build::build;
 pub use self::check::{StorageCheck, check_delta_log, check_location};
-pub(crate) use self::proxy::send_object;
 use super::local::LocalFiles;
 use super::{Backend, FileSigner, UrlRequest};
 use crate::ApiError;

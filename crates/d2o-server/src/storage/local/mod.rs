@@ -4,15 +4,13 @@
 //! A URL names a grant (the table entry and the recipient it was issued to, by id), a path in
 //! the table and an expiry, and carries the server key's MAC over the three. Nothing about it
 //! can be changed. Whoever holds it may read that one file until it expires, and only while
-//! the recipient still has access to the table: the file route ([`serve`]) asks the catalog at
+//! the recipient still has access to the table: the file route ([`crate::storage::files`]) asks the catalog at
 //! every download, so revoking a recipient or a grant stops its URLs at once.
 //!
 //! The query names follow Azure's shared access signatures (`sp` permissions, `se` expiry,
 //! `sig` signature). Delta kernels decide by these names whether a URL is pre-signed and must
 //! be fetched over HTTP rather than through their own object store; the Python connector's
 //! delta-format reader fails on URLs it does not recognise.
-
-pub mod serve;
 
 use std::fmt::Write as _;
 use std::sync::Arc;

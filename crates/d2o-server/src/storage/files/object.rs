@@ -1,4 +1,4 @@
-//! `urlMode: proxy`: the `/files` route streams a table's files from its store.
+//! Files of a proxied object-store table (`urlMode: proxy`), streamed from its store.
 
 use std::sync::Arc;
 
@@ -6,13 +6,13 @@ use object_store::DynObjectStore;
 use object_store::path::Path;
 use url::Url;
 
-use super::storage_error;
+use super::range::{file_response, requested_part};
 use crate::ApiError;
-use crate::storage::local::serve::{file_response, requested_part};
+use crate::storage::cloud::storage_error;
 
 /// `GET|HEAD` of a proxied table's file: `segments` (decoded, checked) under the table root,
 /// streamed from the store with the requested range.
-pub(crate) async fn send_object(
+pub(super) async fn send_object(
     store: Arc<DynObjectStore>,
     root: &Url,
     segments: &[std::borrow::Cow<'_, str>],
