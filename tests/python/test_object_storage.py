@@ -329,9 +329,9 @@ def test_s3_presigned_urls_expire(sigv4_s3, sigv4_lake):
 def test_s3_wrong_secret_is_a_protocol_error_without_the_secret(sigv4_s3, sigv4_lake):
     wrong = "wrong-secret-" + secrets.token_hex(8)
     entry = s3_entry(sigv4_s3)
-    entry["options"]["secret_access_key"] = "${D2O_TEST_WRONG_SECRET}"
+    entry["options"]["secret_access_key"] = "${D2O_STORAGE_TEST_WRONG_SECRET}"
     served = serve_yaml(sigv4_lake, [entry], {"simple_table": f"s3://{BUCKET}/simple_table/"},
-                        env={"D2O_TEST_WRONG_SECRET": wrong})
+                        env={"D2O_STORAGE_TEST_WRONG_SECRET": wrong})
     try:
         started = time.monotonic()
         status, _, body = http("POST", served.api("simple_table", "/query"), served.token, {}, timeout=60)
@@ -485,14 +485,14 @@ def test_storage_failures_are_fast_protocol_errors_without_secrets(moto_s3, azur
         s3_entry(moto_s3, name="missing", bucket="d2o-no-such-bucket"),
         s3_entry(moto_s3, name="dead", bucket="d2o-dead", endpoint=dead),
         {"name": "wrongkey", "url": "az://d2o-wrongkey/",
-         "options": {**azurite.options(), "access_key": "${D2O_TEST_WRONG_AZURE_KEY}"}},
+         "options": {**azurite.options(), "access_key": "${D2O_STORAGE_TEST_WRONG_AZURE_KEY}"}},
     ]
     tables = {
         "missing": "s3://d2o-no-such-bucket/simple_table/",
         "dead": "s3://d2o-dead/simple_table/",
         "wrongkey": "az://d2o-wrongkey/simple_table/",
     }
-    served = serve_yaml(tmp_path, entries, tables, env={"D2O_TEST_WRONG_AZURE_KEY": wrong_key})
+    served = serve_yaml(tmp_path, entries, tables, env={"D2O_STORAGE_TEST_WRONG_AZURE_KEY": wrong_key})
     try:
         bodies = []
         for table, location in tables.items():

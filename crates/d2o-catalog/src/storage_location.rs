@@ -249,13 +249,26 @@ fn env_reference(value: &str) -> Result<Option<&str>, String> {
     let valid = !name.is_empty()
         && !name.starts_with(|c: char| c.is_ascii_digit())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if valid {
-        Ok(Some(name))
-    } else {
-        Err("an option value of the form ${...} must name one environment variable, such as ${AWS_SECRET_ACCESS_KEY}"
-            .to_owned())
+    if !valid {
+        return Err(
+            "an option value of the form ${...} must name one environment variable, such as ${AWS_SECRET_ACCESS_KEY}"
+                .to_owned(),
+        );
     }
+    // Whoever may add a storage location must not be able to make the server read its own
+    // secrets (the admin token, the URL-signing key, the catalog's password) into a store's
+    // settings, where an error or a request to an endpoint of their choice could disclose them.
+    if !ENV_PREFIXES.iter().any(|p| name.starts_with(p)) {
+        return Err(format!(
+            "${{{name}}}: an option may only name variables that start with {}",
+            ENV_PREFIXES.join(", ")
+        ));
+    }
+    Ok(Some(name))
 }
+
+/// The environment variables an option may name: the stores' own, and d2o's for storage.
+pub const ENV_PREFIXES: &[&str] = &["AWS_", "AZURE_", "GOOGLE_", "D2O_STORAGE_"];
 
 /// The location with the longest prefix covering `table`.
 pub fn covering<'a, L>(locations: &'a [L], table: &Url) -> Option<&'a L>
@@ -293,7 +306,7 @@ mod tests {
             let err =
                 StorageLocation::new("l", url, UrlMode::Presign, options(&[(key, "hunter2")]), None).expect_err(key);
             assert!(err.contains("secret") && !err.contains("hunter2"), "{err}");
-            let ok = StorageLocation::new("l", url, UrlMode::Presign, options(&[(key, "${MY_SECRET}")]), None);
+            let ok = StorageLocation::new("l", url, UrlMode::Presign, options(&[(key, "${D2O_STORAGE_SECRET}")]), None);
             assert!(ok.is_ok(), "{key}: {ok:?}");
         }
         let plain = options(&[("endpoint", "http://127.0.0.1:9000"), ("region", "us-east-1"), ("allow_http", "true")]);
@@ -313,6 +326,8 @@ mod tests {
             ("l", "gs://b/", options(&[("region", "x")]), "not an option of GCS"),
             ("l", "s3://b/", options(&[("region", "${}")]), "environment variable"),
             ("l", "s3://b/", options(&[("region", "${A B}")]), "environment variable"),
+            ("l", "s3://b/", options(&[("secret_access_key", "${D2O_ADMIN_TOKEN}")]), "only name variables"),
+            ("l", "s3://b/", options(&[("endpoint", "${HOME}")]), "only name variables"),
         ] {
             let err = StorageLocation::new(name, url, UrlMode::Presign, opts, None).expect_err(url);
             assert!(err.contains(expected), "{url}: {err}");
@@ -355,11 +370,11 @@ mod tests {
             "l",
             "s3://b/",
             UrlMode::Presign,
-            options(&[("region", "eu-west-1"), ("secret_access_key", "${D2O_TEST_UNSET_VARIABLE_1}")]),
+            options(&[("region", "eu-west-1"), ("secret_access_key", "${D2O_STORAGE_TEST_UNSET_1}")]),
             None,
         )
         .expect("valid");
         let err = l.resolved_options().expect_err("unset");
-        assert!(err.contains("D2O_TEST_UNSET_VARIABLE_1"), "{err}");
+        assert!(err.contains("D2O_STORAGE_TEST_UNSET_1"), "{err}");
     }
 }

@@ -320,7 +320,7 @@ someFutureKey: 1
 
     #[test]
     fn storage_locations_are_read_and_checked() {
-        let yaml = "version: 1\nstorage:\n- name: lake\n  url: s3://b/t\n  urlMode: proxy\n  options:\n    allow_http: true\n    secret_access_key: ${S}\n";
+        let yaml = "version: 1\nstorage:\n- name: lake\n  url: s3://b/t\n  urlMode: proxy\n  options:\n    allow_http: true\n    secret_access_key: ${AWS_S}\n";
         let (config, _) = ServerConfig::parse(yaml, Path::new("/")).expect("valid");
         assert_eq!(config.storage[0].url.as_str(), "s3://b/t/");
         assert_eq!(config.storage[0].options["allow_http"], "true");

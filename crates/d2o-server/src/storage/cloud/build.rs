@@ -212,8 +212,7 @@ mod tests {
     fn locations_that_cannot_sign_in_memory_must_proxy() {
         let oauth_off = r#"{"private_key": "k", "client_email": "e", "disable_oauth": true}"#;
         assert!(!signs_locally(oauth_off) && !signs_locally("{}") && !signs_locally("not json"));
-        // Any variable that is set will do for a token that is never used.
-        let azure_token = [("account_name", "a"), ("bearer_token", "${PATH}")];
+        let azure_token = [("account_name", "a"), ("use_azure_cli", "true")];
         for (url, options) in [("az://c/", &azure_token[..]), ("gs://b/", &[("skip_signature", "true")][..])] {
             let presign = build(&Url::parse(url).expect("url"), Some(&location(url, UrlMode::Presign, options)));
             let err = presign.err().expect("refused");
@@ -225,8 +224,8 @@ mod tests {
 
     #[test]
     fn unknown_options_and_missing_variables_name_the_location() {
-        let l = location("s3://b/", UrlMode::Presign, &[("region", "${D2O_TEST_SURELY_UNSET}")]);
+        let l = location("s3://b/", UrlMode::Presign, &[("region", "${D2O_STORAGE_SURELY_UNSET}")]);
         let err = build(&Url::parse("s3://b/t/").expect("url"), Some(&l)).err().expect("refused");
-        assert!(err.contains("'l'") && err.contains("D2O_TEST_SURELY_UNSET"), "{err}");
+        assert!(err.contains("'l'") && err.contains("D2O_STORAGE_SURELY_UNSET"), "{err}");
     }
 }
