@@ -593,3 +593,52 @@ def test_catalog_storage_commands_and_serving(moto_s3, tmp_path):
         stop(server.proc)
     cli("storage", "drop", "lake", "--catalog", str(catalog), catalog=catalog)
     assert cli("storage", "list", "--json", "--catalog", str(catalog), catalog=catalog).stdout.strip() == ""
+
+
+def test_storage_through_the_admin_api_and_proxy_mode(moto_s3, tmp_path):
+    """The same commands through a running server's admin API (`--server`): an inline secret is
+    a 400 that does not echo it, a reference to a variable outside the stores' own is refused,
+    a cloud table without a log is refused by the server, and a proxied location added at run
+    time serves at once, through /files. Every storage action is in the audit log."""
+    fx = fixture_by_name("basic_partitioned")
+    upload_fixtures(moto_s3, "d2o-admin-api", [fx.name])
+    catalog = tmp_path / "d2o.db"
+    cli("share", "create", SHARE, catalog=catalog)
+    admin_token = secrets.token_urlsafe(24)
+    server = start(tmp_path, ["--catalog", str(catalog)], env={"D2O_ADMIN_TOKEN": admin_token})
+    remote = ["--server", server.base, "--admin-token", admin_token]
+    try:
+        status, _, body = http("POST", f"{server.base}/admin/v1/storage", admin_token, {
+            "name": "bad", "url": "s3://d2o-admin-api/",
+            "options": {"secret_access_key": AWS_SECRET_ACCESS_KEY}})
+        assert status == 400 and AWS_SECRET_ACCESS_KEY.encode() not in body, (status, body)
+        status, _, body = http("POST", f"{server.base}/admin/v1/storage", admin_token, {
+            "name": "bad", "url": "s3://d2o-admin-api/", "options": {"secret_access_key": "${D2O_ADMIN_TOKEN}"}})
+        assert status == 400 and b"only name variables" in body, (status, body)
+        options = [a for k, v in moto_s3.options().items() for a in ("--option", f"{k}={v}")]
+        cli("storage", "add", "lake", "--url", "s3://d2o-admin-api/", "--url-mode", "proxy", *options, *remote,
+            catalog=catalog)
+        shown = json.loads(cli("storage", "show", "lake", "--json", *remote, catalog=catalog).stdout)
+        assert shown["urlMode"] == "proxy" and shown["options"]["secret_access_key"] == "${AWS_SECRET_ACCESS_KEY}"
+        missing = cli("share", "add-table", SHARE, f"{SCHEMA}.nothing", "--location", "s3://d2o-admin-api/nothing/",
+                      *remote, catalog=catalog, check=False)
+        assert missing.returncode != 0 and "no Delta log" in missing.stderr, missing.stderr
+        cli("share", "add-table", SHARE, f"{SCHEMA}.{fx.table}", "--location", f"s3://d2o-admin-api/{fx.name}/",
+            "--history", *remote, catalog=catalog)
+        profile = tmp_path / "reader.share"
+        cli("recipient", "create", "reader", "--profile-out", str(profile), "--endpoint", server.base + PREFIX,
+            *remote, catalog=catalog)
+        cli("grant", SHARE, "reader", *remote, catalog=catalog)
+        url = f"{profile}#{SHARE}.{SCHEMA}.{fx.table}"
+        check_snapshot_read(url, fx, None, "parquet")
+        token = json.loads(profile.read_text())["bearerToken"]
+        status, _, body = http("POST", f"{server.base}{PREFIX}/shares/{SHARE}/schemas/{SCHEMA}/tables/{fx.table}/query",
+                               token, {})
+        urls = [json.loads(line)["file"]["url"] for line in body.decode().splitlines() if '"file"' in line]
+        assert urls and all(u.startswith(server.base + PREFIX + "/files/") for u in urls), urls[:2]
+    finally:
+        stop(server.proc)
+    actions = [json.loads(x)["action"] for x in cli("audit", "--json", "--limit", "1000", catalog=catalog).stdout.splitlines()
+               if x.strip()]
+    assert {"admin.storage.add", "admin.storage.show"} <= set(actions), sorted(set(actions))
+    assert AWS_SECRET_ACCESS_KEY not in server.log.read_text(errors="replace")

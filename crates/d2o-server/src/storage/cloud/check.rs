@@ -23,10 +23,10 @@ fn explain(e: &object_store::Error) -> String {
 }
 
 /// Checks that a Delta log is at the object-store table `location` (read with the storage
-/// location of `locations` that covers it): lists `_delta_log/` and finds a commit or a
-/// checkpoint. Returns how many log files it saw.
-pub async fn check_delta_log(location: &Url, locations: &[StorageLocation]) -> Result<usize, String> {
-    use futures::TryStreamExt as _;
+/// location of `locations` that covers it): lists `_delta_log/` until it finds a commit or a
+/// checkpoint.
+pub async fn check_delta_log(location: &Url, locations: &[StorageLocation]) -> Result<(), String> {
+    use futures::StreamExt as _;
     // A table root, as the catalog stores it: ending with `/`.
     let mut location = location.clone();
     if !location.path().ends_with('/') {
@@ -38,18 +38,23 @@ pub async fn check_delta_log(location: &Url, locations: &[StorageLocation]) -> R
     let store = build(location, config)?.store;
     let root = Path::from_url_path(location.path()).map_err(|e| format!("'{location}' is not a usable path: {e}"))?;
     let log = root.join("_delta_log");
-    let listing = tokio::time::timeout(Duration::from_secs(60), store.list(Some(&log)).try_collect::<Vec<_>>())
+    let first_entry = async {
+        let mut listing = store.list(Some(&log));
+        while let Some(meta) = listing.next().await {
+            if meta?.location.extension().is_some_and(|e| e == "json" || e == "parquet") {
+                return Ok(true);
+            }
+        }
+        Ok::<_, object_store::Error>(false)
+    };
+    let found = tokio::time::timeout(Duration::from_secs(60), first_entry)
         .await
         .map_err(|_| format!("listing {location}_delta_log/ took longer than 60 s"))?
         .map_err(|e| format!("cannot list {location}_delta_log/: {}", explain(&e)))?;
-    let log_files = listing
-        .iter()
-        .filter(|m| m.location.extension().is_some_and(|e| e == "json" || e == "parquet" || e == "crc"))
-        .count();
-    if log_files == 0 {
-        return Err(format!("no Delta log at {location} (nothing under _delta_log/)"));
+    if !found {
+        return Err(format!("no Delta log at {location} (no commit or checkpoint under _delta_log/)"));
     }
-    Ok(log_files)
+    Ok(())
 }
 
 /// What `d2o storage check` found.
