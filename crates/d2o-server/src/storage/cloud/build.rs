@@ -52,6 +52,22 @@ pub(super) fn build(location: &Url, config: Option<&StorageLocation>) -> Result<
 
 type Stores = (Arc<DynObjectStore>, Arc<dyn Signer>);
 
+/// A store's builder from the environment, with d2o's retries and timeouts, then the
+/// location's options (which win). The three builders share no trait, hence a macro.
+macro_rules! configured {
+    ($built:expr, $builder:ty, $key:ident, $url:expr, $options:expr) => {{
+        let mut b = <$builder>::from_env()
+            .with_url($url)
+            .with_retry(Built::retry())
+            .with_config($key::Client(ClientConfigKey::Timeout), REQUEST_TIMEOUT)
+            .with_config($key::Client(ClientConfigKey::ConnectTimeout), CONNECT_TIMEOUT);
+        for (key, value) in $options {
+            b = b.with_config($key::from_str(&key).map_err(|_| $built.unknown(&key))?, value);
+        }
+        b
+    }};
+}
+
 /// What every store's build needs to say what went wrong.
 struct Built<'a> {
     kind: StoreKind,
@@ -85,14 +101,7 @@ impl Built<'_> {
     }
 
     fn s3(&self, options: Vec<(String, String)>) -> Result<Stores, String> {
-        let mut b = AmazonS3Builder::from_env()
-            .with_url(self.bucket)
-            .with_retry(Self::retry())
-            .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), REQUEST_TIMEOUT)
-            .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout), CONNECT_TIMEOUT);
-        for (key, value) in options {
-            b = b.with_config(AmazonS3ConfigKey::from_str(&key).map_err(|_| self.unknown(&key))?, value);
-        }
+        let mut b = configured!(self, AmazonS3Builder, AmazonS3ConfigKey, self.bucket, options);
         let has = |b: &AmazonS3Builder, k| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
         // The shared profile files, which `object_store` does not read: below the environment
         // and the options.
@@ -116,14 +125,7 @@ impl Built<'_> {
     }
 
     fn gcs(&self, options: Vec<(String, String)>) -> Result<Stores, String> {
-        let mut b = GoogleCloudStorageBuilder::from_env()
-            .with_url(self.bucket)
-            .with_retry(Self::retry())
-            .with_config(GoogleConfigKey::Client(ClientConfigKey::Timeout), REQUEST_TIMEOUT)
-            .with_config(GoogleConfigKey::Client(ClientConfigKey::ConnectTimeout), CONNECT_TIMEOUT);
-        for (key, value) in options {
-            b = b.with_config(GoogleConfigKey::from_str(&key).map_err(|_| self.unknown(&key))?, value);
-        }
+        let b = configured!(self, GoogleCloudStorageBuilder, GoogleConfigKey, self.bucket, options);
         let value = |k| b.get_config_value(&k).filter(|v| !v.is_empty());
         let key = match (value(GoogleConfigKey::ServiceAccountKey), value(GoogleConfigKey::ServiceAccount)) {
             (Some(key), _) => Some(key),
@@ -149,14 +151,7 @@ impl Built<'_> {
     }
 
     fn azure(&self, location: &Url, options: Vec<(String, String)>) -> Result<Stores, String> {
-        let mut b = MicrosoftAzureBuilder::from_env()
-            .with_url(location.as_str())
-            .with_retry(Self::retry())
-            .with_config(AzureConfigKey::Client(ClientConfigKey::Timeout), REQUEST_TIMEOUT)
-            .with_config(AzureConfigKey::Client(ClientConfigKey::ConnectTimeout), CONNECT_TIMEOUT);
-        for (key, value) in options {
-            b = b.with_config(AzureConfigKey::from_str(&key).map_err(|_| self.unknown(&key))?, value);
-        }
+        let b = configured!(self, MicrosoftAzureBuilder, AzureConfigKey, location.as_str(), options);
         let has = |k| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
         let on = |k| b.get_config_value(&k).is_some_and(|v| v == "true");
         let account_key = has(AzureConfigKey::AccessKey) || on(AzureConfigKey::UseEmulator);
