@@ -589,6 +589,16 @@ def test_catalog_storage_commands_and_serving(moto_s3, tmp_path):
         creds = json.loads(profile.read_text())
         profile.write_text(json.dumps({**creds, "endpoint": server.base + PREFIX}))
         check_snapshot_read(f"{profile}#{SHARE}.{SCHEMA}.{fx.table}", fx, None, "delta")
+        # A recipient held to an IP access list gets the server's own URLs, which check the
+        # client's address; a store's pre-signed URL would work from anywhere.
+        cli("recipient", "ip-access", "reader", "--allow", "127.0.0.1/32", catalog=catalog)
+        token = json.loads(profile.read_text())["bearerToken"]
+        status, _, body = http("POST", f"{server.base}{PREFIX}/shares/{SHARE}/schemas/{SCHEMA}/tables/{fx.table}/query",
+                               token, {})
+        urls = [json.loads(line)["file"]["url"] for line in body.decode().splitlines() if '"file"' in line]
+        assert status == 200 and urls and all(u.startswith(f"{server.base}{PREFIX}/files/") for u in urls), urls[:2]
+        status, _, data = http("GET", urls[0])
+        assert status == 200 and data[:4] == b"PAR1", (status, data[:100])
     finally:
         stop(server.proc)
     cli("storage", "drop", "lake", "--catalog", str(catalog), catalog=catalog)

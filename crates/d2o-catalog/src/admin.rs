@@ -77,6 +77,9 @@ pub struct RecipientInfo {
     pub tokens: Vec<TokenInfo>,
     #[serde(default)]
     pub shares: Vec<String>,
+    /// The networks its requests must come from; `None`: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_access_list: Option<Vec<String>>,
 }
 
 /// A bearer token's lifecycle, without the secret.
@@ -190,6 +193,14 @@ pub trait Admin: Send + Sync + 'static {
     /// Issues a new token and cuts every active older token's lifetime to at most
     /// `grace_seconds` from now (0 ends them now). A lifetime is never extended.
     async fn rotate_token(&self, name: &str, grace_seconds: u64) -> Result<IssuedToken, CatalogError>;
+    /// Sets (with `Some`) or clears the recipient's IP access list, checked by
+    /// [`crate::ip_access::parse_networks`]. Takes effect at the recipient's next request, and
+    /// for the URLs already issued to it.
+    async fn set_ip_access_list(
+        &self,
+        name: &str,
+        networks: Option<Vec<String>>,
+    ) -> Result<RecipientInfo, CatalogError>;
     /// Revokes every token of the recipient at once.
     async fn revoke_recipient(&self, name: &str) -> Result<RecipientInfo, CatalogError>;
     async fn drop_recipient(&self, name: &str) -> Result<(), CatalogError>;

@@ -1,8 +1,10 @@
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use d2o_protocol::model::{Page, Schema, Share, Table};
+use ipnet::IpNet;
 use url::Url;
 
 use crate::{AuditEvent, CatalogError, PageRequest, PartitionFilter, StorageLocation};
@@ -16,6 +18,32 @@ pub struct Principal {
     pub recipient: String,
     /// The recipient's properties, which partition filters may refer to.
     pub properties: BTreeMap<String, String>,
+    /// When set, the networks the recipient's requests (and downloads of the URLs issued to
+    /// it) must come from.
+    pub allowed_networks: Option<Arc<[IpNet]>>,
+}
+
+impl Principal {
+    /// A principal with no IP restriction.
+    pub fn new(id: impl Into<String>, recipient: impl Into<String>, properties: BTreeMap<String, String>) -> Self {
+        Principal { id: id.into(), recipient: recipient.into(), properties, allowed_networks: None }
+    }
+
+    /// Whether a request from `client` (`None`: unknown) may act for this principal.
+    pub fn allows(&self, client: Option<IpAddr>) -> bool {
+        match (&self.allowed_networks, client) {
+            (None, _) => true,
+            (Some(networks), Some(ip)) => {
+                // An IPv4 client seen on an IPv6 socket is matched as IPv4.
+                let ip = match ip {
+                    IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+                    v4 => v4,
+                };
+                networks.iter().any(|n| n.contains(&ip))
+            }
+            (Some(_), None) => false,
+        }
+    }
 }
 
 /// A table as shared: its names in the share, and where and how its data may be read.

@@ -19,6 +19,7 @@
 //! - [`CatalogError`]: what a caller can act on (`NotFound`, `Unauthenticated`, ...).
 
 pub mod admin;
+pub mod ip_access;
 pub mod page;
 pub mod partition_filter;
 pub mod share_config;

@@ -108,7 +108,7 @@ impl YamlCatalog {
 }
 
 fn principal() -> Principal {
-    Principal { id: RECIPIENT.to_owned(), recipient: RECIPIENT.to_owned(), properties: BTreeMap::new() }
+    Principal::new(RECIPIENT, RECIPIENT, BTreeMap::new())
 }
 
 #[async_trait]

@@ -122,6 +122,17 @@ pub(crate) enum RecipientCommand {
         #[command(flatten)]
         profile: ProfileOut,
     },
+    /// Restrict a recipient to networks (IPv4/IPv6 CIDR ranges or addresses), or lift the
+    /// restriction with --clear. Applies to its requests and to the file URLs issued to it.
+    IpAccess {
+        name: String,
+        /// A network the recipient may connect from (repeatable).
+        #[arg(long = "allow", value_name = "CIDR", required_unless_present = "clear")]
+        allow: Vec<String>,
+        /// Remove the list: any address may be used.
+        #[arg(long, conflicts_with = "allow")]
+        clear: bool,
+    },
     /// Revoke every token of a recipient at once.
     Revoke { name: String },
     /// Drop a recipient with its tokens and grants.
@@ -245,6 +256,9 @@ fn print_recipient(r: &RecipientInfo, json: bool) -> Result<()> {
         println!("properties: {}", props.join(", "));
     }
     println!("expires: {}", output::time(r.expires_at));
+    if let Some(networks) = &r.ip_access_list {
+        println!("allowed networks: {}", networks.join(", "));
+    }
     println!("shares: {}", if r.shares.is_empty() { "-".to_owned() } else { r.shares.join(", ") });
     let now = now_ms();
     let rows: Vec<Vec<String>> = r
@@ -502,6 +516,10 @@ pub(crate) async fn recipient(target: &Target, command: RecipientCommand) -> Res
             let grace = output::parse_duration(&grace).map_err(anyhow::Error::msg)?;
             let token = admin.rotate_token(&name, grace).await?;
             report_token(&token, &profile, json)
+        }
+        RecipientCommand::IpAccess { name, allow, clear } => {
+            let r = admin.set_ip_access_list(&name, (!clear).then_some(allow)).await?;
+            print_recipient(&r, json)
         }
         RecipientCommand::Revoke { name } => {
             let r = admin.revoke_recipient(&name).await?;

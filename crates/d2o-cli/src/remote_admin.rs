@@ -99,6 +99,17 @@ impl Admin for RemoteAdmin {
     async fn remove_table(&self, share: &str, schema: &str, table: &str) -> Result<ShareInfo, CatalogError> {
         self.call(Method::DELETE, &Self::path(&["shares", share, "tables", schema, table]), None).await
     }
+    async fn set_ip_access_list(
+        &self,
+        name: &str,
+        networks: Option<Vec<String>>,
+    ) -> Result<RecipientInfo, CatalogError> {
+        let path = Self::path(&["recipients", name, "ip-access-list"]);
+        match networks {
+            Some(networks) => self.call(Method::PUT, &path, Some(json!({ "networks": networks }))).await,
+            None => self.call(Method::DELETE, &path, None).await,
+        }
+    }
     async fn add_storage(&self, location: StorageLocation) -> Result<StorageLocation, CatalogError> {
         let body =
             serde_json::to_value(&location).map_err(|e| CatalogError::internal_from("cannot encode the request", e))?;

@@ -196,7 +196,7 @@ fn table(name: &str, id: &str) -> SharedTable {
 }
 
 fn scope(recipient_id: &str, table_name: &str, max_files: Option<i64>) -> Scope {
-    let who = Principal { id: recipient_id.into(), recipient: "r".into(), properties: BTreeMap::new() };
+    let who = Principal::new(recipient_id, "r", BTreeMap::new());
     Scope::new(&who, &table(table_name, "id"), &[&max_files, &"parquet"])
 }
 

@@ -163,7 +163,7 @@ mod tests {
     use super::*;
 
     fn who(id: &str) -> Principal {
-        Principal { id: id.into(), recipient: "r".into(), properties: BTreeMap::new() }
+        Principal::new(id, "r", BTreeMap::new())
     }
 
     fn table(share: &str, name: &str, id: &str, location: &str) -> SharedTable {

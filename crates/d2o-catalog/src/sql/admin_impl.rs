@@ -52,7 +52,7 @@ impl SqlCatalog {
 
     async fn recipient_row(&self, name: &str) -> Result<AnyRow, CatalogError> {
         sqlx::query(
-            self.sql("SELECT id, name, comment, properties, expires_at, created_at FROM recipients WHERE name_key = ?"),
+            self.sql("SELECT id, name, comment, properties, expires_at, created_at, ip_access_list FROM recipients WHERE name_key = ?"),
         )
         .bind(name.to_lowercase())
         .fetch_optional(self.pool())
@@ -122,6 +122,7 @@ impl SqlCatalog {
             created_at: get_i64(row, "created_at")?,
             tokens,
             shares,
+            ip_access_list: super::stored_networks(row)?.map(|n| n.iter().map(ToString::to_string).collect()),
             id,
         })
     }
@@ -346,7 +347,7 @@ impl Admin for SqlCatalog {
 
     async fn list_recipients(&self) -> Result<Vec<RecipientInfo>, CatalogError> {
         let rows = sqlx::query(
-            "SELECT id, name, comment, properties, expires_at, created_at FROM recipients ORDER BY name_key",
+            "SELECT id, name, comment, properties, expires_at, created_at, ip_access_list FROM recipients ORDER BY name_key",
         )
         .fetch_all(self.pool())
         .await
@@ -384,6 +385,32 @@ impl Admin for SqlCatalog {
         tx.commit().await.map_err(db_err)?;
         self.views.changed();
         Ok(IssuedToken { recipient: name, token, expires_at: recipient_expires })
+    }
+
+    async fn set_ip_access_list(
+        &self,
+        name: &str,
+        networks: Option<Vec<String>>,
+    ) -> Result<RecipientInfo, CatalogError> {
+        let stored = networks
+            .map(|list| {
+                let parsed = crate::ip_access::parse_networks(&list).map_err(CatalogError::InvalidArgument)?;
+                let shown: Vec<String> = parsed.iter().map(ToString::to_string).collect();
+                serde_json::to_string(&shown)
+                    .map_err(|e| CatalogError::internal(format!("cannot encode the list: {e}")))
+            })
+            .transpose()?;
+        let done = sqlx::query(self.sql("UPDATE recipients SET ip_access_list = ? WHERE name_key = ?"))
+            .bind(stored)
+            .bind(name.to_lowercase())
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        self.views.changed();
+        if done.rows_affected() == 0 {
+            return Err(CatalogError::not_found("recipient", name));
+        }
+        self.show_recipient(name).await
     }
 
     async fn revoke_recipient(&self, name: &str) -> Result<RecipientInfo, CatalogError> {

@@ -108,6 +108,13 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             created_at BIGINT NOT NULL)",
         ],
     ),
+    (
+        5,
+        &[
+            // A recipient's IP access list: a JSON array of CIDR ranges; NULL for none.
+            "ALTER TABLE recipients ADD COLUMN ip_access_list TEXT",
+        ],
+    ),
 ];
 
 /// The tables whose changes bump the catalog generation: everything but the audit log, by the

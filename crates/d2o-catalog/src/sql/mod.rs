@@ -195,6 +195,16 @@ pub(crate) fn get_opt_str(row: &AnyRow, col: &str) -> Result<Option<String>, Cat
     row.try_get::<Option<String>, _>(col).map_err(db_err)
 }
 
+/// A recipient row's IP access list (`ip_access_list`, a JSON array), parsed.
+pub(crate) fn stored_networks(row: &AnyRow) -> Result<Option<Vec<ipnet::IpNet>>, CatalogError> {
+    let Some(text) = get_opt_str(row, "ip_access_list")? else { return Ok(None) };
+    let list: Vec<String> =
+        serde_json::from_str(&text).map_err(|e| CatalogError::internal(format!("stored IP access list: {e}")))?;
+    crate::ip_access::parse_networks(&list)
+        .map(Some)
+        .map_err(|e| CatalogError::internal(format!("stored IP access list: {e}")))
+}
+
 pub(crate) fn get_i64(row: &AnyRow, col: &str) -> Result<i64, CatalogError> {
     row.try_get::<i64, _>(col).map_err(db_err)
 }

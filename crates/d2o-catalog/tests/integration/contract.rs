@@ -621,3 +621,35 @@ pub async fn storage_locations(c: &Subject) {
     c.catalog.authenticate(Some(&issued.token)).await.expect("authenticated");
     assert_eq!(*c.catalog.storage_locations(), [other]);
 }
+
+/// IP access lists: set (normalised), refused when bad with nothing changed, carried by the
+/// principal of `authenticate` and of `file_access`, changed elsewhere and cleared.
+pub async fn ip_access_lists(c: &Subject) {
+    let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().expect("an address"));
+    c.admin.create_share("s", None).await.expect("created");
+    c.admin.add_table("s", table("sc", "t")).await.expect("added");
+    let (_, issued) = c.admin.create_recipient(recipient("r")).await.expect("created");
+    c.admin.grant("s", "r").await.expect("granted");
+    let info = c.admin.set_ip_access_list("R", Some(vec!["10.9.8.7/8".into(), "2001:db8::/32".into()])).await;
+    assert_eq!(info.expect("set").ip_access_list, Some(vec!["10.0.0.0/8".to_owned(), "2001:db8::/32".to_owned()]));
+    for bad in [vec![], vec!["10.0.0.0/8".to_owned(), "nonsense".to_owned()]] {
+        assert!(matches!(c.admin.set_ip_access_list("r", Some(bad)).await, Err(CatalogError::InvalidArgument(_))));
+    }
+    assert!(matches!(c.admin.set_ip_access_list("nobody", None).await, Err(CatalogError::NotFound { .. })));
+    let who = c.catalog.authenticate(Some(&issued.token)).await.expect("authenticated");
+    assert!(who.allows(ip("10.1.1.1")) && who.allows(ip("2001:db8:1::1")) && who.allows(ip("::ffff:10.0.0.1")));
+    assert!(!who.allows(ip("192.0.2.1")) && !who.allows(None));
+    let t = c.catalog.get_table(&who, "s", "sc", "t").await.expect("visible");
+    let (file_who, _) = c.catalog.file_access(&who.id, &t.id).await.expect("access");
+    assert_eq!(file_who.allowed_networks, who.allowed_networks, "downloads are held to the same list");
+
+    c.elsewhere.set_ip_access_list("r", Some(vec!["192.0.2.0/24".into()])).await.expect("set elsewhere");
+    settle().await;
+    let who = c.catalog.authenticate(Some(&issued.token)).await.expect("authenticated");
+    assert!(who.allows(ip("192.0.2.1")) && !who.allows(ip("10.1.1.1")));
+    c.elsewhere.set_ip_access_list("r", None).await.expect("cleared");
+    settle().await;
+    let who = c.catalog.authenticate(Some(&issued.token)).await.expect("authenticated");
+    assert!(who.allowed_networks.is_none() && who.allows(None));
+    assert_eq!(c.admin.show_recipient("r").await.expect("shown").ip_access_list, None);
+}

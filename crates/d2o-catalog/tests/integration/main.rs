@@ -116,6 +116,7 @@ contract!(
     import_tables_is_atomic_and_idempotent,
     file_access_follows_grants_and_revocation,
     storage_locations,
+    ip_access_lists,
 );
 
 mod sql {

@@ -153,6 +153,19 @@ impl Admin for AuditedAdmin {
         self.record("recipient.rotate", names, self.inner.rotate_token(name, grace_seconds).await).await
     }
 
+    async fn set_ip_access_list(
+        &self,
+        name: &str,
+        networks: Option<Vec<String>>,
+    ) -> Result<RecipientInfo, CatalogError> {
+        let detail = match &networks {
+            Some(list) => format!("recipient {name}, allow {}", list.join(" ")),
+            None => format!("recipient {name}, cleared"),
+        };
+        let names = Names { detail: Some(detail), ..Names::default() };
+        self.record("recipient.ip_access_list", names, self.inner.set_ip_access_list(name, networks).await).await
+    }
+
     async fn revoke_recipient(&self, name: &str) -> Result<RecipientInfo, CatalogError> {
         self.record("recipient.revoke", recipient(name), self.inner.revoke_recipient(name).await).await
     }

@@ -35,6 +35,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/recipients/{recipient}", get(show_recipient).delete(drop_recipient))
         .route("/recipients/{recipient}/rotate", post(rotate))
         .route("/recipients/{recipient}/revoke", post(revoke))
+        .route("/recipients/{recipient}/ip-access-list", put(set_ip_access_list).delete(clear_ip_access_list))
         .route("/storage", get(list_storage).post(add_storage))
         .route("/storage/{name}", get(show_storage).delete(drop_storage))
         .route("/audit", get(audit))
@@ -163,6 +164,29 @@ async fn remove_table(
     Path((share, schema, table)): Path<(String, String, String)>,
 ) -> Result<Json<ShareInfo>, ApiError> {
     Ok(Json(admin.remove_table(&share, &schema, &table).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IpAccessList {
+    networks: Vec<String>,
+}
+
+/// `PUT {"networks": ["203.0.113.0/24", "2001:db8::/32", "192.0.2.7"]}`
+async fn set_ip_access_list(
+    AdminCaller(admin): AdminCaller,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<RecipientInfo>, ApiError> {
+    let list: IpAccessList = json_body(&body)?;
+    Ok(Json(admin.set_ip_access_list(&name, Some(list.networks)).await?))
+}
+
+async fn clear_ip_access_list(
+    AdminCaller(admin): AdminCaller,
+    Path(name): Path<String>,
+) -> Result<Json<RecipientInfo>, ApiError> {
+    Ok(Json(admin.set_ip_access_list(&name, None).await?))
 }
 
 async fn list_storage(AdminCaller(admin): AdminCaller) -> Result<Json<Vec<StorageLocation>>, ApiError> {

@@ -22,6 +22,7 @@ use d2o_delta::StoreOpener as _;
 pub(crate) use self::range::parse_range;
 use super::local::{FileGrant, check_url};
 use crate::audit::AuditSlot;
+use crate::client_addr::ClientAddr;
 use crate::routes::params::Params;
 use crate::{ApiError, AppState};
 
@@ -37,6 +38,7 @@ pub(crate) async fn serve_file(
     params: Params,
     method: Method,
     headers: HeaderMap,
+    client: ClientAddr,
     audit: AuditSlot,
 ) -> Result<Response, ApiError> {
     let (Some("r"), Some(expires), Some(signature)) = (params.get("sp"), params.get("se"), params.get("sig")) else {
@@ -58,6 +60,8 @@ pub(crate) async fn serve_file(
         e.schema = Some(table.schema.clone());
         e.table = Some(table.name.clone());
     });
+    // A URL works only from the networks of the recipient it was issued to.
+    crate::auth::check_network(&who, client.0)?;
     let segments = segments_inside(&path)?;
     if table.location.scheme() != "file" {
         // A proxied object-store table: the same checks, then the store's bytes.
