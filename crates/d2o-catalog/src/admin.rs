@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::StorageLocation;
+use crate::{RateLimit, StorageLocation};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +80,9 @@ pub struct RecipientInfo {
     /// The networks its requests must come from; `None`: any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_access_list: Option<Vec<String>>,
+    /// Its request rate limit; `None`: only the server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A bearer token's lifecycle, without the secret.
@@ -201,6 +204,9 @@ pub trait Admin: Send + Sync + 'static {
         name: &str,
         networks: Option<Vec<String>>,
     ) -> Result<RecipientInfo, CatalogError>;
+    /// Sets (with `Some`) or clears the recipient's request rate limit. Takes effect at its
+    /// next request.
+    async fn set_rate_limit(&self, name: &str, limit: Option<RateLimit>) -> Result<RecipientInfo, CatalogError>;
     /// Revokes every token of the recipient at once.
     async fn revoke_recipient(&self, name: &str) -> Result<RecipientInfo, CatalogError>;
     async fn drop_recipient(&self, name: &str) -> Result<(), CatalogError>;

@@ -7,7 +7,7 @@ use d2o_protocol::model::{Page, Schema, Share, Table};
 use ipnet::IpNet;
 use url::Url;
 
-use crate::{AuditEvent, CatalogError, PageRequest, PartitionFilter, StorageLocation};
+use crate::{AuditEvent, CatalogError, PageRequest, PartitionFilter, RateLimit, StorageLocation};
 
 /// Who is calling, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,12 +21,14 @@ pub struct Principal {
     /// When set, the networks the recipient's requests (and downloads of the URLs issued to
     /// it) must come from.
     pub allowed_networks: Option<Arc<[IpNet]>>,
+    /// When set, the most requests it may make (per server process).
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Principal {
     /// A principal with no IP restriction.
     pub fn new(id: impl Into<String>, recipient: impl Into<String>, properties: BTreeMap<String, String>) -> Self {
-        Principal { id: id.into(), recipient: recipient.into(), properties, allowed_networks: None }
+        Principal { id: id.into(), recipient: recipient.into(), properties, allowed_networks: None, rate_limit: None }
     }
 
     /// Whether a request from `client` (`None`: unknown) may act for this principal.

@@ -9,7 +9,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use d2o_catalog::admin::parse_properties;
 use d2o_catalog::{
-    Admin, AuditFilter, IssuedToken, NewRecipient, RecipientInfo, ShareInfo, SqlCatalog, StorageLocation, TableEntry,
+    Admin, AuditFilter, IssuedToken, NewRecipient, RateLimit, RecipientInfo, ShareInfo, SqlCatalog, StorageLocation,
+    TableEntry,
 };
 use d2o_protocol::profile::Profile;
 
@@ -131,6 +132,19 @@ pub(crate) enum RecipientCommand {
         allow: Vec<String>,
         /// Remove the list: any address may be used.
         #[arg(long, conflicts_with = "allow")]
+        clear: bool,
+    },
+    /// Limit a recipient's request rate (per server process), or lift the limit with --clear.
+    /// Excess requests get 429 with Retry-After.
+    RateLimit {
+        name: String,
+        /// The sustained rate: 10/s, 600/min, 5000/h.
+        #[arg(long, required_unless_present = "clear")]
+        rate: Option<String>,
+        /// Requests allowed at once above the rate (default: one second's worth, at least 1).
+        #[arg(long, requires = "rate")]
+        burst: Option<u32>,
+        #[arg(long, conflicts_with = "rate")]
         clear: bool,
     },
     /// Revoke every token of a recipient at once.
@@ -258,6 +272,9 @@ fn print_recipient(r: &RecipientInfo, json: bool) -> Result<()> {
     println!("expires: {}", output::time(r.expires_at));
     if let Some(networks) = &r.ip_access_list {
         println!("allowed networks: {}", networks.join(", "));
+    }
+    if let Some(limit) = &r.rate_limit {
+        println!("rate limit: {} (burst {})", limit.rate, limit.burst);
     }
     println!("shares: {}", if r.shares.is_empty() { "-".to_owned() } else { r.shares.join(", ") });
     let now = now_ms();
@@ -520,6 +537,14 @@ pub(crate) async fn recipient(target: &Target, command: RecipientCommand) -> Res
         RecipientCommand::IpAccess { name, allow, clear } => {
             let r = admin.set_ip_access_list(&name, (!clear).then_some(allow)).await?;
             print_recipient(&r, json)
+        }
+        RecipientCommand::RateLimit { name, rate, burst, clear: _ } => {
+            let limit = rate
+                .map(|rate| {
+                    RateLimit::new(rate.parse().map_err(anyhow::Error::msg)?, burst).map_err(anyhow::Error::msg)
+                })
+                .transpose()?;
+            print_recipient(&admin.set_rate_limit(&name, limit).await?, json)
         }
         RecipientCommand::Revoke { name } => {
             let r = admin.revoke_recipient(&name).await?;

@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use d2o_catalog::{
-    Admin, AuditEvent, AuditFilter, CatalogError, IssuedToken, NewRecipient, RecipientInfo, ShareInfo, StorageLocation,
-    TableEntry,
+    Admin, AuditEvent, AuditFilter, CatalogError, IssuedToken, NewRecipient, RateLimit, RecipientInfo, ShareInfo,
+    StorageLocation, TableEntry,
 };
 use d2o_protocol::ErrorBody;
 use reqwest::{Method, StatusCode};
@@ -107,6 +107,17 @@ impl Admin for RemoteAdmin {
         let path = Self::path(&["recipients", name, "ip-access-list"]);
         match networks {
             Some(networks) => self.call(Method::PUT, &path, Some(json!({ "networks": networks }))).await,
+            None => self.call(Method::DELETE, &path, None).await,
+        }
+    }
+    async fn set_rate_limit(&self, name: &str, limit: Option<RateLimit>) -> Result<RecipientInfo, CatalogError> {
+        let path = Self::path(&["recipients", name, "rate-limit"]);
+        match limit {
+            Some(limit) => {
+                let body = serde_json::to_value(limit)
+                    .map_err(|e| CatalogError::internal_from("cannot encode the request", e))?;
+                self.call(Method::PUT, &path, Some(body)).await
+            }
             None => self.call(Method::DELETE, &path, None).await,
         }
     }

@@ -42,6 +42,7 @@ impl FromRequestParts<AppState> for Recipient {
         }
         let client = parts.extensions.get::<ClientAddr>().and_then(|c| c.0);
         check_network(&principal, client)?;
+        state.limits.check(&principal)?;
         Ok(Recipient(principal))
     }
 }

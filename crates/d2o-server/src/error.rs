@@ -34,6 +34,9 @@ pub enum ApiError {
     RangeNotSatisfiable(u64),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// A rate limit was reached; the client may retry after this many seconds.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after_secs: u64 },
     #[error("internal error: {message}")]
     Internal {
         message: String,
@@ -83,6 +86,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::InvalidParameterValue),
             ApiError::RangeNotSatisfiable(_) => (StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::InvalidParameterValue),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::InvalidParameterValue),
+            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::ResourceExhausted),
             ApiError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
         }
     }
@@ -122,6 +126,9 @@ impl IntoResponse for ApiError {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                     response.headers_mut().insert(header::CONTENT_RANGE, v);
                 }
+            }
+            ApiError::TooManyRequests { retry_after_secs, .. } => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
             _ => {}
         }

@@ -12,14 +12,15 @@
 //! - [`client_addr`]: the client's address, decided once (trusted proxies).
 //! - `edge`: what every request and response goes through (client address, CORS, the
 //!   headers every answer carries, the log span).
-//! - `auth`: the bearer-token extractor; `policy`: what a principal may read of a table.
+//! - `auth`: the bearer-token extractor, with the recipient's IP access list and rate limit;
+//!   `limits`: the rate limits' token buckets; `policy`: what a principal may read of a table.
 //! - `routes`: discovery (shares, schemas, tables), table (version, metadata, query, changes)
 //!   and file serving.
 //! - `tokens`: page and refresh tokens, bound to a table entry and a recipient.
 //! - `stream`: streamed NDJSON bodies; `lines`: the lines of both response formats, from
 //!   `d2o-protocol`'s types.
-//! - [`storage`]: how recipients reach a table's files (URLs per storage backend; the local
-//!   backend's `/files` route).
+//! - [`storage`]: how recipients reach a table's files (URLs per storage backend: local disk,
+//!   S3, GCS, Azure; the `/files` route behind the server's own URLs).
 //! - [`signing`]: the server's signing key (file URLs, sealed tokens).
 //! - [`admin`]: the admin REST API (`/admin/v1`), guarded by its own token, and
 //!   [`AuditedAdmin`], which records every admin action (the API's and the CLI's).
@@ -38,6 +39,7 @@ mod audit;
 mod auth;
 mod conn;
 mod edge;
+mod limits;
 mod lines;
 mod policy;
 mod routes;
@@ -52,7 +54,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, StatusCode};
 use axum::routing::{get, head, post};
 use d2o_catalog::Catalog;
@@ -92,6 +94,9 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{table}/metadata"), a("metadata", get(table::metadata::metadata)))
         .route(&format!("{table}/query"), a("query", post(table::query::query)))
         .route(&format!("{table}/changes"), a("changes", get(table::changes::changes)))
+        // Rate limits count API calls; file downloads are bounded by the connection limits
+        // (a 1,000-file table is downloaded in parallel right after one `/query`).
+        .layer(axum::middleware::from_fn_with_state(state.clone(), server_rate_limit))
         .route("/files/{grant}/{*path}", a("download", get(storage::files::serve_file)))
         .method_not_allowed_fallback(method_not_allowed);
     let admin = admin::routes().method_not_allowed_fallback(method_not_allowed);
@@ -103,6 +108,16 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     edge::layers(app, &state.settings).with_state(state)
+}
+
+/// The server-wide rate limit, before anything else of a protocol request.
+async fn server_rate_limit(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    state.limits.check_server()?;
+    Ok(next.run(request).await)
 }
 
 async fn health() -> (StatusCode, &'static str) {
@@ -196,6 +211,15 @@ impl AppState {
         };
         let tables = DeltaTables::with_stores(options, storage.clone())
             .map_err(|e| StartupError::Start { what: "the Delta table reader".into(), source: Box::new(e) })?;
-        Ok(AppState { catalog, tables: Arc::new(tables), storage, key, settings: Arc::new(settings), admin: None })
+        let limits = Arc::new(limits::RateLimiter::new(config.rate_limit));
+        Ok(AppState {
+            catalog,
+            tables: Arc::new(tables),
+            storage,
+            key,
+            settings: Arc::new(settings),
+            admin: None,
+            limits,
+        })
     }
 }

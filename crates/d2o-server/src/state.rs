@@ -21,6 +21,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The provider's side of the catalog, when it has one (not for a YAML config).
     pub admin: Option<Arc<dyn Admin>>,
+    /// Request rate limits, server-wide and per recipient.
+    pub(crate) limits: Arc<crate::limits::RateLimiter>,
 }
 
 impl std::fmt::Debug for AppState {

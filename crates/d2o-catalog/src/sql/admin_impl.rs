@@ -9,8 +9,8 @@ use super::storage_rows::{STORAGE_COLUMNS, storage_location, storage_locations};
 use super::{SqlCatalog, db_err, get_i64, get_opt_i64, get_opt_str, get_str, is_unique_violation, now_ms};
 use crate::share_config::validate_name;
 use crate::{
-    Admin, AuditEvent, AuditFilter, CatalogError, IssuedToken, NewRecipient, PartitionFilter, RecipientInfo, ShareInfo,
-    StorageLocation, TableEntry, TokenInfo,
+    Admin, AuditEvent, AuditFilter, CatalogError, IssuedToken, NewRecipient, PartitionFilter, RateLimit, RecipientInfo,
+    ShareInfo, StorageLocation, TableEntry, TokenInfo,
 };
 
 fn check_name(kind: &str, name: &str) -> Result<(), CatalogError> {
@@ -41,6 +41,27 @@ fn table_entry(row: &AnyRow) -> Result<TableEntry, CatalogError> {
 }
 
 impl SqlCatalog {
+    /// Sets one nullable text column of a recipient (a name from this file, never input).
+    async fn update_recipient(
+        &self,
+        name: &str,
+        column: &'static str,
+        value: Option<String>,
+    ) -> Result<RecipientInfo, CatalogError> {
+        let sql = format!("UPDATE recipients SET {column} = ? WHERE name_key = ?");
+        let done = sqlx::query(self.sql(&sql))
+            .bind(value)
+            .bind(name.to_lowercase())
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        self.views.changed();
+        if done.rows_affected() == 0 {
+            return Err(CatalogError::not_found("recipient", name));
+        }
+        self.show_recipient(name).await
+    }
+
     async fn share_row(&self, name: &str) -> Result<AnyRow, CatalogError> {
         sqlx::query(self.sql("SELECT id, name, comment, created_at FROM shares WHERE name_key = ?"))
             .bind(name.to_lowercase())
@@ -52,7 +73,7 @@ impl SqlCatalog {
 
     async fn recipient_row(&self, name: &str) -> Result<AnyRow, CatalogError> {
         sqlx::query(
-            self.sql("SELECT id, name, comment, properties, expires_at, created_at, ip_access_list FROM recipients WHERE name_key = ?"),
+            self.sql("SELECT id, name, comment, properties, expires_at, created_at, ip_access_list, rate_limit FROM recipients WHERE name_key = ?"),
         )
         .bind(name.to_lowercase())
         .fetch_optional(self.pool())
@@ -123,6 +144,7 @@ impl SqlCatalog {
             tokens,
             shares,
             ip_access_list: super::stored_networks(row)?.map(|n| n.iter().map(ToString::to_string).collect()),
+            rate_limit: super::stored_rate_limit(row)?,
             id,
         })
     }
@@ -347,7 +369,7 @@ impl Admin for SqlCatalog {
 
     async fn list_recipients(&self) -> Result<Vec<RecipientInfo>, CatalogError> {
         let rows = sqlx::query(
-            "SELECT id, name, comment, properties, expires_at, created_at, ip_access_list FROM recipients ORDER BY name_key",
+            "SELECT id, name, comment, properties, expires_at, created_at, ip_access_list, rate_limit FROM recipients ORDER BY name_key",
         )
         .fetch_all(self.pool())
         .await
@@ -400,17 +422,15 @@ impl Admin for SqlCatalog {
                     .map_err(|e| CatalogError::internal(format!("cannot encode the list: {e}")))
             })
             .transpose()?;
-        let done = sqlx::query(self.sql("UPDATE recipients SET ip_access_list = ? WHERE name_key = ?"))
-            .bind(stored)
-            .bind(name.to_lowercase())
-            .execute(self.pool())
-            .await
-            .map_err(db_err)?;
-        self.views.changed();
-        if done.rows_affected() == 0 {
-            return Err(CatalogError::not_found("recipient", name));
-        }
-        self.show_recipient(name).await
+        self.update_recipient(name, "ip_access_list", stored).await
+    }
+
+    async fn set_rate_limit(&self, name: &str, limit: Option<RateLimit>) -> Result<RecipientInfo, CatalogError> {
+        let stored = limit
+            .map(|l| serde_json::to_string(&l))
+            .transpose()
+            .map_err(|e| CatalogError::internal(format!("cannot encode the limit: {e}")))?;
+        self.update_recipient(name, "rate_limit", stored).await
     }
 
     async fn revoke_recipient(&self, name: &str) -> Result<RecipientInfo, CatalogError> {

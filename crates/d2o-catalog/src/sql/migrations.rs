@@ -115,6 +115,13 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "ALTER TABLE recipients ADD COLUMN ip_access_list TEXT",
         ],
     ),
+    (
+        6,
+        &[
+            // A recipient's rate limit: `{"rate": "10/s", "burst": 20}`; NULL for none.
+            "ALTER TABLE recipients ADD COLUMN rate_limit TEXT",
+        ],
+    ),
 ];
 
 /// The tables whose changes bump the catalog generation: everything but the audit log, by the

@@ -205,6 +205,14 @@ pub(crate) fn stored_networks(row: &AnyRow) -> Result<Option<Vec<ipnet::IpNet>>,
         .map_err(|e| CatalogError::internal(format!("stored IP access list: {e}")))
 }
 
+/// A recipient row's rate limit (`rate_limit`, JSON), parsed.
+pub(crate) fn stored_rate_limit(row: &AnyRow) -> Result<Option<crate::RateLimit>, CatalogError> {
+    get_opt_str(row, "rate_limit")?
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|e| CatalogError::internal(format!("stored rate limit: {e}")))
+}
+
 pub(crate) fn get_i64(row: &AnyRow, col: &str) -> Result<i64, CatalogError> {
     row.try_get::<i64, _>(col).map_err(db_err)
 }

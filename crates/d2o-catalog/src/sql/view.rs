@@ -257,11 +257,12 @@ impl SqlCatalog {
         .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;
-        let recipient_rows =
-            sqlx::query("SELECT id, name, name_key, properties, expires_at, ip_access_list FROM recipients")
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_err)?;
+        let recipient_rows = sqlx::query(
+            "SELECT id, name, name_key, properties, expires_at, ip_access_list, rate_limit FROM recipients",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
         let grant_rows =
             sqlx::query("SELECT share_id, recipient_id FROM grants").fetch_all(&mut *tx).await.map_err(db_err)?;
         let token_rows = sqlx::query("SELECT token_hash, recipient_id, expires_at, revoked_at FROM tokens")
@@ -349,6 +350,7 @@ impl SqlCatalog {
             recipients.push(RecipientEntry {
                 principal: Principal {
                     allowed_networks: super::stored_networks(row)?.map(Arc::from),
+                    rate_limit: super::stored_rate_limit(row)?,
                     id,
                     recipient: get_str(row, "name")?,
                     properties: serde_json::from_str(&get_str(row, "properties")?).unwrap_or_default(),

@@ -653,3 +653,22 @@ pub async fn ip_access_lists(c: &Subject) {
     assert!(who.allowed_networks.is_none() && who.allows(None));
     assert_eq!(c.admin.show_recipient("r").await.expect("shown").ip_access_list, None);
 }
+
+/// Rate limits: set, shown, carried by the principal, changed elsewhere and cleared.
+pub async fn rate_limits(c: &Subject) {
+    use d2o_catalog::RateLimit;
+    let limit = |rate: &str, burst| RateLimit::new(rate.parse().expect("a rate"), Some(burst)).expect("a limit");
+    let (_, issued) = c.admin.create_recipient(recipient("r")).await.expect("created");
+    let info = c.admin.set_rate_limit("R", Some(limit("600/min", 20))).await.expect("set");
+    assert_eq!(info.rate_limit, Some(limit("600/min", 20)));
+    assert!(matches!(c.admin.set_rate_limit("nobody", None).await, Err(CatalogError::NotFound { .. })));
+    let who = c.catalog.authenticate(Some(&issued.token)).await.expect("authenticated");
+    assert_eq!(who.rate_limit, Some(limit("600/min", 20)));
+    c.elsewhere.set_rate_limit("r", Some(limit("1/s", 1))).await.expect("set elsewhere");
+    settle().await;
+    assert_eq!(c.catalog.authenticate(Some(&issued.token)).await.expect("ok").rate_limit, Some(limit("1/s", 1)));
+    c.elsewhere.set_rate_limit("r", None).await.expect("cleared");
+    settle().await;
+    assert_eq!(c.catalog.authenticate(Some(&issued.token)).await.expect("ok").rate_limit, None);
+    assert_eq!(c.admin.show_recipient("r").await.expect("shown").rate_limit, None);
+}

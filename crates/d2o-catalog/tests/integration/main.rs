@@ -117,6 +117,7 @@ contract!(
     file_access_follows_grants_and_revocation,
     storage_locations,
     ip_access_lists,
+    rate_limits,
 );
 
 mod sql {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use d2o_catalog::{
-    Admin, AuditEvent, AuditFilter, CatalogError, IssuedToken, NewRecipient, RecipientInfo, ShareInfo, StorageLocation,
-    TableEntry,
+    Admin, AuditEvent, AuditFilter, CatalogError, IssuedToken, NewRecipient, RateLimit, RecipientInfo, ShareInfo,
+    StorageLocation, TableEntry,
 };
 
 use crate::ApiError;
@@ -164,6 +164,15 @@ impl Admin for AuditedAdmin {
         };
         let names = Names { detail: Some(detail), ..Names::default() };
         self.record("recipient.ip_access_list", names, self.inner.set_ip_access_list(name, networks).await).await
+    }
+
+    async fn set_rate_limit(&self, name: &str, limit: Option<RateLimit>) -> Result<RecipientInfo, CatalogError> {
+        let detail = match limit {
+            Some(l) => format!("recipient {name}, {} burst {}", l.rate, l.burst),
+            None => format!("recipient {name}, cleared"),
+        };
+        let names = Names { detail: Some(detail), ..Names::default() };
+        self.record("recipient.rate_limit", names, self.inner.set_rate_limit(name, limit).await).await
     }
 
     async fn revoke_recipient(&self, name: &str) -> Result<RecipientInfo, CatalogError> {

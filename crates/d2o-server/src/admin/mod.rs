@@ -9,7 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use d2o_catalog::{
-    Admin, AuditEvent, AuditFilter, NewRecipient, RecipientInfo, ShareInfo, StorageLocation, TableEntry,
+    Admin, AuditEvent, AuditFilter, NewRecipient, RateLimit, RecipientInfo, ShareInfo, StorageLocation, TableEntry,
 };
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
@@ -36,6 +36,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/recipients/{recipient}/rotate", post(rotate))
         .route("/recipients/{recipient}/revoke", post(revoke))
         .route("/recipients/{recipient}/ip-access-list", put(set_ip_access_list).delete(clear_ip_access_list))
+        .route("/recipients/{recipient}/rate-limit", put(set_rate_limit).delete(clear_rate_limit))
         .route("/storage", get(list_storage).post(add_storage))
         .route("/storage/{name}", get(show_storage).delete(drop_storage))
         .route("/audit", get(audit))
@@ -187,6 +188,23 @@ async fn clear_ip_access_list(
     Path(name): Path<String>,
 ) -> Result<Json<RecipientInfo>, ApiError> {
     Ok(Json(admin.set_ip_access_list(&name, None).await?))
+}
+
+/// `PUT {"rate": "10/s", "burst": 20}` (burst optional).
+async fn set_rate_limit(
+    AdminCaller(admin): AdminCaller,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<RecipientInfo>, ApiError> {
+    let limit: RateLimit = json_body(&body)?;
+    Ok(Json(admin.set_rate_limit(&name, Some(limit)).await?))
+}
+
+async fn clear_rate_limit(
+    AdminCaller(admin): AdminCaller,
+    Path(name): Path<String>,
+) -> Result<Json<RecipientInfo>, ApiError> {
+    Ok(Json(admin.set_rate_limit(&name, None).await?))
 }
 
 async fn list_storage(AdminCaller(admin): AdminCaller) -> Result<Json<Vec<StorageLocation>>, ApiError> {

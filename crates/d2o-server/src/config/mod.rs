@@ -10,7 +10,7 @@ pub(crate) mod yaml_depth;
 use std::path::{Path, PathBuf};
 
 use d2o_catalog::share_config::{ShareConfig, validate_shares};
-use d2o_catalog::{CatalogError, StorageLocation, YamlCatalog};
+use d2o_catalog::{CatalogError, RateLimit, StorageLocation, YamlCatalog};
 use serde::Deserialize;
 
 pub use yaml_depth::MAX_FLOW_DEPTH;
@@ -80,6 +80,8 @@ pub struct ServerConfig {
     /// Origins whose web pages may call the API (CORS); none by default.
     #[serde(default)]
     pub cors_allowed_origins: Vec<String>,
+    /// The server-wide request rate limit (`{rate: 100/s, burst: 200}`); none by default.
+    pub rate_limit: Option<RateLimit>,
     /// Named storage locations: `object_store` options for the tables under a URL prefix.
     #[serde(default)]
     pub storage: Vec<StorageLocation>,
