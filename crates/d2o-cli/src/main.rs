@@ -261,6 +261,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
                     "the shares of the config file are ignored when serving from a catalog; load them with `d2o catalog import`"
                 );
             }
+            if !config.storage.is_empty() {
+                tracing::warn!(
+                    "the storage locations of the config file are ignored when serving from a catalog; add them with `d2o storage add`"
+                );
+            }
             let catalog = Arc::new(
                 SqlCatalog::connect(&target).await.with_context(|| format!("cannot open the catalog '{target}'"))?,
             );
