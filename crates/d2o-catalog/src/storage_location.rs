@@ -271,17 +271,8 @@ fn env_reference(value: &str) -> Result<Option<&str>, String> {
 pub const ENV_PREFIXES: &[&str] = &["AWS_", "AZURE_", "GOOGLE_", "D2O_STORAGE_"];
 
 /// The location with the longest prefix covering `table`.
-pub fn covering<'a, L>(locations: &'a [L], table: &Url) -> Option<&'a L>
-where
-    L: AsRef<StorageLocation>,
-{
-    locations.iter().filter(|l| l.as_ref().covers(table)).max_by_key(|l| l.as_ref().url.as_str().len())
-}
-
-impl AsRef<StorageLocation> for StorageLocation {
-    fn as_ref(&self) -> &StorageLocation {
-        self
-    }
+pub fn covering<'a>(locations: &'a [StorageLocation], table: &Url) -> Option<&'a StorageLocation> {
+    locations.iter().filter(|l| l.covers(table)).max_by_key(|l| l.url.as_str().len())
 }
 
 #[cfg(test)]
