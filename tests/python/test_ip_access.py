@@ -13,8 +13,7 @@ import secrets
 
 import pytest
 
-from conftest import fixture_by_name
-from test_security import audit, cli, http, start, stop
+from test_security import audit, cli, http, reader_catalog, start, stop
 
 ADMIN_TOKEN = secrets.token_urlsafe(24)
 
@@ -24,13 +23,7 @@ def held(tmp_path_factory):
     """Recipient `r`, held to 10.0.0.0/8 and 2001:db8::/32, with share `s` (simple_table); a
     server that trusts 127.0.0.1's forwarded headers and has an admin token."""
     work = tmp_path_factory.mktemp("ip-access")
-    catalog = work / "d2o.db"
-    cli("share", "create", "s", catalog=catalog)
-    cli("share", "add-table", "s", "sc.t", "--location", str(fixture_by_name("simple_table").delta_dir),
-        catalog=catalog)
-    profile = work / "r.share"
-    cli("recipient", "create", "r", "--profile-out", str(profile), catalog=catalog)
-    cli("grant", "s", "r", catalog=catalog)
+    catalog, profile = reader_catalog(work)
     shown = json.loads(cli("recipient", "ip-access", "r", "--allow", "10.1.2.3/8", "--allow", "2001:db8::1/32",
                            "--json", catalog=catalog).stdout)
     assert shown["ipAccessList"] == ["10.0.0.0/8", "2001:db8::/32"], shown

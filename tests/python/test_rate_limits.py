@@ -10,20 +10,13 @@ import time
 
 import delta_sharing
 
-from conftest import fixture_by_name
-from test_security import audit, cli, http, start, stop
+from test_security import audit, cli, http, reader_catalog, start, stop
 
 ADMIN_TOKEN = secrets.token_urlsafe(24)
 
 
 def setup(work, config: str = "version: 1\n"):
-    catalog = work / "d2o.db"
-    cli("share", "create", "s", catalog=catalog)
-    cli("share", "add-table", "s", "sc.t", "--location", str(fixture_by_name("simple_table").delta_dir),
-        catalog=catalog)
-    profile = work / "r.share"
-    cli("recipient", "create", "r", "--profile-out", str(profile), catalog=catalog)
-    cli("grant", "s", "r", catalog=catalog)
+    catalog, profile = reader_catalog(work)
     (work / "server.yaml").write_text(config)
     server = start(work, ["--catalog", str(catalog), "--config", str(work / "server.yaml")],
                    env={"D2O_ADMIN_TOKEN": ADMIN_TOKEN})

@@ -76,6 +76,19 @@ def cli(*args: str, catalog: Path, check: bool = True, env: Optional[Dict[str, s
     return done
 
 
+def reader_catalog(work: Path) -> tuple:
+    """(catalog, profile path): share `s` with table `sc.t` (the simple_table fixture), granted
+    to recipient `r`, whose credential file is the profile."""
+    catalog = work / "d2o.db"
+    cli("share", "create", "s", catalog=catalog)
+    cli("share", "add-table", "s", "sc.t", "--location", str(fixture_by_name("simple_table").delta_dir),
+        catalog=catalog)
+    profile = work / "r.share"
+    cli("recipient", "create", "r", "--profile-out", str(profile), catalog=catalog)
+    cli("grant", "s", "r", catalog=catalog)
+    return catalog, profile
+
+
 def http(method: str, url: str, token: Optional[str] = None, body: Optional[dict] = None,
          headers: Optional[Dict[str, str]] = None, timeout: float = 30):
     """(status, headers, body bytes) of one request; HTTP errors are answers, not exceptions."""

@@ -41,6 +41,16 @@ fn table_entry(row: &AnyRow) -> Result<TableEntry, CatalogError> {
 }
 
 impl SqlCatalog {
+    /// After a statement that changes one row named `name`: the view is out of date, and no row
+    /// changed means no such `kind`.
+    fn changed_one(&self, rows: u64, kind: &'static str, name: impl Into<String>) -> Result<(), CatalogError> {
+        self.views.changed();
+        if rows == 0 {
+            return Err(CatalogError::not_found(kind, name));
+        }
+        Ok(())
+    }
+
     /// Sets one nullable text column of a recipient (a name from this file, never input).
     async fn update_recipient(
         &self,
@@ -55,10 +65,7 @@ impl SqlCatalog {
             .execute(self.pool())
             .await
             .map_err(db_err)?;
-        self.views.changed();
-        if done.rows_affected() == 0 {
-            return Err(CatalogError::not_found("recipient", name));
-        }
+        self.changed_one(done.rows_affected(), "recipient", name)?;
         self.show_recipient(name).await
     }
 
@@ -264,10 +271,7 @@ impl Admin for SqlCatalog {
             .execute(self.pool())
             .await
             .map_err(db_err)?;
-        self.views.changed();
-        if done.rows_affected() == 0 {
-            return Err(CatalogError::not_found("share", name));
-        }
+        self.changed_one(done.rows_affected(), "share", name)?;
         self.show_share(name).await
     }
 
@@ -325,10 +329,7 @@ impl Admin for SqlCatalog {
                 .execute(self.pool())
                 .await
                 .map_err(db_err)?;
-        self.views.changed();
-        if done.rows_affected() == 0 {
-            return Err(CatalogError::not_found("table", format!("{share}.{schema}.{table}")));
-        }
+        self.changed_one(done.rows_affected(), "table", format!("{share}.{schema}.{table}"))?;
         self.show_share(share).await
     }
 
@@ -485,10 +486,7 @@ impl Admin for SqlCatalog {
             .execute(self.pool())
             .await
             .map_err(db_err)?;
-        self.views.changed();
-        if done.rows_affected() == 0 {
-            return Err(CatalogError::not_found("grant", format!("{share} to {recipient}")));
-        }
+        self.changed_one(done.rows_affected(), "grant", format!("{share} to {recipient}"))?;
         Ok(())
     }
 
@@ -544,10 +542,7 @@ impl Admin for SqlCatalog {
             .execute(self.pool())
             .await
             .map_err(db_err)?;
-        self.views.changed();
-        if done.rows_affected() == 0 {
-            return Err(CatalogError::not_found("storage location", name));
-        }
+        self.changed_one(done.rows_affected(), "storage location", name)?;
         Ok(())
     }
 

@@ -1,4 +1,4 @@
-//! Shared set-up: a server over the shared fixture tables, and request helpers.
+//! Shared set-up: a server over the repository's fixture tables, and request helpers.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use tower::ServiceExt;
 
 pub const TOKEN: &str = "test-token";
 
-/// The shared fixture tables (`D2O_SHARED_TABLES`, or `../shared/delta-tables` beside the repo).
+/// The fixture tables: the repository's copy in `tests/data/delta-tables`, or `D2O_SHARED_TABLES`.
 pub fn fixtures() -> PathBuf {
     if let Ok(dir) = std::env::var("D2O_SHARED_TABLES") {
         return PathBuf::from(dir);
@@ -32,7 +32,7 @@ pub fn table_dir(name: &str) -> PathBuf {
 pub fn config_yaml(extra: &str) -> String {
     let mut y = String::from("version: 1\nshares:\n- name: s1\n  schemas:\n  - name: sc1\n    tables:\n");
     let mut names: Vec<String> = std::fs::read_dir(fixtures())
-        .expect("the shared fixture tables exist")
+        .expect("the fixture tables exist (tests/data/delta-tables)")
         .filter_map(|e| e.ok())
         .filter(|e| e.path().join("delta").is_dir())
         .map(|e| e.file_name().to_string_lossy().into_owned())
