@@ -5,7 +5,8 @@
 #   scripts/test.sh
 #
 # Needs cargo (rustup) and python3; everything else (crates, the Python virtualenv with
-# delta-sharing, pandas, pytest) it installs itself. Builds go to $CARGO_TARGET_DIR
+# delta-sharing, pandas, pytest; Debian's chromium and chromium-driver through apt, as root or
+# with sudo, for the browser tests) it installs itself. Builds go to $CARGO_TARGET_DIR
 # (default ~/.cache/d2o-target) so repeated runs and CI reuse them.
 set -euo pipefail
 
@@ -36,4 +37,5 @@ cargo test --workspace --locked
 step "official Python connector against d2o"
 cargo build --locked -p d2o-cli
 venv="$(scripts/python-env.sh)"
+scripts/browser.sh  # Debian chromium + chromedriver for the real-browser tests
 D2O_BIN="$CARGO_TARGET_DIR/debug/d2o" "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python

@@ -419,3 +419,7 @@ def pytest_report_header(config):
         f"d2o binary (D2O_BIN): {os.environ.get('D2O_BIN', '<unset>')}",
         f"fixture tables: {shared_tables_dir()}",
     ]
+
+
+# Real-browser tests (headless Debian Chromium): the `chromium` fixture, see browser.py.
+from browser import chromium  # noqa: E402,F401

@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::{RateLimit, StorageLocation};
+use crate::{
+    ActivationInfo, ActivationRequest, CredentialKind, CredentialRequest, FederationPolicy, Issued, IssuedActivation,
+    IssuedToken, NewFederationPolicy, RateLimit, StorageLocation,
+};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +61,9 @@ pub struct NewRecipient {
     /// When the recipient's access ends (ms since the epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// Its first credential: by default a bearer token returned at once.
+    #[serde(default)]
+    pub credential: CredentialRequest,
 }
 
 /// A recipient, its tokens (never the secrets) and the shares granted to it.
@@ -83,6 +89,24 @@ pub struct RecipientInfo {
     /// Its request rate limit; `None`: only the server's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// The OIDC federation policies that let its identity provider's tokens act for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub federation_policies: Vec<FederationPolicy>,
+    /// Its latest activation link, if one was issued (without the secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<ActivationLinkInfo>,
+}
+
+/// A recipient's latest activation link, as the provider sees it (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivationLinkInfo {
+    pub kind: CredentialKind,
+    pub state: crate::ActivationState,
+    pub created_at: i64,
+    pub expires_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_at: Option<i64>,
 }
 
 /// A bearer token's lifecycle, without the secret.
@@ -90,6 +114,8 @@ pub struct RecipientInfo {
 #[serde(rename_all = "camelCase")]
 pub struct TokenInfo {
     pub id: String,
+    #[serde(default)]
+    pub kind: CredentialKind,
     pub created_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
@@ -102,16 +128,6 @@ impl TokenInfo {
     pub fn is_active(&self, now_ms: i64) -> bool {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now_ms)
     }
-}
-
-/// A freshly issued token: the only time the secret is seen.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct IssuedToken {
-    pub recipient: String,
-    pub token: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<i64>,
 }
 
 /// One audited request or admin action.
@@ -189,13 +205,42 @@ pub trait Admin: Send + Sync + 'static {
     async fn import_tables(&self, share: &str, tables: Vec<TableEntry>) -> Result<usize, CatalogError>;
     async fn remove_table(&self, share: &str, schema: &str, table: &str) -> Result<ShareInfo, CatalogError>;
 
-    /// Creates a recipient and its first token.
-    async fn create_recipient(&self, recipient: NewRecipient) -> Result<(RecipientInfo, IssuedToken), CatalogError>;
+    /// Creates a recipient and its first credential, as `recipient.credential` asks: a
+    /// credential now, an activation link, or nothing.
+    async fn create_recipient(&self, recipient: NewRecipient) -> Result<(RecipientInfo, Issued), CatalogError>;
     async fn list_recipients(&self) -> Result<Vec<RecipientInfo>, CatalogError>;
     async fn show_recipient(&self, name: &str) -> Result<RecipientInfo, CatalogError>;
-    /// Issues a new token and cuts every active older token's lifetime to at most
-    /// `grace_seconds` from now (0 ends them now). A lifetime is never extended.
-    async fn rotate_token(&self, name: &str, grace_seconds: u64) -> Result<IssuedToken, CatalogError>;
+    /// Cuts every active credential's lifetime to at most `grace_seconds` from now (0 ends them
+    /// now; a lifetime is never extended), then issues what `next` asks for. Federation
+    /// policies are not credentials with secrets and are left alone.
+    async fn rotate_credential(
+        &self,
+        name: &str,
+        grace_seconds: u64,
+        next: CredentialRequest,
+    ) -> Result<Issued, CatalogError>;
+    /// Issues a new activation link for the recipient and makes its older links unusable.
+    /// Live credentials are not touched.
+    async fn issue_activation(&self, name: &str, request: ActivationRequest) -> Result<IssuedActivation, CatalogError>;
+    /// The activation link with this secret, as its page shows it (nothing changes). Unknown
+    /// secrets are `NotFound`; secrets are compared by hash, in constant time.
+    async fn activation(&self, secret: &str) -> Result<ActivationInfo, CatalogError>;
+    /// Redeems an activation link: marks it used and creates its credential, atomically, so
+    /// that of two concurrent redemptions exactly one succeeds. A link that is not
+    /// [`crate::ActivationState::Ready`] is `InvalidArgument` naming its state.
+    async fn redeem_activation(&self, secret: &str) -> Result<(ActivationInfo, IssuedToken), CatalogError>;
+    /// Registers a private-key OAuth client for the recipient (RFC 7523): its PEM public key
+    /// (checked by [`crate::credential::check_public_key`]). Returns the credential; its id is
+    /// the client id. The client lives as long as the recipient, like its other credentials.
+    async fn add_client_key(&self, name: &str, public_key: &str) -> Result<TokenInfo, CatalogError>;
+    /// Adds an OIDC federation policy (checked by [`NewFederationPolicy::validate`]).
+    async fn add_federation_policy(
+        &self,
+        name: &str,
+        policy: NewFederationPolicy,
+    ) -> Result<RecipientInfo, CatalogError>;
+    /// Removes one of the recipient's federation policies, by id.
+    async fn remove_federation_policy(&self, name: &str, policy_id: &str) -> Result<RecipientInfo, CatalogError>;
     /// Sets (with `Some`) or clears the recipient's IP access list, checked by
     /// [`crate::ip_access::parse_networks`]. Takes effect at the recipient's next request, and
     /// for the URLs already issued to it.
@@ -207,7 +252,8 @@ pub trait Admin: Send + Sync + 'static {
     /// Sets (with `Some`) or clears the recipient's request rate limit. Takes effect at its
     /// next request.
     async fn set_rate_limit(&self, name: &str, limit: Option<RateLimit>) -> Result<RecipientInfo, CatalogError>;
-    /// Revokes every token of the recipient at once.
+    /// Revokes every credential of the recipient at once: tokens, OAuth clients (and the access
+    /// tokens issued to them), federation policies and unused activation links.
     async fn revoke_recipient(&self, name: &str) -> Result<RecipientInfo, CatalogError>;
     async fn drop_recipient(&self, name: &str) -> Result<(), CatalogError>;
 

@@ -7,7 +7,7 @@ use d2o_protocol::model::{Page, Schema, Share, Table};
 use ipnet::IpNet;
 use url::Url;
 
-use crate::{AuditEvent, CatalogError, PageRequest, PartitionFilter, RateLimit, StorageLocation};
+use crate::{AuditEvent, CatalogError, FederationPolicy, PageRequest, PartitionFilter, RateLimit, StorageLocation};
 
 /// Who is calling, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +108,29 @@ pub trait Catalog: Send + Sync + 'static {
     /// Must return [`CatalogError::Unauthenticated`] for a missing, wrong, expired or revoked
     /// token, and must compare secrets in constant time.
     async fn authenticate(&self, bearer_token: Option<&str>) -> Result<Principal, CatalogError>;
+
+    /// Resolves an OAuth client's id and secret (at the token endpoint). Must return
+    /// [`CatalogError::Unauthenticated`] unless `client_id` names an OAuth client credential
+    /// whose secret is `secret` and that would authenticate now, comparing in constant time.
+    /// A bearer token is not an OAuth client secret, nor the reverse.
+    async fn authenticate_client(&self, client_id: &str, secret: &str) -> Result<Principal, CatalogError>;
+
+    /// The principal and public key (PEM) of the private-key OAuth client `client_id`, for
+    /// checking its signed assertion. Must return [`CatalogError::Unauthenticated`] unless it
+    /// is such a client and would authenticate now.
+    async fn client_key(&self, client_id: &str) -> Result<(Principal, String), CatalogError>;
+
+    /// Resolves a credential the server verified itself, by id: the OAuth client an access
+    /// token was issued to, or the federation policy a JWT satisfied. Must return
+    /// [`CatalogError::Unauthenticated`] when that credential is gone, revoked or expired, or
+    /// its recipient is, seeing changes as fresh as [`Catalog::authenticate`] does: a
+    /// revocation rejects outstanding access tokens at once.
+    async fn authenticate_credential(&self, credential_id: &str) -> Result<Principal, CatalogError>;
+
+    /// The federation policies that are not revoked (an expired recipient's included: its
+    /// tokens are then refused by [`Catalog::authenticate_credential`] as expired), as fresh as
+    /// [`Catalog::authenticate`] sees the catalog.
+    async fn federation_policies(&self) -> Result<Arc<Vec<FederationPolicy>>, CatalogError>;
 
     async fn list_shares(&self, who: &Principal, page: &PageRequest) -> Result<Page<Share>, CatalogError>;
 

@@ -15,10 +15,16 @@
 //!   optional bearer token. (The file's server settings are the server crate's.)
 //! - [`storage_location`]: named storage locations, the object-store options of the tables
 //!   under a URL prefix (no secrets: environment references only).
+//! - [`credential`]: credential kinds (bearer tokens, OAuth clients) and one-time activation
+//!   links that create them.
+//! - [`federation`]: OIDC federation policies, which tokens of an outside identity provider
+//!   act for a recipient.
 //! - [`page`]: list pagination with opaque, checked page tokens.
 //! - [`CatalogError`]: what a caller can act on (`NotFound`, `Unauthenticated`, ...).
 
 pub mod admin;
+pub mod credential;
+pub mod federation;
 pub mod ip_access;
 pub mod page;
 pub mod partition_filter;
@@ -33,10 +39,15 @@ mod names;
 mod yaml_catalog;
 
 pub use admin::{
-    Admin, AuditEvent, AuditFilter, IssuedToken, NewRecipient, RecipientInfo, ShareInfo, TableEntry, TokenInfo,
+    ActivationLinkInfo, Admin, AuditEvent, AuditFilter, NewRecipient, RecipientInfo, ShareInfo, TableEntry, TokenInfo,
 };
 pub use catalog::{Catalog, Principal, SharedTable};
+pub use credential::{
+    ActivationInfo, ActivationRequest, ActivationState, CredentialKind, CredentialRequest, Issued, IssuedActivation,
+    IssuedToken,
+};
 pub use error::CatalogError;
+pub use federation::{FederationPolicy, NewFederationPolicy, PolicyMismatch, SubjectClaim};
 pub use page::{PageRequest, PageToken};
 pub use partition_filter::PartitionFilter;
 pub use rate_limit::RateLimit;

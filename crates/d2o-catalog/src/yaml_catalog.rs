@@ -127,6 +127,22 @@ impl Catalog for YamlCatalog {
         Ok(principal())
     }
 
+    async fn authenticate_client(&self, _client_id: &str, _secret: &str) -> Result<Principal, CatalogError> {
+        Err(CatalogError::Unauthenticated("this server has no OAuth clients (it serves a YAML config)".into()))
+    }
+
+    async fn client_key(&self, _client_id: &str) -> Result<(Principal, String), CatalogError> {
+        Err(CatalogError::Unauthenticated("this server has no OAuth clients (it serves a YAML config)".into()))
+    }
+
+    async fn authenticate_credential(&self, _credential_id: &str) -> Result<Principal, CatalogError> {
+        Err(CatalogError::Unauthenticated("this server has no OAuth clients or federation policies".into()))
+    }
+
+    async fn federation_policies(&self) -> Result<Arc<Vec<crate::FederationPolicy>>, CatalogError> {
+        Ok(Arc::default())
+    }
+
     async fn list_shares(&self, _who: &Principal, page: &PageRequest) -> Result<Page<Share>, CatalogError> {
         page_of(self.shares.iter().map(|s| s.share.clone()).collect(), "shares", page)
     }

@@ -9,10 +9,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use d2o_catalog::admin::parse_properties;
 use d2o_catalog::{
-    Admin, AuditFilter, IssuedToken, NewRecipient, RateLimit, RecipientInfo, ShareInfo, SqlCatalog, StorageLocation,
-    TableEntry,
+    ActivationRequest, Admin, AuditFilter, CredentialKind, CredentialRequest, Issued, IssuedActivation, IssuedToken,
+    NewFederationPolicy, NewRecipient, RateLimit, RecipientInfo, ShareInfo, SqlCatalog, StorageLocation, TableEntry,
 };
-use d2o_protocol::profile::Profile;
 
 use crate::output;
 use d2o_server::{AdminContext, AuditedAdmin};
@@ -109,19 +108,47 @@ pub(crate) struct AddTable {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum RecipientCommand {
-    /// Create a recipient and its first token; writes a credential file with --profile-out.
+    /// Create a recipient and print its one-time activation link (the recipient downloads its
+    /// credential file there); with --profile-out, create the credential now and write the file.
     Create(CreateRecipient),
     /// List recipients.
     List,
     /// Show a recipient, its tokens and its shares.
     Show { name: String },
-    /// Issue a new token; older ones stay valid for the grace period (0 ends them now).
+    /// Replace a recipient's credentials: older ones stay valid for the grace period (0 ends
+    /// them now); prints a new activation link, or writes the new credential with --profile-out.
     Rotate {
         name: String,
         #[arg(long, default_value = "0")]
         grace: String,
         #[command(flatten)]
-        profile: ProfileOut,
+        credential: CredentialArgs,
+    },
+    /// Issue a new activation link (the older ones stop working); live credentials are not
+    /// touched.
+    ActivationLink {
+        name: String,
+        #[command(flatten)]
+        link: LinkArgs,
+        /// The server endpoint recipients use: the link is under it.
+        #[arg(long, env = "D2O_PUBLIC_ENDPOINT", default_value = "http://localhost:8080/delta-sharing")]
+        endpoint: String,
+    },
+    /// Register a private-key OAuth client (RFC 7523, the connector's
+    /// oauth_jwt_bearer_private_key_jwt profile type) with the recipient's PEM public key.
+    ClientKey {
+        name: String,
+        /// The recipient's public key (PEM: RSA for RS256, EC P-256 for ES256).
+        #[arg(long, value_name = "FILE")]
+        public_key: PathBuf,
+        /// The server endpoint recipients use, for the profile template printed.
+        #[arg(long, env = "D2O_PUBLIC_ENDPOINT", default_value = "http://localhost:8080/delta-sharing")]
+        endpoint: String,
+    },
+    /// Let tokens of the recipient's own identity provider (OIDC) act for it.
+    Federation {
+        #[command(subcommand)]
+        command: FederationCommand,
     },
     /// Restrict a recipient to networks (IPv4/IPv6 CIDR ranges or addresses), or lift the
     /// restriction with --clear. Applies to its requests and to the file URLs issued to it.
@@ -147,7 +174,8 @@ pub(crate) enum RecipientCommand {
         #[arg(long, conflicts_with = "rate")]
         clear: bool,
     },
-    /// Revoke every token of a recipient at once.
+    /// Revoke every credential of a recipient at once: tokens, OAuth clients (and their access
+    /// tokens), federation policies and unused activation links.
     Revoke { name: String },
     /// Drop a recipient with its tokens and grants.
     Drop { name: String },
@@ -165,17 +193,84 @@ pub(crate) struct CreateRecipient {
     #[arg(long, default_value = "365d")]
     expires_in: String,
     #[command(flatten)]
-    profile: ProfileOut,
+    credential: CredentialArgs,
+}
+
+/// Which credential to hand out, and how.
+#[derive(Debug, Args)]
+pub(crate) struct CredentialArgs {
+    /// Create the credential now and write the recipient's credential file (config.share,
+    /// mode 0600) here, instead of printing an activation link (for automation).
+    #[arg(long)]
+    profile_out: Option<PathBuf>,
+    /// No d2o credential: the recipient signs in through OIDC federation only.
+    #[arg(long, conflicts_with_all = ["profile_out", "kind", "link_expires_in"])]
+    no_credential: bool,
+    #[command(flatten)]
+    link: LinkArgs,
+    /// The server endpoint recipients use, written into the credential file and the link.
+    #[arg(long, env = "D2O_PUBLIC_ENDPOINT", default_value = "http://localhost:8080/delta-sharing")]
+    endpoint: String,
 }
 
 #[derive(Debug, Args)]
-pub(crate) struct ProfileOut {
-    /// Write the recipient's credential file (config.share, mode 0600) here.
+pub(crate) struct LinkArgs {
+    /// The credential: bearer_token, or oauth_client_credentials (a client id and secret
+    /// exchanged for short-lived access tokens).
     #[arg(long)]
-    profile_out: Option<PathBuf>,
-    /// The server endpoint recipients use, written into the credential file.
-    #[arg(long, env = "D2O_PUBLIC_ENDPOINT", default_value = "http://localhost:8080/delta-sharing")]
-    endpoint: String,
+    kind: Option<String>,
+    /// How long an activation link works (72h by default, at most 30d).
+    #[arg(long)]
+    link_expires_in: Option<String>,
+}
+
+impl LinkArgs {
+    fn kind(&self) -> Result<CredentialKind> {
+        Ok(self.kind.as_deref().map(str::parse).transpose()?.unwrap_or_default())
+    }
+
+    fn request(&self) -> Result<ActivationRequest> {
+        let lifetime_secs = match &self.link_expires_in {
+            Some(d) => output::parse_duration(d).map_err(anyhow::Error::msg)?,
+            None => d2o_catalog::credential::DEFAULT_ACTIVATION_LIFETIME_SECS,
+        };
+        Ok(ActivationRequest { kind: self.kind()?, lifetime_secs })
+    }
+}
+
+impl CredentialArgs {
+    fn request(&self) -> Result<CredentialRequest> {
+        Ok(if self.no_credential {
+            CredentialRequest::None
+        } else if self.profile_out.is_some() {
+            CredentialRequest::Direct { kind: self.link.kind()? }
+        } else {
+            CredentialRequest::Activation(self.link.request()?)
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FederationCommand {
+    /// Add a policy: tokens from ISSUER with one of the audiences and the claim's value act
+    /// for the recipient.
+    Add {
+        name: String,
+        /// The identity provider's issuer URL, exactly as its tokens' `iss` claim.
+        #[arg(long)]
+        issuer: String,
+        /// An audience the token's `aud` must contain (repeatable).
+        #[arg(long = "audience", required = true)]
+        audiences: Vec<String>,
+        /// The claim that names the subject: sub, azp, oid or groups.
+        #[arg(long, default_value = "sub")]
+        claim: String,
+        /// The value the claim must have (for groups: contain).
+        #[arg(long)]
+        subject: String,
+    },
+    /// Remove a policy, by the id `recipient show` lists.
+    Remove { name: String, id: String },
 }
 
 #[derive(Debug, Args)]
@@ -277,6 +372,28 @@ fn print_recipient(r: &RecipientInfo, json: bool) -> Result<()> {
         println!("rate limit: {} (burst {})", limit.rate, limit.burst);
     }
     println!("shares: {}", if r.shares.is_empty() { "-".to_owned() } else { r.shares.join(", ") });
+    if let Some(link) = &r.activation {
+        let used = link.used_at.map(|u| format!(" on {}", output::time(Some(u)))).unwrap_or_default();
+        println!(
+            "activation link: {} {}{used} (for a {}, issued {}, works until {})",
+            link.state.describe(),
+            if link.state == d2o_catalog::ActivationState::Ready { "to be opened" } else { "" },
+            link.kind.as_str(),
+            output::time(Some(link.created_at)),
+            output::time(Some(link.expires_at))
+        );
+    }
+    for p in &r.federation_policies {
+        println!(
+            "federation policy {}: issuer {}, audience {}, {} = {}{}",
+            p.id,
+            p.issuer,
+            p.audiences.join(" | "),
+            p.subject_claim,
+            p.subject,
+            if p.revoked_at.is_some() { " (revoked)" } else { "" }
+        );
+    }
     let now = now_ms();
     let rows: Vec<Vec<String>> = r
         .tokens
@@ -289,10 +406,16 @@ fn print_recipient(r: &RecipientInfo, json: bool) -> Result<()> {
             } else {
                 "expired"
             };
-            vec![t.id.clone(), state.into(), output::time(Some(t.created_at)), output::time(t.expires_at)]
+            vec![
+                t.id.clone(),
+                t.kind.as_str().into(),
+                state.into(),
+                output::time(Some(t.created_at)),
+                output::time(t.expires_at),
+            ]
         })
         .collect();
-    output::table(&["TOKEN", "STATE", "CREATED", "EXPIRES"], &rows);
+    output::table(&["CREDENTIAL", "KIND", "STATE", "CREATED", "EXPIRES"], &rows);
     Ok(())
 }
 
@@ -300,8 +423,7 @@ fn print_recipient(r: &RecipientInfo, json: bool) -> Result<()> {
 /// Writes a credential file: mode 0600, through a new temporary file renamed into place, so a
 /// reader never sees half a file and a symlink planted at the path is never followed.
 pub(crate) fn write_profile(path: &Path, endpoint: &str, token: &IssuedToken) -> Result<()> {
-    let expiration = token.expires_at.map(d2o_protocol::timestamp::format_timestamp_millis);
-    let profile = Profile::bearer(endpoint, token.token.clone(), expiration);
+    let profile = token.profile(endpoint).context("this credential has no profile file")?;
     if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
         bail!("{} is a symbolic link; refusing to write a credential file through it", path.display());
     }
@@ -330,26 +452,45 @@ fn uuid_like() -> String {
     format!("{}-{}", std::process::id(), chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default())
 }
 
-fn report_token(token: &IssuedToken, profile: &ProfileOut, json: bool) -> Result<()> {
-    match &profile.profile_out {
-        Some(path) => {
-            write_profile(path, &profile.endpoint, token)?;
+/// Says what was issued: writes the credential file, or prints the activation link.
+fn report(issued: Issued, args: &CredentialArgs, json: bool) -> Result<()> {
+    match issued {
+        Issued::Token(token) => {
+            let path = args.profile_out.as_ref().context("a credential was issued without --profile-out")?;
+            write_profile(path, &args.endpoint, &token)?;
             if json {
-                output::json(
-                    &serde_json::json!({"recipient": token.recipient, "profile": path, "expiresAt": token.expires_at}),
-                )?;
+                output::json(&serde_json::json!({
+                    "recipient": token.recipient, "kind": token.kind, "profile": path, "expiresAt": token.expires_at,
+                }))
             } else {
                 println!("credential file for {} written to {} (mode 0600)", token.recipient, path.display());
+                Ok(())
             }
         }
-        None => {
-            if json {
-                output::json(token)?;
-            } else {
-                println!("bearer token for {} (shown once, store it now): {}", token.recipient, token.token);
+        Issued::Activation(link) => report_link(&link, &args.endpoint, json),
+        Issued::None => {
+            if !json {
+                println!("no credential issued: add a federation policy with `d2o recipient federation add`");
             }
+            Ok(())
         }
     }
+}
+
+fn report_link(link: &IssuedActivation, endpoint: &str, json: bool) -> Result<()> {
+    let url = d2o_server::admin::activation_url(endpoint, &link.secret);
+    if json {
+        return output::json(&serde_json::json!({
+            "recipient": link.recipient, "url": url, "kind": link.kind, "expiresAt": link.expires_at,
+        }));
+    }
+    println!(
+        "activation link for {} ({}; works once, until {}):\n{url}",
+        link.recipient,
+        link.kind.as_str(),
+        output::time(Some(link.expires_at))
+    );
+    println!("send it to the recipient: opening it downloads config.share; nobody else sees the credential");
     Ok(())
 }
 
@@ -503,10 +644,10 @@ pub(crate) async fn recipient(target: &Target, command: RecipientCommand) -> Res
                 d => Some(now_ms() + output::parse_duration(d).map_err(anyhow::Error::msg)? as i64 * 1000),
             };
             let properties = parse_properties(c.properties.iter().map(String::as_str))?;
-            let (_, token) = admin
-                .create_recipient(NewRecipient { name: c.name.clone(), comment: c.comment, properties, expires_at })
-                .await?;
-            report_token(&token, &c.profile, json)
+            let credential = c.credential.request()?;
+            let new = NewRecipient { name: c.name.clone(), comment: c.comment, properties, expires_at, credential };
+            let (_, issued) = admin.create_recipient(new).await?;
+            report(issued, &c.credential, json)
         }
         RecipientCommand::List => {
             let recipients = admin.list_recipients().await?;
@@ -525,15 +666,56 @@ pub(crate) async fn recipient(target: &Target, command: RecipientCommand) -> Res
                     ]
                 })
                 .collect();
-            output::table(&["RECIPIENT", "ACTIVE TOKENS", "SHARES", "EXPIRES"], &rows);
+            output::table(&["RECIPIENT", "ACTIVE CREDENTIALS", "SHARES", "EXPIRES"], &rows);
             Ok(())
         }
         RecipientCommand::Show { name } => print_recipient(&admin.show_recipient(&name).await?, json),
-        RecipientCommand::Rotate { name, grace, profile } => {
+        RecipientCommand::Rotate { name, grace, credential } => {
             let grace = output::parse_duration(&grace).map_err(anyhow::Error::msg)?;
-            let token = admin.rotate_token(&name, grace).await?;
-            report_token(&token, &profile, json)
+            let issued = admin.rotate_credential(&name, grace, credential.request()?).await?;
+            report(issued, &credential, json)
         }
+        RecipientCommand::ActivationLink { name, link, endpoint } => {
+            let issued = admin.issue_activation(&name, link.request()?).await?;
+            report_link(&issued, &endpoint, json)
+        }
+        RecipientCommand::ClientKey { name, public_key, endpoint } => {
+            let pem = std::fs::read_to_string(&public_key)
+                .with_context(|| format!("cannot read {}", public_key.display()))?;
+            let client = admin.add_client_key(&name, &pem).await?;
+            let token_endpoint =
+                format!("{}{}", endpoint.trim_end_matches('/'), d2o_catalog::credential::TOKEN_ENDPOINT_PATH);
+            let profile = serde_json::json!({
+                "shareCredentialsVersion": 2,
+                "type": "oauth_jwt_bearer_private_key_jwt",
+                "endpoint": endpoint,
+                "auth": {
+                    "tokenEndpoint": token_endpoint,
+                    "issuer": token_endpoint,
+                    "clientId": client.id,
+                    "audience": endpoint,
+                    "privateKey": {"privateKeyFile": "PATH/TO/private-key.pem", "keyId": "any", "algorithm": "RS256 or ES256"},
+                },
+            });
+            if json {
+                return output::json(
+                    &serde_json::json!({"recipient": name, "clientId": client.id, "profile": profile}),
+                );
+            }
+            println!("client id for {name}: {}", client.id);
+            println!("the recipient's profile (it fills in its private key file and algorithm):");
+            println!("{}", serde_json::to_string_pretty(&profile)?);
+            Ok(())
+        }
+        RecipientCommand::Federation { command } => match command {
+            FederationCommand::Add { name, issuer, audiences, claim, subject } => {
+                let policy = NewFederationPolicy { issuer, audiences, subject_claim: claim.parse()?, subject };
+                print_recipient(&admin.add_federation_policy(&name, policy).await?, json)
+            }
+            FederationCommand::Remove { name, id } => {
+                print_recipient(&admin.remove_federation_policy(&name, &id).await?, json)
+            }
+        },
         RecipientCommand::IpAccess { name, allow, clear } => {
             let r = admin.set_ip_access_list(&name, (!clear).then_some(allow)).await?;
             print_recipient(&r, json)

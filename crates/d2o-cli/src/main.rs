@@ -111,6 +111,13 @@ struct ServeArgs {
     /// Override `port` from the config (0 picks a free port).
     #[arg(long)]
     port: Option<u16>,
+    /// How long the OAuth access tokens of the token endpoint live (1h, 15m, ...).
+    #[arg(long, env = "D2O_ACCESS_TOKEN_TTL", default_value = "1h")]
+    access_token_ttl: String,
+    /// Whom recipients should ask about their access (a name or an e-mail address), shown on
+    /// activation pages.
+    #[arg(long, env = "D2O_PROVIDER_CONTACT")]
+    provider_contact: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -279,16 +286,22 @@ async fn serve(args: ServeArgs) -> Result<()> {
         );
     }
     let mut state = AppState::from_config(&config, catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
-    fit_connections_to_file_limit(&mut Arc::make_mut(&mut state.settings).connections);
-    match (admin_token, admin) {
-        (Some(token), Some(admin)) => {
+    let settings = Arc::make_mut(&mut state.settings);
+    fit_connections_to_file_limit(&mut settings.connections);
+    let ttl = output::parse_duration(&args.access_token_ttl).map_err(anyhow::Error::msg)?;
+    anyhow::ensure!((60..=86_400).contains(&ttl), "--access-token-ttl must be between 1 minute and 1 day");
+    settings.access_token_ttl_secs = ttl;
+    settings.provider_contact = args.provider_contact.clone();
+    match (admin_token, &admin) {
+        (Some(token), Some(_)) => {
             anyhow::ensure!(token.len() >= 16, "the admin token must have at least 16 characters");
-            state.admin = Some(admin);
-            Arc::make_mut(&mut state.settings).admin_token = Some(d2o_server::Secret::new(token));
+            settings.admin_token = Some(d2o_server::Secret::new(token));
         }
         (Some(_), None) => tracing::warn!("--admin-token is ignored: a YAML config has no catalog to administer"),
         (None, _) => {}
     }
+    // The catalog's own operations serve activation links; the admin API also needs its token.
+    state.admin = admin;
     let host = args.host.unwrap_or(config.host.clone());
     let port = args.port.unwrap_or(config.port);
     let listener = tokio::net::TcpListener::bind((host.as_str(), port))

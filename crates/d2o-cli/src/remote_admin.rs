@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use d2o_catalog::{
-    Admin, AuditEvent, AuditFilter, CatalogError, IssuedToken, NewRecipient, RateLimit, RecipientInfo, ShareInfo,
+    ActivationInfo, ActivationRequest, Admin, AuditEvent, AuditFilter, CatalogError, CredentialRequest, Issued,
+    IssuedActivation, IssuedToken, NewFederationPolicy, NewRecipient, RateLimit, RecipientInfo, ShareInfo,
     StorageLocation, TableEntry,
 };
 use d2o_protocol::ErrorBody;
@@ -60,6 +61,24 @@ impl RemoteAdmin {
             s if s.is_client_error() => CatalogError::InvalidArgument(err.message),
             _ => CatalogError::internal(format!("server error {status}: {}", err.message)),
         })
+    }
+}
+
+/// What the admin API answers for an issued credential: `{"token": ...}`, `{"activation": ...}`
+/// or neither.
+#[derive(serde::Deserialize)]
+struct IssuedAnswer {
+    token: Option<IssuedToken>,
+    activation: Option<IssuedActivation>,
+}
+
+impl From<IssuedAnswer> for Issued {
+    fn from(a: IssuedAnswer) -> Issued {
+        match (a.token, a.activation) {
+            (Some(t), _) => Issued::Token(t),
+            (None, Some(l)) => Issued::Activation(l),
+            (None, None) => Issued::None,
+        }
     }
 }
 
@@ -135,16 +154,17 @@ impl Admin for RemoteAdmin {
     async fn drop_storage(&self, name: &str) -> Result<(), CatalogError> {
         self.call::<Value>(Method::DELETE, &Self::path(&["storage", name]), None).await.map(drop)
     }
-    async fn create_recipient(&self, recipient: NewRecipient) -> Result<(RecipientInfo, IssuedToken), CatalogError> {
+    async fn create_recipient(&self, recipient: NewRecipient) -> Result<(RecipientInfo, Issued), CatalogError> {
         #[derive(serde::Deserialize)]
         struct Created {
             recipient: RecipientInfo,
-            token: IssuedToken,
+            #[serde(flatten)]
+            issued: IssuedAnswer,
         }
         let body = serde_json::to_value(&recipient)
             .map_err(|e| CatalogError::internal_from("cannot encode the request", e))?;
         let created: Created = self.call(Method::POST, "recipients", Some(body)).await?;
-        Ok((created.recipient, created.token))
+        Ok((created.recipient, created.issued.into()))
     }
     async fn list_recipients(&self) -> Result<Vec<RecipientInfo>, CatalogError> {
         self.call(Method::GET, "recipients", None).await
@@ -152,13 +172,43 @@ impl Admin for RemoteAdmin {
     async fn show_recipient(&self, name: &str) -> Result<RecipientInfo, CatalogError> {
         self.call(Method::GET, &Self::path(&["recipients", name]), None).await
     }
-    async fn rotate_token(&self, name: &str, grace_seconds: u64) -> Result<IssuedToken, CatalogError> {
-        self.call(
-            Method::POST,
-            &Self::path(&["recipients", name, "rotate"]),
-            Some(json!({"graceSeconds": grace_seconds})),
-        )
-        .await
+    async fn rotate_credential(
+        &self,
+        name: &str,
+        grace_seconds: u64,
+        next: CredentialRequest,
+    ) -> Result<Issued, CatalogError> {
+        let body = json!({"graceSeconds": grace_seconds, "credential": next});
+        let answer: IssuedAnswer =
+            self.call(Method::POST, &Self::path(&["recipients", name, "rotate"]), Some(body)).await?;
+        Ok(answer.into())
+    }
+    async fn issue_activation(&self, name: &str, request: ActivationRequest) -> Result<IssuedActivation, CatalogError> {
+        let body = serde_json::to_value(request).map_err(|e| CatalogError::internal_from("cannot encode", e))?;
+        let path = Self::path(&["recipients", name, "activation-link"]);
+        let answer: IssuedAnswer = self.call(Method::POST, &path, Some(body)).await?;
+        answer.activation.ok_or_else(|| CatalogError::internal("the server answered without an activation link"))
+    }
+    async fn activation(&self, _secret: &str) -> Result<ActivationInfo, CatalogError> {
+        Err(CatalogError::internal("activation links are opened on the server's activation page, not the admin API"))
+    }
+    async fn redeem_activation(&self, _secret: &str) -> Result<(ActivationInfo, IssuedToken), CatalogError> {
+        Err(CatalogError::internal("activation links are redeemed on the server's activation page, not the admin API"))
+    }
+    async fn add_client_key(&self, name: &str, public_key: &str) -> Result<d2o_catalog::TokenInfo, CatalogError> {
+        let body = json!({"publicKey": public_key});
+        self.call(Method::POST, &Self::path(&["recipients", name, "client-keys"]), Some(body)).await
+    }
+    async fn add_federation_policy(
+        &self,
+        name: &str,
+        policy: NewFederationPolicy,
+    ) -> Result<RecipientInfo, CatalogError> {
+        let body = serde_json::to_value(policy).map_err(|e| CatalogError::internal_from("cannot encode", e))?;
+        self.call(Method::POST, &Self::path(&["recipients", name, "federation-policies"]), Some(body)).await
+    }
+    async fn remove_federation_policy(&self, name: &str, policy_id: &str) -> Result<RecipientInfo, CatalogError> {
+        self.call(Method::DELETE, &Self::path(&["recipients", name, "federation-policies", policy_id]), None).await
     }
     async fn revoke_recipient(&self, name: &str) -> Result<RecipientInfo, CatalogError> {
         self.call(Method::POST, &Self::path(&["recipients", name, "revoke"]), None).await
@@ -258,6 +308,14 @@ mod contract_tests {
         concurrent_reads_see_committed_changes,
         import_tables_is_atomic_and_idempotent,
         file_access_follows_grants_and_revocation,
+        activation_links_create_the_credential_once,
+        concurrent_redemptions_succeed_once,
+        concurrent_activation_links_leave_one_usable,
+        new_activation_links_replace_unused_ones,
+        rotation_covers_every_kind_of_credential,
+        federation_policies_act_for_their_recipient,
+        unknown_activation_links_are_not_found,
+        private_key_clients_hold_only_a_public_key,
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -387,6 +387,7 @@ impl Client {
                 if matches!(
                     inner.profile.credentials,
                     d2o_protocol::profile::Credentials::OAuthClientCredentials { .. }
+                        | d2o_protocol::profile::Credentials::OAuthPrivateKey { .. }
                 ) {
                     continue;
                 }

@@ -135,14 +135,13 @@ impl Authenticator {
             Credentials::Basic { username, password } => {
                 format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}")))
             }
-            Credentials::OAuthClientCredentials { token_endpoint, client_id, client_secret, scope } => {
+            Credentials::OAuthClientCredentials { .. } | Credentials::OAuthPrivateKey { .. } => {
                 let mut cached = self.oauth.lock().await;
                 let fresh = cached.as_ref().filter(|(_, until)| *until > Instant::now() + OAUTH_REFRESH_MARGIN);
                 let token = match fresh {
                     Some((t, _)) => t.clone(),
                     None => {
-                        let (t, until) =
-                            self.fetch_oauth_token(http, token_endpoint, client_id, client_secret, scope).await?;
+                        let (t, until) = self.fetch_oauth_token(http).await?;
                         *cached = Some((t.clone(), until));
                         t
                     }
@@ -163,26 +162,36 @@ impl Authenticator {
         *self.oauth.lock().await = None;
     }
 
-    async fn fetch_oauth_token(
-        &self,
-        http: &reqwest::Client,
-        token_endpoint: &str,
-        client_id: &str,
-        client_secret: &str,
-        scope: &Option<String>,
-    ) -> Result<(String, Instant)> {
-        let mut form = vec![("grant_type", "client_credentials".to_owned())];
-        if let Some(s) = scope {
-            form.push(("scope", s.clone()));
-        }
+    /// A new access token from the profile's token endpoint: client credentials by HTTP Basic,
+    /// or a JWT signed with the profile's private key (RFC 7523).
+    async fn fetch_oauth_token(&self, http: &reqwest::Client) -> Result<(String, Instant)> {
+        let (token_endpoint, mut form, basic) = match &self.credentials {
+            Credentials::OAuthClientCredentials { token_endpoint, client_id, client_secret, scope } => {
+                let mut form = vec![("grant_type", "client_credentials".to_owned())];
+                if let Some(s) = scope {
+                    form.push(("scope", s.clone()));
+                }
+                (token_endpoint, form, Some((client_id, client_secret)))
+            }
+            Credentials::OAuthPrivateKey { token_endpoint, .. } => {
+                let form = vec![
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer".to_owned()),
+                    ("assertion", self.assertion()?),
+                ];
+                (token_endpoint, form, None)
+            }
+            _ => return Err(ClientError::invalid("the profile has no OAuth credentials")),
+        };
         let body: String = form
-            .iter()
-            .map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, FORM_VALUE)))
+            .drain(..)
+            .map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(&v, FORM_VALUE)))
             .collect::<Vec<_>>()
             .join("&");
-        let response = http
-            .post(token_endpoint)
-            .basic_auth(client_id, Some(client_secret))
+        let mut request = http.post(token_endpoint);
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        let response = request
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(body)
             .send()
@@ -194,7 +203,7 @@ impl Authenticator {
             return Err(ClientError::Unauthenticated {
                 endpoint: token_endpoint.to_owned(),
                 status: status.as_u16(),
-                message: format!("the OAuth token endpoint refused the client credentials: {text}"),
+                message: format!("the OAuth token endpoint refused the client's credentials: {text}"),
             });
         }
         let token: TokenResponse = serde_json::from_str(&text)
@@ -211,6 +220,40 @@ impl Authenticator {
             + life
             + if life <= OAUTH_REFRESH_MARGIN { OAUTH_REFRESH_MARGIN - life / 2 } else { Duration::ZERO };
         Ok((token.access_token, until))
+    }
+}
+
+impl Authenticator {
+    /// A client assertion for a private-key profile: `iss` the client id, `aud` the profile's
+    /// issuer, valid for two minutes, with a fresh `jti`, signed with the key file's key.
+    fn assertion(&self) -> Result<String> {
+        let Credentials::OAuthPrivateKey { issuer, client_id, private_key, audience, scope, .. } = &self.credentials
+        else {
+            return Err(ClientError::invalid("the profile has no private key"));
+        };
+        let failed =
+            |message: String| ClientError::Profile { source_name: private_key.private_key_file.clone(), message };
+        let pem = std::fs::read(&private_key.private_key_file)
+            .map_err(|e| failed(format!("cannot read the private key file: {e}")))?;
+        let (algorithm, key) = match private_key.algorithm.as_deref().unwrap_or("RS256") {
+            "RS256" => (jsonwebtoken::Algorithm::RS256, jsonwebtoken::EncodingKey::from_rsa_pem(&pem)),
+            "ES256" => (jsonwebtoken::Algorithm::ES256, jsonwebtoken::EncodingKey::from_ec_pem(&pem)),
+            other => return Err(failed(format!("algorithm '{other}' is not supported; use RS256 or ES256"))),
+        };
+        let key = key.map_err(|e| failed(format!("the file is not a PEM private key for {algorithm:?}: {e}")))?;
+        let mut header = jsonwebtoken::Header::new(algorithm);
+        header.kid = private_key.key_id.clone();
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = serde_json::json!({
+            "iss": client_id, "aud": issuer, "iat": now, "exp": now + 120, "jti": uuid::Uuid::new_v4().to_string(),
+        });
+        if let Some(scope) = scope {
+            claims["scope"] = scope.clone().into();
+        }
+        if let Some(audience) = audience {
+            claims["resource"] = audience.clone().into();
+        }
+        jsonwebtoken::encode(&header, &claims, &key).map_err(|e| failed(format!("cannot sign the assertion: {e}")))
     }
 }
 

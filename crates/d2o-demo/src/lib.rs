@@ -5,9 +5,10 @@
 //! 1. writes a deterministic retail data set as Delta tables (`tables/customers`,
 //!    `tables/sales`, change data feed on, several versions);
 //! 2. creates the SQLite catalog `d2o.db` with the share `external_retail` (schema `retail`),
-//!    the recipient `partner_co` and the grant, and writes `.creds/config.share` (mode 0600);
-//! 3. starts the protocol server on `127.0.0.1` and, as the recipient, reads through
-//!    `d2o-client`: discovery, loads, time travel, the change feed;
+//!    the recipient `partner_co` with a one-time activation link, and the grant;
+//! 3. starts the protocol server on `127.0.0.1`; as the recipient, redeems the link (the
+//!    download that writes `.creds/config.share`, mode 0600) and reads through `d2o-client`:
+//!    discovery, loads, time travel, the change feed;
 //! 4. computes the figures, draws six charts (`charts/*.png`, `charts/*.svg`), writes
 //!    `report.html` (self-contained) and `figures.json`;
 //! 5. stops the server, or keeps serving until Ctrl-C when asked.
@@ -18,7 +19,7 @@
 //! # Layout
 //! - [`dataset`]: the deterministic generator and the documented row counts.
 //! - [`delta_writer`]: the Delta tables (kernel transactions; the update commit by hand).
-//! - [`provider`]: catalog, share, recipient, grant, credential file, server.
+//! - [`provider`]: catalog, share, recipient and activation link, grant, server; redeeming the link.
 //! - [`analysis`]: [`Figures`], computed from the client's record batches.
 //! - [`charts`]: the six charts (plotters, bundled font).
 //! - [`report`]: the page `report.html`.
@@ -202,10 +203,11 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, DemoError> {
     clock.lap("Delta tables written");
 
     let catalog_path = dir.join("d2o.db");
-    let (catalog, token) = provider::provision(&catalog_path, &tables).await?;
+    let (catalog, link) = provider::provision(&catalog_path, &tables).await?;
     let server = provider::RunningServer::start(catalog, opts.port, &dir).await?;
+    // The provider sends the link; the recipient opens it and downloads its credential file.
     let creds = provider::creds_path(&dir);
-    provider::write_profile(&creds, &server.endpoint, &token)?;
+    provider::activate(&provider::activation_url(&server.endpoint, &link), &creds).await?;
     write_gitignore(&dir)?;
     clock.lap("share, recipient, grant, server");
 

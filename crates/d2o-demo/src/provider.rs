@@ -1,11 +1,12 @@
-//! The provider's side of the demo: the catalog, the share, the recipient, the grant, the
-//! credential file, and the server.
+//! The provider's side of the demo: the catalog, the share, the recipient and its activation
+//! link, the grant, and the server; then the recipient's first step, redeeming the link.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use d2o_catalog::{Admin, Catalog, IssuedToken, NewRecipient, SqlCatalog, TableEntry};
-use d2o_protocol::profile::Profile;
+use d2o_catalog::{
+    ActivationRequest, Admin, Catalog, CredentialRequest, IssuedActivation, NewRecipient, SqlCatalog, TableEntry,
+};
 use d2o_server::AppState;
 use d2o_server::config::ServerConfig;
 use tokio::net::TcpListener;
@@ -29,9 +30,9 @@ fn catalog_err(context: &str) -> impl Fn(d2o_catalog::CatalogError) -> DemoError
 }
 
 /// Creates the catalog at `path` with the share, its two tables (history shared, so time
-/// travel and the change feed work), the recipient and the grant. Returns the catalog and the
-/// recipient's token.
-pub async fn provision(path: &Path, tables: &TablePaths) -> Result<(SqlCatalog, IssuedToken), DemoError> {
+/// travel and the change feed work), the recipient with an activation link, and the grant.
+/// Returns the catalog and the link's secret.
+pub async fn provision(path: &Path, tables: &TablePaths) -> Result<(SqlCatalog, IssuedActivation), DemoError> {
     let catalog = SqlCatalog::connect(&path.to_string_lossy()).await.map_err(catalog_err("cannot open the catalog"))?;
     catalog
         .create_share(SHARE, Some("Retail data shared with partners (d2o demo)"))
@@ -57,19 +58,33 @@ pub async fn provision(path: &Path, tables: &TablePaths) -> Result<(SqlCatalog, 
     let recipient = NewRecipient {
         name: RECIPIENT.to_owned(),
         comment: Some("The demo's partner".to_owned()),
+        credential: CredentialRequest::Activation(ActivationRequest::default()),
         ..NewRecipient::default()
     };
-    let (_, token) = catalog.create_recipient(recipient).await.map_err(catalog_err("create the recipient"))?;
+    let (_, issued) = catalog.create_recipient(recipient).await.map_err(catalog_err("create the recipient"))?;
+    let link =
+        issued.into_activation().ok_or_else(|| DemoError::Catalog("no activation link was issued".to_owned()))?;
     catalog.grant(SHARE, RECIPIENT).await.map_err(catalog_err("grant the share"))?;
-    Ok((catalog, token))
+    Ok((catalog, link))
 }
 
-/// Writes a recipient profile (`config.share`) readable by its owner only (mode 0600 on Unix),
-/// as `d2o recipient create --profile-out` does.
-pub fn write_profile(path: &Path, endpoint: &str, token: &IssuedToken) -> Result<(), DemoError> {
+/// The recipient's first step: opens the activation link as its browser's button does (a
+/// `POST` to the link) and keeps the `config.share` it downloads, readable by its owner only.
+pub async fn activate(url: &str, path: &Path) -> Result<(), DemoError> {
+    let failed = |e: &dyn std::fmt::Display| DemoError::Server(format!("cannot redeem the activation link: {e}"));
+    let response = reqwest::Client::new().post(url).send().await.map_err(|e| failed(&e))?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|e| failed(&e))?;
+    if !status.is_success() {
+        return Err(failed(&format!("{status}: {}", String::from_utf8_lossy(&body))));
+    }
+    write_private(path, &body)
+}
+
+/// Writes a credential file readable by its owner only (mode 0600 on Unix, in a 0700
+/// directory).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), DemoError> {
     use std::io::Write as _;
-    let expiration = token.expires_at.map(d2o_protocol::timestamp::format_timestamp_millis);
-    let profile = Profile::bearer(endpoint, token.token.clone(), expiration);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| DemoError::io(dir, e))?;
         // Only the owner may list the credentials directory either.
@@ -86,8 +101,13 @@ pub fn write_profile(path: &Path, endpoint: &str, token: &IssuedToken) -> Result
     #[cfg(unix)]
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
         .map_err(|e| DemoError::io(path, e))?;
-    writeln!(file, "{}", profile.to_json()).map_err(|e| DemoError::io(path, e))?;
+    file.write_all(bytes).map_err(|e| DemoError::io(path, e))?;
     Ok(())
+}
+
+/// The link a provider sends: the activation secret under the server's endpoint.
+pub fn activation_url(endpoint: &str, link: &IssuedActivation) -> String {
+    d2o_server::admin::activation_url(endpoint, &link.secret)
 }
 
 /// A running server and how to stop it.

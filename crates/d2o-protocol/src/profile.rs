@@ -12,8 +12,47 @@ pub enum Credentials {
     BearerToken { token: String, expiration_time: Option<String> },
     /// OAuth 2.0 client credentials; the access token is fetched from `token_endpoint`.
     OAuthClientCredentials { token_endpoint: String, client_id: String, client_secret: String, scope: Option<String> },
+    /// OAuth 2.0 with a JWT the client signs with its own private key (RFC 7523), exchanged at
+    /// `token_endpoint` for an access token (the `oauth_jwt_bearer_private_key_jwt` type).
+    OAuthPrivateKey {
+        token_endpoint: String,
+        /// The assertion's audience (`aud`): the authorization server's identifier.
+        issuer: String,
+        client_id: String,
+        private_key: PrivateKeyRef,
+        /// Sent as the assertion's `resource` claim.
+        audience: Option<String>,
+        scope: Option<String>,
+    },
     /// HTTP basic authentication on every request.
     Basic { username: String, password: String },
+}
+
+/// Where a private-key profile's key is, and how to sign with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrivateKeyRef {
+    /// A PEM file holding the private key.
+    pub private_key_file: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// `RS256` (the default) or `ES256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+}
+
+/// The nested `auth` object of a private-key profile.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawAuth {
+    token_endpoint: Option<String>,
+    issuer: Option<String>,
+    client_id: Option<String>,
+    private_key: Option<PrivateKeyRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    audience: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
 }
 
 /// A parsed profile file.
@@ -37,7 +76,9 @@ pub enum ProfileError {
         "'shareCredentialsVersion' in the profile is {0}, which is too new; this client supports up to {MAX_SHARE_CREDENTIALS_VERSION}"
     )]
     TooNew(i32),
-    #[error("unsupported profile type '{0}' (expected bearer_token, oauth_client_credentials or basic)")]
+    #[error(
+        "unsupported profile type '{0}' (expected bearer_token, oauth_client_credentials, oauth_jwt_bearer_private_key_jwt or basic)"
+    )]
     UnsupportedType(String),
 }
 
@@ -56,6 +97,7 @@ struct RawProfile {
     scope: Option<String>,
     username: Option<String>,
     password: Option<String>,
+    auth: Option<RawAuth>,
 }
 
 impl Profile {
@@ -89,6 +131,17 @@ impl Profile {
                 client_secret: need(raw.client_secret, "clientSecret")?,
                 scope: raw.scope,
             },
+            "oauth_jwt_bearer_private_key_jwt" if version >= 2 => {
+                let auth = raw.auth.ok_or(ProfileError::MissingField("auth"))?;
+                Credentials::OAuthPrivateKey {
+                    token_endpoint: need(auth.token_endpoint, "auth.tokenEndpoint")?,
+                    issuer: need(auth.issuer, "auth.issuer")?,
+                    client_id: need(auth.client_id, "auth.clientId")?,
+                    private_key: auth.private_key.ok_or(ProfileError::MissingField("auth.privateKey"))?,
+                    audience: auth.audience,
+                    scope: auth.scope,
+                }
+            }
             "basic" if version >= 2 => Credentials::Basic {
                 username: need(raw.username, "username")?,
                 password: need(raw.password, "password")?,
@@ -112,6 +165,7 @@ impl Profile {
             scope: None,
             username: None,
             password: None,
+            auth: None,
         };
         match &self.credentials {
             Credentials::BearerToken { token, expiration_time } => {
@@ -124,6 +178,17 @@ impl Profile {
                 raw.client_id = Some(client_id.clone());
                 raw.client_secret = Some(client_secret.clone());
                 raw.scope = scope.clone();
+            }
+            Credentials::OAuthPrivateKey { token_endpoint, issuer, client_id, private_key, audience, scope } => {
+                raw.kind = Some("oauth_jwt_bearer_private_key_jwt".into());
+                raw.auth = Some(RawAuth {
+                    token_endpoint: Some(token_endpoint.clone()),
+                    issuer: Some(issuer.clone()),
+                    client_id: Some(client_id.clone()),
+                    private_key: Some(private_key.clone()),
+                    audience: audience.clone(),
+                    scope: scope.clone(),
+                });
             }
             Credentials::Basic { username, password } => {
                 raw.kind = Some("basic".into());
@@ -169,6 +234,21 @@ mod tests {
         )
         .expect("valid");
         assert!(matches!(p.credentials, Credentials::Basic { .. }));
+        let p = Profile::from_json(
+            r#"{"shareCredentialsVersion":2,"type":"oauth_jwt_bearer_private_key_jwt","endpoint":"e",
+                "auth":{"tokenEndpoint":"t","issuer":"i","clientId":"c","audience":"a",
+                        "privateKey":{"privateKeyFile":"/k.pem","keyId":"k1","algorithm":"ES256"}}}"#,
+        )
+        .expect("valid");
+        assert!(matches!(&p.credentials, Credentials::OAuthPrivateKey { private_key, .. }
+            if private_key.algorithm.as_deref() == Some("ES256")));
+        assert_eq!(Profile::from_json(&p.to_json()), Ok(p));
+        assert_eq!(
+            Profile::from_json(
+                r#"{"shareCredentialsVersion":2,"type":"oauth_jwt_bearer_private_key_jwt","endpoint":"e","auth":{"tokenEndpoint":"t","issuer":"i","clientId":"c"}}"#
+            ),
+            Err(ProfileError::MissingField("auth.privateKey"))
+        );
     }
 
     #[test]

@@ -88,9 +88,13 @@ fn cors(origins: &[String]) -> CorsLayer {
 }
 
 /// A URI for logs: the value of a `sig` parameter (a URL signature, which would make a logged
-/// URL usable) is replaced.
+/// URL usable) is replaced, and so is the secret of an activation link (`.../activate/{secret}`).
 pub(crate) fn redacted(uri: &Uri) -> String {
-    let Some(query) = uri.query() else { return uri.path().to_owned() };
+    let path = match uri.path().split_once("/activate/") {
+        Some((before, _)) => format!("{before}/activate/REDACTED"),
+        None => uri.path().to_owned(),
+    };
+    let Some(query) = uri.query() else { return path };
     let query: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
@@ -98,7 +102,7 @@ pub(crate) fn redacted(uri: &Uri) -> String {
             _ => pair.to_owned(),
         })
         .collect();
-    format!("{}?{}", uri.path(), query.join("&"))
+    format!("{path}?{}", query.join("&"))
 }
 
 #[cfg(test)]
@@ -111,5 +115,7 @@ mod tests {
         assert_eq!(redacted(&uri), "/delta-sharing/files/g/a.parquet?sp=r&se=123&sig=REDACTED");
         let uri: Uri = "/shares?maxResults=1".parse().expect("uri");
         assert_eq!(redacted(&uri), "/shares?maxResults=1");
+        let uri: Uri = "/delta-sharing/activate/c2VjcmV0c2VjcmV0?x=1".parse().expect("uri");
+        assert_eq!(redacted(&uri), "/delta-sharing/activate/REDACTED?x=1");
     }
 }

@@ -37,6 +37,10 @@ pub enum ApiError {
     /// A rate limit was reached; the client may retry after this many seconds.
     #[error("{message}")]
     TooManyRequests { message: String, retry_after_secs: u64 },
+    /// A refusal of the OAuth token endpoint, answered in RFC 6749's format
+    /// (`{"error", "error_description"}`) rather than the protocol's.
+    #[error("{description}")]
+    OAuth { status: StatusCode, error: &'static str, description: String },
     #[error("internal error: {message}")]
     Internal {
         message: String,
@@ -87,6 +91,10 @@ impl ApiError {
             ApiError::RangeNotSatisfiable(_) => (StatusCode::RANGE_NOT_SATISFIABLE, ErrorCode::InvalidParameterValue),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::InvalidParameterValue),
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::ResourceExhausted),
+            ApiError::OAuth { status, .. } if *status == StatusCode::UNAUTHORIZED => {
+                (*status, ErrorCode::Unauthenticated)
+            }
+            ApiError::OAuth { status, .. } => (*status, ErrorCode::InvalidParameterValue),
             ApiError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
         }
     }
@@ -116,11 +124,23 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(%status, error = %self, "request refused");
         }
-        let body = serde_json::to_string(&ErrorBody::new(code, self.public_message())).unwrap_or_default();
+        let body = match &self {
+            ApiError::OAuth { error, description, .. } => {
+                serde_json::json!({ "error": error, "error_description": description }).to_string()
+            }
+            _ => serde_json::to_string(&ErrorBody::new(code, self.public_message())).unwrap_or_default(),
+        };
         let mut response = (status, [(header::CONTENT_TYPE, "application/json; charset=utf-8")], body).into_response();
         match self {
             ApiError::Unauthenticated(_) => {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::OAuth { status, .. } => {
+                let h = response.headers_mut();
+                h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                if status == StatusCode::UNAUTHORIZED {
+                    h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"d2o\""));
+                }
             }
             ApiError::RangeNotSatisfiable(size) => {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {

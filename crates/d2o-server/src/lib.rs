@@ -12,10 +12,13 @@
 //! - [`client_addr`]: the client's address, decided once (trusted proxies).
 //! - `edge`: what every request and response goes through (client address, CORS, the
 //!   headers every answer carries, the log span).
-//! - `auth`: the bearer-token extractor, with the recipient's IP access list and rate limit;
+//! - `auth`: the recipient extractor (bearer tokens, OAuth access tokens, federated JWTs), with
+//!   the recipient's IP access list and rate limit, and the OAuth token endpoint;
 //!   `limits`: the rate limits' token buckets; `policy`: what a principal may read of a table.
-//! - `routes`: discovery (shares, schemas, tables), table (version, metadata, query, changes)
-//!   and file serving.
+//! - `federation`: OIDC federation, verifying JWTs from a recipient's own identity provider
+//!   against its federation policies (discovery, cached JWKS, RS256/ES256).
+//! - `routes`: discovery (shares, schemas, tables), table (version, metadata, query, changes),
+//!   and activation links (the page and the one-time `config.share` download).
 //! - `tokens`: page and refresh tokens, bound to a table entry and a recipient.
 //! - `stream`: streamed NDJSON bodies; `lines`: the lines of both response formats, from
 //!   `d2o-protocol`'s types.
@@ -39,6 +42,7 @@ mod audit;
 mod auth;
 mod conn;
 mod edge;
+mod federation;
 mod limits;
 mod lines;
 mod policy;
@@ -73,7 +77,7 @@ pub use state::AppState;
 pub use storage::Storage;
 
 use crate::audit::audited;
-use crate::routes::{discovery, table};
+use crate::routes::{activation, discovery, table};
 
 /// The largest request body accepted; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -94,6 +98,9 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{table}/metadata"), a("metadata", get(table::metadata::metadata)))
         .route(&format!("{table}/query"), a("query", post(table::query::query)))
         .route(&format!("{table}/changes"), a("changes", get(table::changes::changes)))
+        .route(d2o_catalog::credential::TOKEN_ENDPOINT_PATH, a("oauth.token", post(auth::oauth::token)))
+        .route("/activate/{secret}", a("activation.view", get(activation::show)))
+        .route("/activate/{secret}", a("activation.download", post(activation::redeem)))
         // Rate limits count API calls; file downloads are bounded by the connection limits
         // (a 1,000-file table is downloaded in parallel right after one `/query`).
         .layer(axum::middleware::from_fn_with_state(state.clone(), server_rate_limit))
@@ -200,6 +207,7 @@ impl AppState {
                 idle_timeout: Duration::from_secs(config.idle_timeout_seconds),
                 write_timeout: Duration::from_secs(config.write_timeout_seconds),
             },
+            ..Settings::default()
         };
         let storage = Arc::new(Storage::new(key.clone(), catalog.clone()));
         let options = DeltaTablesOptions {
@@ -220,6 +228,8 @@ impl AppState {
             settings: Arc::new(settings),
             admin: None,
             limits,
+            federation: Arc::new(federation::Federation::new()?),
+            assertions: Arc::default(),
         })
     }
 }

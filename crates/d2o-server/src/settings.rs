@@ -26,6 +26,11 @@ pub struct Settings {
     pub cors_allowed_origins: Vec<String>,
     /// Connection limits and timeouts.
     pub connections: ConnectionLimits,
+    /// How long the OAuth access tokens of the token endpoint live.
+    pub access_token_ttl_secs: u64,
+    /// Whom recipients ask about their access (a name, an e-mail address), shown on the
+    /// activation page.
+    pub provider_contact: Option<String>,
 }
 
 impl Default for Settings {
@@ -43,6 +48,8 @@ impl Default for Settings {
             trusted_proxies: TrustedProxies::default(),
             cors_allowed_origins: Vec::new(),
             connections: ConnectionLimits::default(),
+            access_token_ttl_secs: 3600,
+            provider_contact: None,
         }
     }
 }

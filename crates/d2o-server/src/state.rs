@@ -23,6 +23,10 @@ pub struct AppState {
     pub admin: Option<Arc<dyn Admin>>,
     /// Request rate limits, server-wide and per recipient.
     pub(crate) limits: Arc<crate::limits::RateLimiter>,
+    /// Private-key clients' assertions already redeemed (each works once).
+    pub(crate) assertions: Arc<crate::auth::oauth::SeenAssertions>,
+    /// Verifies JWTs of recipients' identity providers (OIDC federation).
+    pub(crate) federation: Arc<crate::federation::Federation>,
 }
 
 impl std::fmt::Debug for AppState {

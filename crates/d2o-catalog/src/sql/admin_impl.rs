@@ -1,30 +1,19 @@
 //! The provider-facing [`Admin`] over SQL.
 
 use async_trait::async_trait;
-use base64::Engine as _;
 use sqlx::any::AnyRow;
 
-use super::catalog_impl::token_hash;
 use super::storage_rows::{STORAGE_COLUMNS, storage_location, storage_locations};
-use super::{SqlCatalog, db_err, get_i64, get_opt_i64, get_opt_str, get_str, is_unique_violation, now_ms};
+use super::{SqlCatalog, db_err, get_i64, get_opt_i64, get_opt_str, get_str, is_unique_violation, new_id, now_ms};
 use crate::share_config::validate_name;
 use crate::{
-    Admin, AuditEvent, AuditFilter, CatalogError, IssuedToken, NewRecipient, PartitionFilter, RateLimit, RecipientInfo,
+    ActivationInfo, ActivationRequest, Admin, AuditEvent, AuditFilter, CatalogError, CredentialRequest, Issued,
+    IssuedActivation, IssuedToken, NewFederationPolicy, NewRecipient, PartitionFilter, RateLimit, RecipientInfo,
     ShareInfo, StorageLocation, TableEntry, TokenInfo,
 };
 
 fn check_name(kind: &str, name: &str) -> Result<(), CatalogError> {
     validate_name(name).map_err(|e| CatalogError::InvalidArgument(format!("invalid {kind} name: {e}")))
-}
-
-fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-/// A new bearer token: `d2o_` and 256 random bits, URL-safe.
-fn new_token() -> String {
-    let bytes: [u8; 32] = rand::random();
-    format!("d2o_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 fn table_entry(row: &AnyRow) -> Result<TableEntry, CatalogError> {
@@ -79,14 +68,21 @@ impl SqlCatalog {
     }
 
     async fn recipient_row(&self, name: &str) -> Result<AnyRow, CatalogError> {
-        sqlx::query(
-            self.sql("SELECT id, name, comment, properties, expires_at, created_at, ip_access_list, rate_limit FROM recipients WHERE name_key = ?"),
-        )
-        .bind(name.to_lowercase())
-        .fetch_optional(self.pool())
-        .await
-        .map_err(db_err)?
-        .ok_or_else(|| CatalogError::not_found("recipient", name))
+        self.recipient_row_by("name_key", &name.to_lowercase()).await
+    }
+
+    /// The recipient whose `column` (`name_key` or `id`, never input) is `value`.
+    pub(super) async fn recipient_row_by(&self, column: &'static str, value: &str) -> Result<AnyRow, CatalogError> {
+        let sql = format!(
+            "SELECT id, name, comment, properties, expires_at, created_at, ip_access_list, rate_limit
+             FROM recipients WHERE {column} = ?"
+        );
+        sqlx::query(self.sql(&sql))
+            .bind(value)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| CatalogError::not_found("recipient", value))
     }
 
     async fn share_info(&self, row: &AnyRow) -> Result<ShareInfo, CatalogError> {
@@ -116,10 +112,10 @@ impl SqlCatalog {
         })
     }
 
-    async fn recipient_info(&self, row: &AnyRow) -> Result<RecipientInfo, CatalogError> {
+    pub(super) async fn recipient_info(&self, row: &AnyRow) -> Result<RecipientInfo, CatalogError> {
         let id = get_str(row, "id")?;
         let tokens = sqlx::query(self.sql(
-            "SELECT id, created_at, expires_at, revoked_at FROM tokens WHERE recipient_id = ? ORDER BY created_at, id",
+            "SELECT id, kind, created_at, expires_at, revoked_at FROM tokens WHERE recipient_id = ? ORDER BY created_at, id",
         ))
         .bind(&id)
         .fetch_all(self.pool())
@@ -129,6 +125,7 @@ impl SqlCatalog {
         .map(|t| {
             Ok(TokenInfo {
                 id: get_str(t, "id")?,
+                kind: crate::CredentialKind::from_stored(get_opt_str(t, "kind")?.as_deref())?,
                 created_at: get_i64(t, "created_at")?,
                 expires_at: get_opt_i64(t, "expires_at")?,
                 revoked_at: get_opt_i64(t, "revoked_at")?,
@@ -142,11 +139,17 @@ impl SqlCatalog {
         .fetch_all(self.pool())
         .await
         .map_err(db_err)?;
+        let expires_at = get_opt_i64(row, "expires_at")?;
+        let mut conn = self.pool().acquire().await.map_err(db_err)?;
+        let federation_policies = self.federation_policies_in(&mut conn, Some(&id)).await?;
+        drop(conn);
         Ok(RecipientInfo {
             name: get_str(row, "name")?,
             comment: get_opt_str(row, "comment")?,
             properties: serde_json::from_str(&get_str(row, "properties")?).unwrap_or_default(),
-            expires_at: get_opt_i64(row, "expires_at")?,
+            activation: self.latest_activation(&id, expires_at).await?,
+            federation_policies,
+            expires_at,
             created_at: get_i64(row, "created_at")?,
             tokens,
             shares,
@@ -194,30 +197,6 @@ impl SqlCatalog {
         .await
         .map_err(db_err)?;
         Ok(inserted.rows_affected() > 0)
-    }
-
-    /// Stores a new token for a recipient inside `tx` and returns its secret.
-    async fn insert_token(
-        &self,
-        tx: &mut sqlx::AnyConnection,
-        recipient_id: &str,
-        expires_at: Option<i64>,
-    ) -> Result<String, CatalogError> {
-        let token = new_token();
-        sqlx::query(
-            self.sql(
-                "INSERT INTO tokens (id, recipient_id, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-            ),
-        )
-        .bind(new_id())
-        .bind(recipient_id)
-        .bind(token_hash(&token))
-        .bind(now_ms())
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        Ok(token)
     }
 }
 
@@ -333,7 +312,7 @@ impl Admin for SqlCatalog {
         self.show_share(share).await
     }
 
-    async fn create_recipient(&self, r: NewRecipient) -> Result<(RecipientInfo, IssuedToken), CatalogError> {
+    async fn create_recipient(&self, r: NewRecipient) -> Result<(RecipientInfo, Issued), CatalogError> {
         check_name("recipient", &r.name)?;
         if let Some(e) = r.expires_at
             && e <= now_ms()
@@ -361,11 +340,10 @@ impl Admin for SqlCatalog {
             Err(e) => return Err(db_err(e)),
             Ok(_) => {}
         }
-        let token = self.insert_token(&mut tx, &id, r.expires_at).await?;
+        let issued = self.issue(&mut tx, (&id, &r.name), r.expires_at, r.credential).await?;
         tx.commit().await.map_err(db_err)?;
         self.views.changed();
-        let info = self.show_recipient(&r.name).await?;
-        Ok((info, IssuedToken { recipient: r.name, token, expires_at: r.expires_at }))
+        Ok((self.show_recipient(&r.name).await?, issued))
     }
 
     async fn list_recipients(&self) -> Result<Vec<RecipientInfo>, CatalogError> {
@@ -387,14 +365,22 @@ impl Admin for SqlCatalog {
         self.recipient_info(&row).await
     }
 
-    async fn rotate_token(&self, name: &str, grace_seconds: u64) -> Result<IssuedToken, CatalogError> {
+    async fn rotate_credential(
+        &self,
+        name: &str,
+        grace_seconds: u64,
+        next: CredentialRequest,
+    ) -> Result<Issued, CatalogError> {
+        if let CredentialRequest::Activation(a) = &next {
+            a.validate()?;
+        }
         let row = self.recipient_row(name).await?;
         let id = get_str(&row, "id")?;
         let name = get_str(&row, "name")?;
         let recipient_expires = get_opt_i64(&row, "expires_at")?;
         let grace_end = now_ms().saturating_add(grace_seconds.min(i64::MAX as u64 / 1000) as i64 * 1000);
         let mut tx = self.pool().begin().await.map_err(db_err)?;
-        // Shorten, never extend: an old token keeps an earlier expiry if it has one.
+        // Shorten, never extend: an old credential keeps an earlier expiry if it has one.
         sqlx::query(self.sql(
             "UPDATE tokens SET expires_at = ? WHERE recipient_id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
         ))
@@ -404,10 +390,61 @@ impl Admin for SqlCatalog {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        let token = self.insert_token(&mut tx, &id, recipient_expires).await?;
+        // A link not yet redeemed is a credential to be: rotating ends it too.
+        self.withdraw_activations(&mut tx, &id, now_ms()).await?;
+        let issued = self.issue(&mut tx, (&id, &name), recipient_expires, next).await?;
         tx.commit().await.map_err(db_err)?;
         self.views.changed();
-        Ok(IssuedToken { recipient: name, token, expires_at: recipient_expires })
+        Ok(issued)
+    }
+
+    async fn issue_activation(&self, name: &str, request: ActivationRequest) -> Result<IssuedActivation, CatalogError> {
+        let row = self.recipient_row(name).await?;
+        let (id, name) = (get_str(&row, "id")?, get_str(&row, "name")?);
+        let mut tx = self.pool().begin().await.map_err(db_err)?;
+        let issued = self.insert_activation(&mut tx, (&id, &name), request).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(issued)
+    }
+
+    async fn activation(&self, secret: &str) -> Result<ActivationInfo, CatalogError> {
+        self.activation_info(secret).await
+    }
+
+    async fn redeem_activation(&self, secret: &str) -> Result<(ActivationInfo, IssuedToken), CatalogError> {
+        self.redeem(secret).await
+    }
+
+    async fn add_client_key(&self, name: &str, public_key: &str) -> Result<TokenInfo, CatalogError> {
+        let row = self.recipient_row(name).await?;
+        let id = self.insert_client_key(&get_str(&row, "id")?, public_key, get_opt_i64(&row, "expires_at")?).await?;
+        let info = self.recipient_info(&row).await?;
+        info.tokens
+            .into_iter()
+            .find(|t| t.id == id)
+            .ok_or_else(|| CatalogError::internal("the client key just added is missing"))
+    }
+
+    async fn add_federation_policy(
+        &self,
+        name: &str,
+        policy: NewFederationPolicy,
+    ) -> Result<RecipientInfo, CatalogError> {
+        let id = get_str(&self.recipient_row(name).await?, "id")?;
+        self.insert_federation_policy(&id, &policy).await?;
+        self.show_recipient(name).await
+    }
+
+    async fn remove_federation_policy(&self, name: &str, policy_id: &str) -> Result<RecipientInfo, CatalogError> {
+        let id = get_str(&self.recipient_row(name).await?, "id")?;
+        let done = sqlx::query(self.sql("DELETE FROM federation_policies WHERE id = ? AND recipient_id = ?"))
+            .bind(policy_id)
+            .bind(&id)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        self.changed_one(done.rows_affected(), "federation policy", policy_id)?;
+        self.show_recipient(name).await
     }
 
     async fn set_ip_access_list(
@@ -436,12 +473,16 @@ impl Admin for SqlCatalog {
 
     async fn revoke_recipient(&self, name: &str) -> Result<RecipientInfo, CatalogError> {
         let id = get_str(&self.recipient_row(name).await?, "id")?;
-        sqlx::query(self.sql("UPDATE tokens SET revoked_at = ? WHERE recipient_id = ? AND revoked_at IS NULL"))
-            .bind(now_ms())
-            .bind(&id)
-            .execute(self.pool())
-            .await
-            .map_err(db_err)?;
+        let now = now_ms();
+        let mut tx = self.pool().begin().await.map_err(db_err)?;
+        for sql in [
+            "UPDATE tokens SET revoked_at = ? WHERE recipient_id = ? AND revoked_at IS NULL",
+            "UPDATE federation_policies SET revoked_at = ? WHERE recipient_id = ? AND revoked_at IS NULL",
+        ] {
+            sqlx::query(self.sql(sql)).bind(now).bind(&id).execute(&mut *tx).await.map_err(db_err)?;
+        }
+        self.withdraw_activations(&mut tx, &id, now).await?;
+        tx.commit().await.map_err(db_err)?;
         self.views.changed();
         self.show_recipient(name).await
     }
@@ -452,6 +493,8 @@ impl Admin for SqlCatalog {
         for sql in [
             "DELETE FROM grants WHERE recipient_id = ?",
             "DELETE FROM tokens WHERE recipient_id = ?",
+            "DELETE FROM activation_links WHERE recipient_id = ?",
+            "DELETE FROM federation_policies WHERE recipient_id = ?",
             "DELETE FROM recipients WHERE id = ?",
         ] {
             sqlx::query(self.sql(sql)).bind(&id).execute(&mut *tx).await.map_err(db_err)?;

@@ -7,7 +7,9 @@ use sha2::{Digest, Sha256};
 use super::view::SchemaEntry;
 use super::{SqlCatalog, now_ms};
 use crate::page::PageToken;
-use crate::{AuditEvent, Catalog, CatalogError, PageRequest, Principal, SharedTable, StorageLocation};
+use crate::{
+    AuditEvent, Catalog, CatalogError, FederationPolicy, PageRequest, Principal, SharedTable, StorageLocation,
+};
 
 /// The stored form of a token: its SHA-256, hex. Tokens are 256 random bits, so a fast hash
 /// is enough (a slow password hash would only slow down every request).
@@ -47,6 +49,23 @@ impl Catalog for SqlCatalog {
     async fn authenticate(&self, bearer_token: Option<&str>) -> Result<Principal, CatalogError> {
         let token = bearer_token.ok_or_else(|| CatalogError::Unauthenticated("a bearer token is required".into()))?;
         self.fresh_view().await?.authenticate(&token_hash(token), now_ms())
+    }
+
+    async fn authenticate_client(&self, client_id: &str, secret: &str) -> Result<Principal, CatalogError> {
+        self.fresh_view().await?.authenticate_client(client_id, &token_hash(secret), now_ms())
+    }
+
+    async fn client_key(&self, client_id: &str) -> Result<(Principal, String), CatalogError> {
+        let (principal, key) = self.fresh_view().await?.client_key(client_id, now_ms())?;
+        Ok((principal, key.to_string()))
+    }
+
+    async fn authenticate_credential(&self, credential_id: &str) -> Result<Principal, CatalogError> {
+        self.fresh_view().await?.authenticate_credential(credential_id, now_ms())
+    }
+
+    async fn federation_policies(&self) -> Result<std::sync::Arc<Vec<FederationPolicy>>, CatalogError> {
+        Ok(std::sync::Arc::new(self.fresh_view().await?.federation_policies()))
     }
 
     async fn list_shares(&self, who: &Principal, page: &PageRequest) -> Result<Page<Share>, CatalogError> {

@@ -122,12 +122,50 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "ALTER TABLE recipients ADD COLUMN rate_limit TEXT",
         ],
     ),
+    (
+        7,
+        &[
+            // What a credential is: NULL or 'bearer_token' (the tokens before this migration),
+            // 'oauth_client_credentials' (the row's id is the client id, its hash the client
+            // secret's) or 'oauth_jwt_bearer_private_key_jwt' (the client's public key, PEM, is
+            // in public_key; token_hash is 'key:' and the key's SHA-256, which no secret hashes
+            // to, and which keeps one key from being registered twice).
+            "ALTER TABLE tokens ADD COLUMN kind TEXT",
+            "ALTER TABLE tokens ADD COLUMN public_key TEXT",
+            // One-time activation links; the secret is stored hashed, like tokens.
+            "CREATE TABLE IF NOT EXISTS activation_links (
+            id TEXT PRIMARY KEY,
+            recipient_id TEXT NOT NULL REFERENCES recipients(id) ON DELETE CASCADE,
+            secret_hash TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            used_at BIGINT,
+            replaced_at BIGINT)",
+            "CREATE INDEX IF NOT EXISTS activation_links_recipient ON activation_links (recipient_id)",
+            // OIDC federation policies; `audiences` is a JSON array.
+            "CREATE TABLE IF NOT EXISTS federation_policies (
+            id TEXT PRIMARY KEY,
+            recipient_id TEXT NOT NULL REFERENCES recipients(id) ON DELETE CASCADE,
+            issuer TEXT NOT NULL,
+            audiences TEXT NOT NULL,
+            subject_claim TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            revoked_at BIGINT)",
+            "CREATE INDEX IF NOT EXISTS federation_policies_recipient ON federation_policies (recipient_id)",
+        ],
+    ),
 ];
 
-/// The tables whose changes bump the catalog generation: everything but the audit log, by the
-/// migration that created them.
-const VERSIONED_TABLES: &[(i64, &[&str])] =
-    &[(2, &["shares", "shared_tables", "recipients", "tokens", "grants"]), (4, &["storage_locations"])];
+/// The tables whose changes bump the catalog generation: everything recipients' requests are
+/// answered from (not the audit log, nor activation links, which are read from the database
+/// when used), by the migration that created them.
+const VERSIONED_TABLES: &[(i64, &[&str])] = &[
+    (2, &["shares", "shared_tables", "recipients", "tokens", "grants"]),
+    (4, &["storage_locations"]),
+    (7, &["federation_policies"]),
+];
 
 /// The versioned tables migration `version` puts triggers on.
 fn versioned_tables(version: i64) -> &'static [&'static str] {

@@ -10,6 +10,7 @@
 mod admin_impl;
 mod batch;
 mod catalog_impl;
+mod credentials;
 mod migrations;
 mod storage_rows;
 mod view;
@@ -181,6 +182,11 @@ pub(crate) fn db_err(e: sqlx::Error) -> CatalogError {
 
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// A new row id.
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 pub(crate) fn now_ms() -> i64 {

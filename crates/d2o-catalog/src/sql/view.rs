@@ -30,7 +30,7 @@ use d2o_protocol::model::Share;
 use url::Url;
 
 use super::{Backend, SqlCatalog, db_err, get_i64, get_opt_i64, get_opt_str, get_str};
-use crate::{CatalogError, PartitionFilter, Principal, SharedTable, StorageLocation};
+use crate::{CatalogError, CredentialKind, FederationPolicy, PartitionFilter, Principal, SharedTable, StorageLocation};
 
 /// How old a generation read may be for [`SqlCatalog::fresh_view`]: the statement that read
 /// it started at most this long before the call. Under load the audit inserts, which read the
@@ -44,8 +44,12 @@ pub(crate) struct RecipientView {
     pub(crate) generation: i64,
     /// The local change counter when loading began (see [`ViewCache`]).
     local_changes: u64,
-    /// By token hash.
+    /// By token hash (bearer tokens and OAuth client secrets).
     tokens: HashMap<String, TokenEntry>,
+    /// Token id (an OAuth client id) to token hash; federation policy id to policy index.
+    credential_by_id: HashMap<String, CredentialRef>,
+    /// Every federation policy, revoked ones included.
+    federation: Vec<FederationPolicy>,
     recipients: Vec<RecipientEntry>,
     /// Recipient name key to index in `recipients`.
     recipient_index: HashMap<String, usize>,
@@ -61,17 +65,27 @@ pub(crate) struct RecipientView {
 
 #[derive(Debug)]
 struct TokenEntry {
+    id: String,
+    kind: CredentialKind,
+    /// A private-key client's public key (PEM).
+    public_key: Option<Arc<str>>,
     recipient: usize,
     expires_at: Option<i64>,
     revoked_at: Option<i64>,
 }
 
 #[derive(Debug)]
+enum CredentialRef {
+    Token(String),
+    Policy(usize),
+}
+
+#[derive(Debug)]
 struct RecipientEntry {
     principal: Principal,
     expires_at: Option<i64>,
-    /// `(expires_at, revoked_at)` of each of the recipient's tokens: whether it still has a
-    /// credential, for file URLs it was given.
+    /// `(expires_at, revoked_at)` of each of the recipient's credentials (tokens, OAuth
+    /// clients, federation policies): whether it still has one, for file URLs it was given.
     token_lifetimes: Vec<(Option<i64>, Option<i64>)>,
     /// Share name key to index in `shares`: the shares granted to the recipient.
     granted: BTreeMap<String, usize>,
@@ -97,20 +111,91 @@ pub(crate) struct SchemaEntry {
 }
 
 impl RecipientView {
-    /// The principal a token belongs to, if the token is known, not revoked and not expired
-    /// (token or recipient) at `now_ms`.
+    /// The principal a bearer token belongs to, if the token is known, not revoked and not
+    /// expired (token or recipient) at `now_ms`.
     pub(crate) fn authenticate(&self, token_hash: &str, now_ms: i64) -> Result<Principal, CatalogError> {
         let token = self
             .tokens
             .get(token_hash)
             .ok_or_else(|| CatalogError::Unauthenticated("the bearer token is not valid".into()))?;
-        if token.revoked_at.is_some() {
-            return Err(CatalogError::Unauthenticated("the bearer token has been revoked".into()));
+        if token.kind != CredentialKind::BearerToken {
+            return Err(CatalogError::Unauthenticated(
+                "this is an OAuth client secret: exchange it for an access token at the token endpoint".into(),
+            ));
         }
-        let recipient = &self.recipients[token.recipient];
+        self.token_principal(token, now_ms)
+    }
+
+    /// The principal of the OAuth client `client_id` whose secret hashes to `secret_hash`.
+    pub(crate) fn authenticate_client(
+        &self,
+        client_id: &str,
+        secret_hash: &str,
+        now_ms: i64,
+    ) -> Result<Principal, CatalogError> {
+        let invalid = || CatalogError::Unauthenticated("the client id or secret is not valid".into());
+        let token = self.tokens.get(secret_hash).ok_or_else(invalid)?;
+        let same_id: bool = subtle::ConstantTimeEq::ct_eq(token.id.as_bytes(), client_id.as_bytes()).into();
+        if !same_id || token.kind != CredentialKind::OauthClientCredentials {
+            return Err(invalid());
+        }
+        self.token_principal(token, now_ms)
+    }
+
+    /// The principal and public key (PEM) of the private-key OAuth client `client_id`.
+    pub(crate) fn client_key(&self, client_id: &str, now_ms: i64) -> Result<(Principal, Arc<str>), CatalogError> {
+        let invalid = || CatalogError::Unauthenticated("the client id is not valid".into());
+        let Some(CredentialRef::Token(hash)) = self.credential_by_id.get(client_id) else { return Err(invalid()) };
+        let token = self.tokens.get(hash).ok_or_else(invalid)?;
+        let key = token.public_key.clone().filter(|_| token.kind == CredentialKind::OauthPrivateKeyJwt);
+        let key = key.ok_or_else(invalid)?;
+        Ok((self.token_principal(token, now_ms)?, key))
+    }
+
+    /// The principal of an OAuth client or federation policy, by id, if it can authenticate
+    /// at `now_ms`.
+    pub(crate) fn authenticate_credential(&self, id: &str, now_ms: i64) -> Result<Principal, CatalogError> {
+        let gone = || CatalogError::Unauthenticated("the credential this token was issued for no longer exists".into());
+        match self.credential_by_id.get(id).ok_or_else(gone)? {
+            CredentialRef::Token(hash) => {
+                let token = self.tokens.get(hash).ok_or_else(gone)?;
+                self.token_principal(token, now_ms)
+            }
+            CredentialRef::Policy(p) => {
+                let policy = &self.federation[*p];
+                if policy.revoked_at.is_some() {
+                    return Err(CatalogError::Unauthenticated("the federation policy has been revoked".into()));
+                }
+                let recipient = self.recipient_by_id.get(&policy.recipient_id).ok_or_else(gone)?;
+                self.live_principal(&self.recipients[*recipient], None, now_ms)
+            }
+        }
+    }
+
+    /// The federation policies that are not revoked. A policy of an expired recipient is
+    /// among them, so that its token is refused as expired rather than as unmatched.
+    pub(crate) fn federation_policies(&self) -> Vec<FederationPolicy> {
+        self.federation.iter().filter(|p| p.revoked_at.is_none()).cloned().collect()
+    }
+
+    fn token_principal(&self, token: &TokenEntry, now_ms: i64) -> Result<Principal, CatalogError> {
+        if token.revoked_at.is_some() {
+            return Err(CatalogError::Unauthenticated("the credential has been revoked".into()));
+        }
+        self.live_principal(&self.recipients[token.recipient], token.expires_at, now_ms)
+    }
+
+    /// The recipient's principal unless it, or its credential (expiring at `expires_at`), has
+    /// expired at `now_ms`.
+    fn live_principal(
+        &self,
+        recipient: &RecipientEntry,
+        expires_at: Option<i64>,
+        now_ms: i64,
+    ) -> Result<Principal, CatalogError> {
         let expired = |e: Option<i64>| e.is_some_and(|e| e <= now_ms);
-        if expired(token.expires_at) || expired(recipient.expires_at) {
-            return Err(CatalogError::Unauthenticated("the bearer token has expired".into()));
+        if expired(expires_at) || expired(recipient.expires_at) {
+            return Err(CatalogError::Unauthenticated("the credential has expired".into()));
         }
         Ok(recipient.principal.clone())
     }
@@ -265,10 +350,12 @@ impl SqlCatalog {
         .map_err(db_err)?;
         let grant_rows =
             sqlx::query("SELECT share_id, recipient_id FROM grants").fetch_all(&mut *tx).await.map_err(db_err)?;
-        let token_rows = sqlx::query("SELECT token_hash, recipient_id, expires_at, revoked_at FROM tokens")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let token_rows =
+            sqlx::query("SELECT id, kind, token_hash, recipient_id, expires_at, revoked_at, public_key FROM tokens")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let federation = self.federation_policies_in(&mut tx, None).await?;
         let storage = super::storage_rows::storage_locations(&mut tx).await?;
         tx.commit().await.map_err(db_err)?;
 
@@ -368,17 +455,32 @@ impl SqlCatalog {
             }
         }
         let mut tokens = HashMap::with_capacity(token_rows.len());
+        let mut credential_by_id = HashMap::new();
         for row in &token_rows {
             if let Some(&recipient) = recipient_by_id.get(&get_str(row, "recipient_id")?) {
                 let (expires_at, revoked_at) = (get_opt_i64(row, "expires_at")?, get_opt_i64(row, "revoked_at")?);
                 recipients[recipient].token_lifetimes.push((expires_at, revoked_at));
-                tokens.insert(get_str(row, "token_hash")?, TokenEntry { recipient, expires_at, revoked_at });
+                let (id, hash) = (get_str(row, "id")?, get_str(row, "token_hash")?);
+                let kind = CredentialKind::from_stored(get_opt_str(row, "kind")?.as_deref())?;
+                if kind != CredentialKind::BearerToken {
+                    credential_by_id.insert(id.clone(), CredentialRef::Token(hash.clone()));
+                }
+                let public_key = get_opt_str(row, "public_key")?.map(Arc::from);
+                tokens.insert(hash, TokenEntry { id, kind, public_key, recipient, expires_at, revoked_at });
+            }
+        }
+        for (i, policy) in federation.iter().enumerate() {
+            if let Some(&recipient) = recipient_by_id.get(&policy.recipient_id) {
+                recipients[recipient].token_lifetimes.push((None, policy.revoked_at));
+                credential_by_id.insert(policy.id.clone(), CredentialRef::Policy(i));
             }
         }
         Ok(RecipientView {
             generation,
             local_changes,
             tokens,
+            credential_by_id,
+            federation,
             recipients,
             recipient_index,
             recipient_by_id,

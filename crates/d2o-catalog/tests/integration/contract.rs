@@ -3,9 +3,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use d2o_catalog::credential::DEFAULT_ACTIVATION_LIFETIME_SECS;
 use d2o_catalog::{
-    Admin, AuditEvent, AuditFilter, Catalog, CatalogError, NewRecipient, PageRequest, PartitionFilter, SqlCatalog,
-    TableEntry,
+    ActivationRequest, ActivationState, Admin, AuditEvent, AuditFilter, Catalog, CatalogError, CredentialKind,
+    CredentialRequest, Issued, IssuedActivation, NewFederationPolicy, NewRecipient, PageRequest, PartitionFilter,
+    SqlCatalog, SubjectClaim, TableEntry,
 };
 
 /// What the contract runs against: the recipient side and the provider side of one catalog, and
@@ -75,7 +77,10 @@ pub async fn bad_input_changes_nothing(c: &Subject) {
     for name in ["", "a/b", "tab\there", &"x".repeat(256)] {
         assert!(matches!(c.admin.create_share(name, None).await, Err(CatalogError::InvalidArgument(_))), "{name:?}");
         assert!(
-            matches!(c.admin.create_recipient(recipient(name)).await, Err(CatalogError::InvalidArgument(_))),
+            matches!(
+                c.admin.create_recipient(recipient(name)).await.map(with_token),
+                Err(CatalogError::InvalidArgument(_))
+            ),
             "{name:?}"
         );
     }
@@ -93,11 +98,14 @@ pub async fn bad_input_changes_nothing(c: &Subject) {
         }
     }
     assert!(c.admin.show_share("s").await.expect("exists").tables.is_empty(), "nothing half-made");
-    c.admin.create_recipient(recipient("r")).await.expect("created");
-    assert!(matches!(c.admin.create_recipient(recipient("R")).await, Err(CatalogError::AlreadyExists { .. })));
+    c.admin.create_recipient(recipient("r")).await.map(with_token).expect("created");
+    assert!(matches!(
+        c.admin.create_recipient(recipient("R")).await.map(with_token),
+        Err(CatalogError::AlreadyExists { .. })
+    ));
     assert_eq!(c.admin.show_recipient("r").await.expect("exists").tokens.len(), 1, "the failed create left no token");
     let past = NewRecipient { expires_at: Some(now() - 1000), ..recipient("late") };
-    assert!(matches!(c.admin.create_recipient(past).await, Err(CatalogError::InvalidArgument(_))));
+    assert!(matches!(c.admin.create_recipient(past).await.map(with_token), Err(CatalogError::InvalidArgument(_))));
     assert!(matches!(c.admin.grant("nope", "r").await, Err(CatalogError::NotFound { .. })));
     assert!(matches!(c.admin.grant("s", "nope").await, Err(CatalogError::NotFound { .. })));
 }
@@ -108,6 +116,7 @@ pub async fn tokens_authenticate_rotate_and_revoke(c: &Subject) {
         .admin
         .create_recipient(NewRecipient { properties: props.clone(), ..recipient("Partner_Co") })
         .await
+        .map(with_token)
         .expect("created");
     assert!(first.token.len() >= 40);
     assert_eq!(info.tokens.len(), 1);
@@ -118,7 +127,12 @@ pub async fn tokens_authenticate_rotate_and_revoke(c: &Subject) {
         assert!(matches!(c.catalog.authenticate(bad).await, Err(CatalogError::Unauthenticated(_))), "{bad:?}");
     }
     // Rotate with a grace period: both work; the old one ends within the grace.
-    let second = c.admin.rotate_token("partner_co", 3600).await.expect("rotated");
+    let second = c
+        .admin
+        .rotate_credential("partner_co", 3600, CredentialRequest::default())
+        .await
+        .map(token_of)
+        .expect("rotated");
     assert!(c.catalog.authenticate(Some(&first.token)).await.is_ok());
     assert!(c.catalog.authenticate(Some(&second.token)).await.is_ok());
     let tokens = c.admin.show_recipient("partner_co").await.expect("shown").tokens;
@@ -126,12 +140,18 @@ pub async fn tokens_authenticate_rotate_and_revoke(c: &Subject) {
     let limit = old.expires_at.expect("expiry");
     assert!(limit <= now() + 3_600_000 && limit > now() + 3_500_000);
     // A later rotation with a longer grace never extends it.
-    let third = c.admin.rotate_token("partner_co", 7200).await.expect("rotated");
+    let third = c
+        .admin
+        .rotate_credential("partner_co", 7200, CredentialRequest::default())
+        .await
+        .map(token_of)
+        .expect("rotated");
     let tokens = c.admin.show_recipient("partner_co").await.expect("shown").tokens;
     let first_info = tokens.iter().find(|t| t.id == old.id).expect("still listed");
     assert_eq!(first_info.expires_at, Some(limit));
     // Grace 0 ends the older ones now.
-    let fourth = c.admin.rotate_token("partner_co", 0).await.expect("rotated");
+    let fourth =
+        c.admin.rotate_credential("partner_co", 0, CredentialRequest::default()).await.map(token_of).expect("rotated");
     for old in [&first, &second, &third] {
         assert!(matches!(c.catalog.authenticate(Some(&old.token)).await, Err(CatalogError::Unauthenticated(_))));
     }
@@ -149,6 +169,7 @@ pub async fn recipient_expiry(c: &Subject) {
         .admin
         .create_recipient(NewRecipient { expires_at: Some(now() + 300), ..recipient("brief") })
         .await
+        .map(with_token)
         .expect("created");
     assert_eq!(token.expires_at.map(|e| e > now()), Some(true));
     assert!(c.catalog.authenticate(Some(&token.token)).await.is_ok());
@@ -156,7 +177,8 @@ pub async fn recipient_expiry(c: &Subject) {
     let err = c.catalog.authenticate(Some(&token.token)).await.expect_err("expired");
     assert!(err.to_string().contains("expired"), "{err}");
     // A rotation cannot outlive the recipient.
-    let rotated = c.admin.rotate_token("brief", 3600).await.expect("rotated");
+    let rotated =
+        c.admin.rotate_credential("brief", 3600, CredentialRequest::default()).await.map(token_of).expect("rotated");
     assert!(matches!(c.catalog.authenticate(Some(&rotated.token)).await, Err(CatalogError::Unauthenticated(_))));
 }
 
@@ -165,7 +187,7 @@ pub async fn grants_decide_visibility(c: &Subject) {
     c.admin.create_share("secret", None).await.expect("created");
     c.admin.add_table("granted", table("sc", "t")).await.expect("added");
     c.admin.add_table("secret", table("sc", "t")).await.expect("added");
-    let (_, token) = c.admin.create_recipient(recipient("r")).await.expect("created");
+    let (_, token) = c.admin.create_recipient(recipient("r")).await.map(with_token).expect("created");
     let who = c.catalog.authenticate(Some(&token.token)).await.expect("authenticated");
     let page = PageRequest::default();
     assert!(c.catalog.list_shares(&who, &page).await.expect("listed").items.is_empty());
@@ -202,7 +224,7 @@ pub async fn grants_decide_visibility(c: &Subject) {
 }
 
 pub async fn pagination_covers_everything_once(c: &Subject) {
-    let (_, token) = c.admin.create_recipient(recipient("r")).await.expect("created");
+    let (_, token) = c.admin.create_recipient(recipient("r")).await.map(with_token).expect("created");
     let who = c.catalog.authenticate(Some(&token.token)).await.expect("authenticated");
     for i in 0..7 {
         let name = format!("share{i}");
@@ -320,10 +342,10 @@ pub async fn concurrent_changes(c: &Subject) {
         let admin = c.admin.clone();
         tasks.push(tokio::spawn(async move {
             let name = format!("r{i}");
-            admin.create_recipient(NewRecipient { name: name.clone(), ..Default::default() }).await?;
+            admin.create_recipient(NewRecipient { name: name.clone(), ..Default::default() }).await.map(with_token)?;
             admin.grant("busy", &name).await?;
             admin.add_table("busy", table("sc", &format!("t{i}"))).await?;
-            admin.rotate_token(&name, 0).await.map(|_| ())
+            admin.rotate_credential(&name, 0, CredentialRequest::default()).await.map(token_of).map(|_| ())
         }));
     }
     for t in tasks {
@@ -341,7 +363,7 @@ pub async fn changes_made_elsewhere_are_seen_by_the_next_request(c: &Subject) {
     let page = PageRequest::default();
     c.elsewhere.create_share("s", None).await.expect("created");
     c.elsewhere.add_table("s", table("sc", "t")).await.expect("added");
-    let (_, issued) = c.elsewhere.create_recipient(recipient("r")).await.expect("created");
+    let (_, issued) = c.elsewhere.create_recipient(recipient("r")).await.map(with_token).expect("created");
     settle().await;
     let who = c.catalog.authenticate(Some(&issued.token)).await.expect("a new recipient authenticates at once");
     assert!(c.catalog.list_shares(&who, &page).await.expect("listed").items.is_empty());
@@ -369,7 +391,8 @@ pub async fn changes_made_elsewhere_are_seen_by_the_next_request(c: &Subject) {
         Err(CatalogError::NotFound { kind: "share", .. })
     ));
 
-    let rotated = c.elsewhere.rotate_token("r", 0).await.expect("rotated");
+    let rotated =
+        c.elsewhere.rotate_credential("r", 0, CredentialRequest::default()).await.map(token_of).expect("rotated");
     settle().await;
     assert!(matches!(c.catalog.authenticate(Some(&issued.token)).await, Err(CatalogError::Unauthenticated(_))));
     c.catalog.authenticate(Some(&rotated.token)).await.expect("the new token works at once");
@@ -382,7 +405,7 @@ pub async fn changes_made_elsewhere_are_seen_by_the_next_request(c: &Subject) {
 /// the catalog changes.
 pub async fn concurrent_reads_see_committed_changes(c: &Subject) {
     c.admin.create_share("s", None).await.expect("created");
-    let (_, issued) = c.admin.create_recipient(recipient("r")).await.expect("created");
+    let (_, issued) = c.admin.create_recipient(recipient("r")).await.map(with_token).expect("created");
     c.admin.grant("s", "r").await.expect("granted");
     for i in 0..20 {
         c.elsewhere.add_table("s", table("sc", &format!("t{i}"))).await.expect("added");
@@ -465,7 +488,7 @@ pub async fn file_access_follows_grants_and_revocation(c: &Subject) {
     c.admin.create_share("elsewhere", None).await.expect("created");
     c.admin.add_table("s", table("sc", "t")).await.expect("added");
     c.admin.add_table("elsewhere", table("sc", "t")).await.expect("added");
-    let (_, issued) = c.admin.create_recipient(recipient("r")).await.expect("created");
+    let (_, issued) = c.admin.create_recipient(recipient("r")).await.map(with_token).expect("created");
     c.admin.grant("s", "r").await.expect("granted");
     let who = c.catalog.authenticate(Some(&issued.token)).await.expect("authenticated");
     let t = c.catalog.get_table(&who, "s", "sc", "t").await.expect("visible");
@@ -486,7 +509,7 @@ pub async fn file_access_follows_grants_and_revocation(c: &Subject) {
     settle().await;
     c.catalog.file_access(&who.id, &t.id).await.expect("granted again");
 
-    c.elsewhere.rotate_token("r", 0).await.expect("rotated");
+    c.elsewhere.rotate_credential("r", 0, CredentialRequest::default()).await.map(token_of).expect("rotated");
     settle().await;
     c.catalog.file_access(&who.id, &t.id).await.expect("a rotated recipient still has a credential");
     c.elsewhere.revoke_recipient("r").await.expect("revoked");
@@ -497,6 +520,7 @@ pub async fn file_access_follows_grants_and_revocation(c: &Subject) {
         .admin
         .create_recipient(NewRecipient { expires_at: Some(now() + 150), ..recipient("brief") })
         .await
+        .map(with_token)
         .expect("created");
     c.admin.grant("s", "brief").await.expect("granted");
     let brief = c.catalog.authenticate(Some(&issued.token)).await.expect("authenticated");
@@ -529,7 +553,7 @@ pub async fn build_read_tree(admin: &dyn Admin) -> String {
             admin.add_table(share, entry).await.expect("added");
         }
     }
-    let (_, issued) = admin.create_recipient(recipient("reader")).await.expect("created");
+    let (_, issued) = admin.create_recipient(recipient("reader")).await.map(with_token).expect("created");
     for share in ["Share_A", "share_b"] {
         admin.grant(share, "reader").await.expect("granted");
     }
@@ -611,7 +635,7 @@ pub async fn storage_locations(c: &Subject) {
     c.elsewhere.add_storage(other.clone()).await.expect("added elsewhere");
     assert_eq!(c.admin.list_storage().await.expect("listed"), [other.clone(), lake.clone()]);
 
-    let (_, issued) = c.admin.create_recipient(recipient("r")).await.expect("created");
+    let (_, issued) = c.admin.create_recipient(recipient("r")).await.map(with_token).expect("created");
     settle().await;
     c.catalog.authenticate(Some(&issued.token)).await.expect("authenticated");
     assert_eq!(*c.catalog.storage_locations(), [other.clone(), lake.clone()]);
@@ -628,7 +652,7 @@ pub async fn ip_access_lists(c: &Subject) {
     let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().expect("an address"));
     c.admin.create_share("s", None).await.expect("created");
     c.admin.add_table("s", table("sc", "t")).await.expect("added");
-    let (_, issued) = c.admin.create_recipient(recipient("r")).await.expect("created");
+    let (_, issued) = c.admin.create_recipient(recipient("r")).await.map(with_token).expect("created");
     c.admin.grant("s", "r").await.expect("granted");
     let info = c.admin.set_ip_access_list("R", Some(vec!["10.9.8.7/8".into(), "2001:db8::/32".into()])).await;
     assert_eq!(info.expect("set").ip_access_list, Some(vec!["10.0.0.0/8".to_owned(), "2001:db8::/32".to_owned()]));
@@ -658,7 +682,7 @@ pub async fn ip_access_lists(c: &Subject) {
 pub async fn rate_limits(c: &Subject) {
     use d2o_catalog::RateLimit;
     let limit = |rate: &str, burst| RateLimit::new(rate.parse().expect("a rate"), Some(burst)).expect("a limit");
-    let (_, issued) = c.admin.create_recipient(recipient("r")).await.expect("created");
+    let (_, issued) = c.admin.create_recipient(recipient("r")).await.map(with_token).expect("created");
     let info = c.admin.set_rate_limit("R", Some(limit("600/min", 20))).await.expect("set");
     assert_eq!(info.rate_limit, Some(limit("600/min", 20)));
     assert!(matches!(c.admin.set_rate_limit("nobody", None).await, Err(CatalogError::NotFound { .. })));
@@ -671,4 +695,560 @@ pub async fn rate_limits(c: &Subject) {
     settle().await;
     assert_eq!(c.catalog.authenticate(Some(&issued.token)).await.expect("ok").rate_limit, None);
     assert_eq!(c.admin.show_recipient("r").await.expect("shown").rate_limit, None);
+}
+
+/// A created recipient with the bearer token it was given directly.
+pub fn with_token(
+    (info, issued): (d2o_catalog::RecipientInfo, d2o_catalog::Issued),
+) -> (d2o_catalog::RecipientInfo, d2o_catalog::IssuedToken) {
+    (info, token_of(issued))
+}
+
+/// The credential of an [`d2o_catalog::Issued`] that must be one.
+pub fn token_of(issued: d2o_catalog::Issued) -> d2o_catalog::IssuedToken {
+    issued.into_token().expect("a credential issued directly")
+}
+
+// Recipient credentials: activation links, OAuth clients, federation policies.
+//
+// Activation links are opened and redeemed on the server's activation page, not through the
+// admin API (whose client refuses `activation` and `redeem_activation`), so these cases open
+// and redeem them through `elsewhere`, a SQL catalog on the same data in every subject: the
+// page's side of the server, or another replica. What the redemption creates reaches the
+// recipient side at its next request, as any change made elsewhere does.
+
+fn invited(name: &str, request: ActivationRequest) -> NewRecipient {
+    NewRecipient { credential: CredentialRequest::Activation(request), ..recipient(name) }
+}
+
+fn link_of(issued: Issued) -> IssuedActivation {
+    issued.into_activation().expect("an activation link")
+}
+
+fn oauth() -> CredentialRequest {
+    CredentialRequest::Direct { kind: CredentialKind::OauthClientCredentials }
+}
+
+fn federation(issuer: &str, audiences: &[&str], claim: SubjectClaim, subject: &str) -> NewFederationPolicy {
+    NewFederationPolicy {
+        issuer: issuer.into(),
+        audiences: audiences.iter().map(|a| (*a).to_owned()).collect(),
+        subject_claim: claim,
+        subject: subject.into(),
+    }
+}
+
+fn unauthenticated<T: std::fmt::Debug>(r: Result<T, CatalogError>) -> bool {
+    matches!(r, Err(CatalogError::Unauthenticated(_)))
+}
+
+/// The message of an `InvalidArgument`, or a panic naming what came instead.
+fn invalid<T: std::fmt::Debug>(r: Result<T, CatalogError>) -> String {
+    match r {
+        Err(CatalogError::InvalidArgument(m)) => m,
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+}
+
+/// A recipient created with an activation link has no credential until the link is redeemed;
+/// redeeming creates the kind of credential the link names, once.
+pub async fn activation_links_create_the_credential_once(c: &Subject) {
+    let (info, issued) =
+        c.admin.create_recipient(invited("Invited", ActivationRequest::default())).await.expect("created");
+    let link = link_of(issued);
+    assert_eq!((link.recipient.as_str(), link.kind), ("Invited", CredentialKind::BearerToken));
+    assert!(link.secret.len() >= 40, "256 random bits");
+    let default_end = now() + DEFAULT_ACTIVATION_LIFETIME_SECS as i64 * 1000;
+    assert!(link.expires_at <= default_end && link.expires_at > default_end - 60_000, "72 hours by default");
+    assert!(info.tokens.is_empty(), "no credential before the link is redeemed");
+    let shown = info.activation.expect("the link is shown, without its secret");
+    assert_eq!(
+        (shown.state, shown.kind, shown.expires_at, shown.used_at),
+        (ActivationState::Ready, CredentialKind::BearerToken, link.expires_at, None)
+    );
+    assert_eq!(c.admin.show_recipient("invited").await.expect("shown").activation, Some(shown));
+    for bad in [None, Some(link.secret.as_str()), Some("wrong")] {
+        assert!(unauthenticated(c.catalog.authenticate(bad).await), "{bad:?}");
+    }
+    assert!(unauthenticated(c.catalog.authenticate_client(&info.id, &link.secret).await));
+
+    let page = c.elsewhere.activation(&link.secret).await.expect("the link's page");
+    assert_eq!((page.recipient.name.as_str(), page.recipient.id.as_str()), ("Invited", info.id.as_str()));
+    assert_eq!(
+        (page.state, page.kind, page.expires_at, page.used_at),
+        (ActivationState::Ready, CredentialKind::BearerToken, link.expires_at, None)
+    );
+    assert_eq!(c.elsewhere.activation(&link.secret).await.expect("shown again").state, ActivationState::Ready);
+
+    let (used, token) = c.elsewhere.redeem_activation(&link.secret).await.expect("redeemed");
+    assert_eq!(
+        (token.recipient.as_str(), token.kind, token.expires_at),
+        ("Invited", CredentialKind::BearerToken, None)
+    );
+    assert_eq!(used.state, ActivationState::Used);
+    assert!(used.used_at.is_some_and(|t| t <= now()));
+    assert_eq!(used.recipient.tokens.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), [token.id.as_str()]);
+    settle().await;
+    let who = c.catalog.authenticate(Some(&token.token)).await.expect("the redeemed token authenticates");
+    assert_eq!((who.recipient.as_str(), who.id.as_str()), ("Invited", info.id.as_str()));
+    assert!(
+        unauthenticated(c.catalog.authenticate_client(&token.id, &token.token).await),
+        "a bearer token is not an OAuth client secret"
+    );
+    assert!(unauthenticated(c.catalog.authenticate(Some(&link.secret)).await), "the link is not a credential");
+
+    // Once only.
+    let m = invalid(c.elsewhere.redeem_activation(&link.secret).await);
+    assert!(m.contains("used"), "{m}");
+    assert_eq!(c.elsewhere.activation(&link.secret).await.expect("shown").state, ActivationState::Used);
+    let info = c.admin.show_recipient("Invited").await.expect("shown");
+    assert_eq!(info.tokens.len(), 1, "the failed redemption created nothing");
+    let shown = info.activation.expect("still shown");
+    assert_eq!((shown.state, shown.used_at), (ActivationState::Used, used.used_at));
+
+    // A link for OAuth client credentials creates a client: its secret is exchanged at the
+    // token endpoint, never sent as a bearer token.
+    let request = ActivationRequest { kind: CredentialKind::OauthClientCredentials, ..Default::default() };
+    let (info, issued) = c.admin.create_recipient(invited("Client_Co", request)).await.expect("created");
+    let link = link_of(issued);
+    assert_eq!(link.kind, CredentialKind::OauthClientCredentials);
+    let page = c.elsewhere.activation(&link.secret).await.expect("the link's page");
+    assert_eq!((page.kind, page.state), (CredentialKind::OauthClientCredentials, ActivationState::Ready));
+    let (used, client) = c.elsewhere.redeem_activation(&link.secret).await.expect("redeemed");
+    assert_eq!((used.state, client.kind), (ActivationState::Used, CredentialKind::OauthClientCredentials));
+    assert!(!client.id.is_empty() && client.token.len() >= 40);
+    settle().await;
+    let who = c.catalog.authenticate_client(&client.id, &client.token).await.expect("the client authenticates");
+    assert_eq!((who.recipient.as_str(), who.id.as_str()), ("Client_Co", info.id.as_str()));
+    assert_eq!(c.catalog.authenticate_credential(&client.id).await.expect("a live client"), who);
+    assert!(unauthenticated(c.catalog.authenticate(Some(&client.token)).await), "a client secret is no bearer token");
+    for (id, secret) in [
+        (client.id.as_str(), "wrong"),
+        (client.id.as_str(), &client.token[..client.token.len() - 1]),
+        ("wrong-id", client.token.as_str()),
+        (info.id.as_str(), client.token.as_str()),
+    ] {
+        assert!(unauthenticated(c.catalog.authenticate_client(id, secret).await), "{id} {secret}");
+    }
+    let tokens = c.admin.show_recipient("client_co").await.expect("shown").tokens;
+    assert_eq!(
+        tokens.iter().map(|t| (t.id.as_str(), t.kind)).collect::<Vec<_>>(),
+        [(client.id.as_str(), CredentialKind::OauthClientCredentials)]
+    );
+    assert!(invalid(c.elsewhere.redeem_activation(&link.secret).await).contains("used"));
+}
+
+/// Of many concurrent redemptions of one link exactly one succeeds; the others are refused
+/// as used, and exactly one credential exists.
+pub async fn concurrent_redemptions_succeed_once(c: &Subject) {
+    let (_, issued) = c.admin.create_recipient(invited("r", ActivationRequest::default())).await.expect("created");
+    let link = link_of(issued);
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (admin, secret) = (c.elsewhere.clone(), link.secret.clone());
+            tokio::spawn(async move { admin.redeem_activation(&secret).await })
+        })
+        .collect();
+    let mut issued = Vec::new();
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok((_, token)) => issued.push(token),
+            Err(CatalogError::InvalidArgument(_)) => {}
+            Err(e) => panic!("a losing redemption is refused as used, not {e:?}"),
+        }
+    }
+    assert_eq!(issued.len(), 1, "exactly one redemption succeeds");
+    let info = c.admin.show_recipient("r").await.expect("shown");
+    assert_eq!(info.tokens.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), [issued[0].id.as_str()]);
+    assert_eq!(info.activation.map(|a| a.state), Some(ActivationState::Used));
+    settle().await;
+    c.catalog.authenticate(Some(&issued[0].token)).await.expect("the one credential authenticates");
+}
+
+/// Of links issued at once for one recipient exactly one is left usable, and it is the one
+/// shown.
+pub async fn concurrent_activation_links_leave_one_usable(c: &Subject) {
+    let (_, live) = c.admin.create_recipient(recipient("r")).await.map(with_token).expect("created");
+    for _ in 0..5 {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let admin = c.admin.clone();
+                tokio::spawn(async move { admin.issue_activation("r", ActivationRequest::default()).await })
+            })
+            .collect();
+        let mut links = Vec::new();
+        for t in tasks {
+            links.push(t.await.expect("task").expect("issued"));
+        }
+        let mut ready = Vec::new();
+        for link in links {
+            if c.elsewhere.activation(&link.secret).await.expect("shown").state == ActivationState::Ready {
+                ready.push(link);
+            }
+        }
+        assert_eq!(ready.len(), 1, "exactly one link is left usable");
+        let shown = c.admin.show_recipient("r").await.expect("shown").activation.expect("the latest link");
+        assert_eq!((shown.state, shown.expires_at), (ActivationState::Ready, ready[0].expires_at));
+    }
+    c.catalog.authenticate(Some(&live.token)).await.expect("live tokens are untouched");
+}
+
+/// A new activation link withdraws the unused one and leaves live credentials alone; bad
+/// lifetimes are refused and change nothing; links expire, with their lifetime or with their
+/// recipient; revocation withdraws them.
+pub async fn new_activation_links_replace_unused_ones(c: &Subject) {
+    use d2o_catalog::credential::MAX_ACTIVATION_LIFETIME_SECS;
+    let (_, live) = c.admin.create_recipient(recipient("r")).await.map(with_token).expect("created");
+    let first = c.admin.issue_activation("R", ActivationRequest::default()).await.expect("issued");
+    assert_eq!((first.recipient.as_str(), first.kind), ("r", CredentialKind::BearerToken));
+    let request = ActivationRequest { kind: CredentialKind::OauthClientCredentials, lifetime_secs: 600 };
+    let second = c.admin.issue_activation("r", request).await.expect("issued");
+    assert_ne!(first.secret, second.secret);
+    assert!(second.expires_at <= now() + 600_000 && second.expires_at > now() + 540_000);
+    assert_eq!(c.elsewhere.activation(&first.secret).await.expect("shown").state, ActivationState::Withdrawn);
+    let m = invalid(c.elsewhere.redeem_activation(&first.secret).await);
+    assert!(m.contains("withdrawn"), "{m}");
+    let info = c.admin.show_recipient("r").await.expect("shown");
+    let shown = info.activation.expect("the latest link");
+    assert_eq!(
+        (shown.state, shown.kind, shown.expires_at),
+        (ActivationState::Ready, CredentialKind::OauthClientCredentials, second.expires_at),
+        "the latest link is shown"
+    );
+    assert_eq!(info.tokens.len(), 1);
+    assert!(info.tokens[0].expires_at.is_none() && info.tokens[0].revoked_at.is_none(), "live tokens are untouched");
+    c.catalog.authenticate(Some(&live.token)).await.expect("the live token still works");
+
+    // Links issued in quick succession (often within one millisecond): the latest is the one
+    // shown, and the only one usable.
+    for _ in 0..20 {
+        let older = c.admin.issue_activation("r", ActivationRequest::default()).await.expect("issued");
+        let newer = c.admin.issue_activation("r", ActivationRequest::default()).await.expect("issued");
+        let shown = c.admin.show_recipient("r").await.expect("shown").activation.expect("the latest link");
+        assert_eq!((shown.state, shown.expires_at), (ActivationState::Ready, newer.expires_at));
+        assert_eq!(c.elsewhere.activation(&older.secret).await.expect("shown").state, ActivationState::Withdrawn);
+    }
+    let second = c.admin.issue_activation("r", request).await.expect("issued");
+
+    // Bad lifetimes are refused wherever a link is asked for, and change nothing.
+    for lifetime_secs in [0, MAX_ACTIVATION_LIFETIME_SECS + 1] {
+        let bad = ActivationRequest { lifetime_secs, ..Default::default() };
+        invalid(c.admin.issue_activation("r", bad).await);
+        invalid(c.admin.rotate_credential("r", 0, CredentialRequest::Activation(bad)).await);
+        invalid(c.admin.create_recipient(invited("bad", bad)).await);
+    }
+    assert!(
+        matches!(c.admin.show_recipient("bad").await, Err(CatalogError::NotFound { .. })),
+        "no half-made recipient"
+    );
+    assert_eq!(c.elsewhere.activation(&second.secret).await.expect("shown").state, ActivationState::Ready);
+    let info = c.admin.show_recipient("r").await.expect("shown");
+    assert!(info.tokens[0].expires_at.is_none(), "a refused rotation cut nothing");
+    c.catalog.authenticate(Some(&live.token)).await.expect("the live token still works");
+    assert!(matches!(
+        c.admin.issue_activation("nobody", ActivationRequest::default()).await,
+        Err(CatalogError::NotFound { .. })
+    ));
+
+    // The longest lifetime is allowed; redeeming adds a credential beside the live one.
+    let longest = ActivationRequest { lifetime_secs: MAX_ACTIVATION_LIFETIME_SECS, ..Default::default() };
+    let third = c.admin.issue_activation("r", longest).await.expect("issued");
+    assert_eq!(c.elsewhere.activation(&second.secret).await.expect("shown").state, ActivationState::Withdrawn);
+    let (_, token) = c.elsewhere.redeem_activation(&third.secret).await.expect("redeemed");
+    settle().await;
+    for t in [&live, &token] {
+        c.catalog.authenticate(Some(&t.token)).await.expect("both credentials work");
+    }
+
+    // Expiry: the link's own lifetime, or its recipient's.
+    let short = c.admin.issue_activation("r", ActivationRequest { lifetime_secs: 1, ..Default::default() }).await;
+    let short = short.expect("issued");
+    let (_, issued) = c
+        .admin
+        .create_recipient(NewRecipient {
+            expires_at: Some(now() + 300),
+            ..invited("brief", ActivationRequest::default())
+        })
+        .await
+        .expect("created");
+    let brief = link_of(issued);
+    assert_eq!(c.elsewhere.activation(&brief.secret).await.expect("shown").state, ActivationState::Ready);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for (name, link) in [("r", &short), ("brief", &brief)] {
+        assert_eq!(
+            c.elsewhere.activation(&link.secret).await.expect("shown").state,
+            ActivationState::Expired,
+            "{name}"
+        );
+        let m = invalid(c.elsewhere.redeem_activation(&link.secret).await);
+        assert!(m.contains("expired"), "{name}: {m}");
+        let shown = c.admin.show_recipient(name).await.expect("shown").activation.expect("a link");
+        assert_eq!(shown.state, ActivationState::Expired, "{name}");
+    }
+
+    // Revocation withdraws the unused link.
+    let last = c.admin.issue_activation("r", ActivationRequest::default()).await.expect("issued");
+    let info = c.admin.revoke_recipient("r").await.expect("revoked");
+    assert_eq!(info.activation.map(|a| a.state), Some(ActivationState::Withdrawn));
+    assert!(invalid(c.elsewhere.redeem_activation(&last.secret).await).contains("withdrawn"));
+    assert!(c.admin.show_recipient("r").await.expect("shown").tokens.iter().all(|t| !t.is_active(now())));
+}
+
+/// Rotation cuts every credential (bearer tokens and OAuth clients alike) to the grace and
+/// issues the next one of any kind; `authenticate_credential` follows OAuth clients through
+/// rotation and revocation, made here or elsewhere.
+pub async fn rotation_covers_every_kind_of_credential(c: &Subject) {
+    let (info, issued) =
+        c.admin.create_recipient(NewRecipient { credential: oauth(), ..recipient("r") }).await.expect("created");
+    let client = token_of(issued);
+    assert_eq!(client.kind, CredentialKind::OauthClientCredentials);
+    assert_eq!(
+        info.tokens.iter().map(|t| (t.id.as_str(), t.kind)).collect::<Vec<_>>(),
+        [(client.id.as_str(), CredentialKind::OauthClientCredentials)]
+    );
+    let who = c.catalog.authenticate_client(&client.id, &client.token).await.expect("authenticated");
+    assert_eq!(c.catalog.authenticate_credential(&client.id).await.expect("a live client"), who);
+    assert!(unauthenticated(c.catalog.authenticate_credential("no-such-credential").await));
+
+    // To an activation link, with a grace: the client works on until the grace ends.
+    let link = link_of(
+        c.admin
+            .rotate_credential("R", 3600, CredentialRequest::Activation(ActivationRequest::default()))
+            .await
+            .expect("rotated"),
+    );
+    c.catalog.authenticate_client(&client.id, &client.token).await.expect("within the grace");
+    c.catalog.authenticate_credential(&client.id).await.expect("within the grace");
+    let tokens = c.admin.show_recipient("r").await.expect("shown").tokens;
+    let end = tokens[0].expires_at.expect("the client got an expiry");
+    assert!(end <= now() + 3_600_000 && end > now() + 3_500_000);
+    let (_, bearer) = c.elsewhere.redeem_activation(&link.secret).await.expect("redeemed");
+    settle().await;
+    c.catalog.authenticate(Some(&bearer.token)).await.expect("the redeemed token works");
+
+    // To a new OAuth client, with a shorter grace: every older credential ends within it.
+    let second = token_of(c.admin.rotate_credential("r", 600, oauth()).await.expect("rotated"));
+    assert_eq!(second.kind, CredentialKind::OauthClientCredentials);
+    assert_ne!(second.id, client.id);
+    c.catalog.authenticate_client(&client.id, &client.token).await.expect("within the grace");
+    c.catalog.authenticate(Some(&bearer.token)).await.expect("within the grace");
+    c.catalog.authenticate_client(&second.id, &second.token).await.expect("the new client works");
+    let tokens = c.admin.show_recipient("r").await.expect("shown").tokens;
+    assert_eq!(tokens.len(), 3);
+    for t in tokens.iter().filter(|t| t.id != second.id) {
+        assert!(t.expires_at.is_some_and(|e| e <= now() + 600_000), "{t:?}");
+    }
+
+    // To nothing, with no grace: every credential ends now.
+    assert_eq!(c.admin.rotate_credential("r", 0, CredentialRequest::None).await.expect("rotated"), Issued::None);
+    for t in [&client, &second] {
+        assert!(unauthenticated(c.catalog.authenticate_client(&t.id, &t.token).await));
+        assert!(unauthenticated(c.catalog.authenticate_credential(&t.id).await), "outstanding access tokens end");
+    }
+    assert!(unauthenticated(c.catalog.authenticate(Some(&bearer.token)).await));
+    assert!(c.admin.show_recipient("r").await.expect("shown").tokens.iter().all(|t| !t.is_active(now())));
+    assert!(matches!(
+        c.admin.rotate_credential("nobody", 0, CredentialRequest::None).await,
+        Err(CatalogError::NotFound { .. })
+    ));
+
+    // Rotation and revocation made elsewhere reach `authenticate_credential` at the next request.
+    let (_, issued) =
+        c.admin.create_recipient(NewRecipient { credential: oauth(), ..recipient("e") }).await.expect("created");
+    let first = token_of(issued);
+    c.catalog.authenticate_credential(&first.id).await.expect("a live client");
+    let next = token_of(c.elsewhere.rotate_credential("e", 0, oauth()).await.expect("rotated elsewhere"));
+    settle().await;
+    assert!(unauthenticated(c.catalog.authenticate_credential(&first.id).await), "a rotation elsewhere is seen");
+    c.catalog.authenticate_credential(&next.id).await.expect("the new client, created elsewhere");
+    c.catalog.authenticate_client(&next.id, &next.token).await.expect("the new client, created elsewhere");
+    c.elsewhere.revoke_recipient("e").await.expect("revoked elsewhere");
+    settle().await;
+    assert!(unauthenticated(c.catalog.authenticate_credential(&next.id).await), "a revocation elsewhere is seen");
+    assert!(unauthenticated(c.catalog.authenticate_client(&next.id, &next.token).await));
+
+    // And a revocation made here is seen at once.
+    let (_, issued) =
+        c.admin.create_recipient(NewRecipient { credential: oauth(), ..recipient("f") }).await.expect("created");
+    let f = token_of(issued);
+    c.catalog.authenticate_credential(&f.id).await.expect("a live client");
+    c.admin.revoke_recipient("f").await.expect("revoked");
+    assert!(unauthenticated(c.catalog.authenticate_credential(&f.id).await));
+    assert!(unauthenticated(c.catalog.authenticate_client(&f.id, &f.token).await));
+}
+
+/// Federation policies: checked when added, listed, served while live, acting for their
+/// recipient (also for file URLs) until removed, revoked, expired or dropped.
+pub async fn federation_policies_act_for_their_recipient(c: &Subject) {
+    c.admin.create_share("s", None).await.expect("created");
+    c.admin.add_table("s", table("sc", "t")).await.expect("added");
+    let (info, issued) = c
+        .admin
+        .create_recipient(NewRecipient { credential: CredentialRequest::None, ..recipient("Fed") })
+        .await
+        .expect("created");
+    assert_eq!(issued, Issued::None);
+    assert!(info.tokens.is_empty() && info.activation.is_none() && info.federation_policies.is_empty());
+    c.admin.grant("s", "fed").await.expect("granted");
+
+    for bad in [
+        federation("http://idp.example", &["d2o"], SubjectClaim::Sub, "svc-1"),
+        federation("not a url", &["d2o"], SubjectClaim::Sub, "svc-1"),
+        federation("https://idp.example?tenant=1", &["d2o"], SubjectClaim::Sub, "svc-1"),
+        federation("https://idp.example", &[], SubjectClaim::Sub, "svc-1"),
+        federation("https://idp.example", &[" "], SubjectClaim::Sub, "svc-1"),
+        federation("https://idp.example", &["d2o"], SubjectClaim::Sub, ""),
+    ] {
+        invalid(c.admin.add_federation_policy("fed", bad).await);
+    }
+    assert!(c.admin.show_recipient("fed").await.expect("shown").federation_policies.is_empty(), "nothing added");
+    let good = federation("https://login.example.com/tenant/v2.0", &["api://d2o", "d2o"], SubjectClaim::Sub, "svc-1");
+    assert!(matches!(c.admin.add_federation_policy("nobody", good.clone()).await, Err(CatalogError::NotFound { .. })));
+
+    let info = c.admin.add_federation_policy("FED", good.clone()).await.expect("added");
+    assert_eq!(info.federation_policies.len(), 1);
+    let p = info.federation_policies[0].clone();
+    assert_eq!(
+        (&p.recipient_id, &p.issuer, &p.audiences, p.subject_claim, &p.subject, p.revoked_at),
+        (&info.id, &good.issuer, &good.audiences, SubjectClaim::Sub, &good.subject, None)
+    );
+    assert_eq!(c.catalog.federation_policies().await.expect("listed").as_slice(), std::slice::from_ref(&p));
+    let who = c.catalog.authenticate_credential(&p.id).await.expect("the policy acts for its recipient");
+    assert_eq!((who.recipient.as_str(), who.id.as_str()), ("Fed", info.id.as_str()));
+    let t = c.catalog.get_table(&who, "s", "sc", "t").await.expect("visible");
+    c.catalog.file_access(&info.id, &t.id).await.expect("a policy is a credential for file URLs");
+
+    // A second policy, added elsewhere, is served at the next request; removed, it acts no more.
+    let groups = federation("http://127.0.0.1:8900", &["d2o"], SubjectClaim::Groups, "partners");
+    let info = c.elsewhere.add_federation_policy("fed", groups).await.expect("added elsewhere");
+    let p2 = info.federation_policies.iter().find(|q| q.id != p.id).expect("the new policy").clone();
+    assert_eq!(p2.subject_claim, SubjectClaim::Groups);
+    settle().await;
+    let mut live: Vec<_> =
+        c.catalog.federation_policies().await.expect("listed").iter().map(|q| q.id.clone()).collect();
+    live.sort();
+    let mut expected = vec![p.id.clone(), p2.id.clone()];
+    expected.sort();
+    assert_eq!(live, expected);
+    c.catalog.authenticate_credential(&p2.id).await.expect("the second policy acts too");
+    let (_, none) = c
+        .admin
+        .create_recipient(NewRecipient { credential: CredentialRequest::None, ..recipient("other") })
+        .await
+        .expect("created");
+    assert_eq!(none, Issued::None);
+    for (name, id) in [("fed", "no-such-policy"), ("other", p2.id.as_str()), ("nobody", p2.id.as_str())] {
+        assert!(
+            matches!(c.admin.remove_federation_policy(name, id).await, Err(CatalogError::NotFound { .. })),
+            "{name} {id}"
+        );
+    }
+    let info = c.admin.remove_federation_policy("fed", &p2.id).await.expect("removed");
+    assert_eq!(info.federation_policies, std::slice::from_ref(&p));
+    assert!(unauthenticated(c.catalog.authenticate_credential(&p2.id).await), "a removed policy acts no more");
+    assert_eq!(c.catalog.federation_policies().await.expect("listed").as_slice(), std::slice::from_ref(&p));
+    c.catalog.file_access(&info.id, &t.id).await.expect("the other policy still holds");
+
+    // Rotation leaves policies alone; revocation revokes them.
+    assert_eq!(c.admin.rotate_credential("fed", 0, CredentialRequest::None).await.expect("rotated"), Issued::None);
+    c.catalog.authenticate_credential(&p.id).await.expect("rotation does not touch policies");
+    let info = c.admin.revoke_recipient("fed").await.expect("revoked");
+    assert_eq!(info.federation_policies.len(), 1);
+    assert!(info.federation_policies[0].revoked_at.is_some(), "{:?}", info.federation_policies);
+    assert!(c.catalog.federation_policies().await.expect("listed").is_empty(), "a revoked policy is not served");
+    assert!(unauthenticated(c.catalog.authenticate_credential(&p.id).await));
+    assert!(
+        matches!(c.catalog.file_access(&info.id, &t.id).await, Err(CatalogError::NotFound { .. })),
+        "revocation stops downloads"
+    );
+
+    // A revocation made elsewhere is seen at the next request.
+    let info = c.admin.add_federation_policy("other", good.clone()).await.expect("added");
+    let po = info.federation_policies[0].clone();
+    c.catalog.authenticate_credential(&po.id).await.expect("live");
+    c.elsewhere.revoke_recipient("other").await.expect("revoked elsewhere");
+    settle().await;
+    assert!(unauthenticated(c.catalog.authenticate_credential(&po.id).await));
+    assert!(c.catalog.federation_policies().await.expect("listed").is_empty());
+
+    // An expired recipient's policies are still served (its tokens are then refused as expired,
+    // not as unmatched) but do not authenticate.
+    let brief =
+        NewRecipient { expires_at: Some(now() + 300), credential: CredentialRequest::None, ..recipient("brief") };
+    c.admin.create_recipient(brief).await.expect("created");
+    let info = c.admin.add_federation_policy("brief", good.clone()).await.expect("added");
+    let pb = info.federation_policies[0].clone();
+    assert_eq!(c.catalog.federation_policies().await.expect("listed").as_slice(), std::slice::from_ref(&pb));
+    c.catalog.authenticate_credential(&pb.id).await.expect("not expired yet");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(c.catalog.federation_policies().await.expect("listed").as_slice(), std::slice::from_ref(&pb));
+    let err = c.catalog.authenticate_credential(&pb.id).await.expect_err("expired");
+    assert!(matches!(&err, CatalogError::Unauthenticated(m) if m.contains("expired")), "{err:?}");
+
+    // Dropping a recipient removes its policies.
+    c.admin
+        .create_recipient(NewRecipient { credential: CredentialRequest::None, ..recipient("gone") })
+        .await
+        .expect("created");
+    let info = c.admin.add_federation_policy("gone", good.clone()).await.expect("added");
+    let pg = info.federation_policies[0].clone();
+    assert_eq!(*c.catalog.federation_policies().await.expect("listed"), [pb.clone(), pg.clone()]);
+    c.admin.drop_recipient("gone").await.expect("dropped");
+    assert_eq!(c.catalog.federation_policies().await.expect("listed").as_slice(), std::slice::from_ref(&pb));
+    assert!(unauthenticated(c.catalog.authenticate_credential(&pg.id).await));
+    c.admin
+        .create_recipient(NewRecipient { credential: CredentialRequest::None, ..recipient("gone") })
+        .await
+        .expect("created");
+    assert!(c.admin.show_recipient("gone").await.expect("shown").federation_policies.is_empty());
+}
+
+/// An activation secret that was never issued is `NotFound`, to open and to redeem.
+pub async fn unknown_activation_links_are_not_found(c: &Subject) {
+    let (_, issued) = c.admin.create_recipient(invited("r", ActivationRequest::default())).await.expect("created");
+    let link = link_of(issued);
+    for secret in ["no-such-link", "", &link.secret[..link.secret.len() - 1]] {
+        assert!(matches!(c.elsewhere.activation(secret).await, Err(CatalogError::NotFound { .. })), "{secret:?}");
+        assert!(
+            matches!(c.elsewhere.redeem_activation(secret).await, Err(CatalogError::NotFound { .. })),
+            "{secret:?}"
+        );
+    }
+    assert_eq!(c.elsewhere.activation(&link.secret).await.expect("shown").state, ActivationState::Ready);
+}
+
+/// A test-only EC P-256 public key.
+const CLIENT_KEY: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEdKfMEDifeOaRIli7SfhJm+hSPB8E
+fJz+CWxqr4Kt3/JnabkhHL6X/FB4L5seU6t6DCnS9JEFwRBn1WWctYZspQ==
+-----END PUBLIC KEY-----
+";
+
+pub async fn private_key_clients_hold_only_a_public_key(c: &Subject) {
+    c.admin
+        .create_recipient(NewRecipient { credential: CredentialRequest::None, ..recipient("k") })
+        .await
+        .expect("created");
+    for bad in ["", "not a key", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"] {
+        assert!(matches!(c.admin.add_client_key("k", bad).await, Err(CatalogError::InvalidArgument(_))), "{bad:?}");
+    }
+    assert!(matches!(c.admin.add_client_key("nobody", CLIENT_KEY).await, Err(CatalogError::NotFound { .. })));
+    let client = c.admin.add_client_key("k", CLIENT_KEY).await.expect("added");
+    assert_eq!(client.kind, d2o_catalog::CredentialKind::OauthPrivateKeyJwt);
+    assert!(
+        matches!(c.admin.add_client_key("k", CLIENT_KEY).await, Err(CatalogError::AlreadyExists { .. })),
+        "one key, one client"
+    );
+    let (who, key) = c.catalog.client_key(&client.id).await.expect("a live client");
+    assert_eq!((who.recipient.as_str(), key.trim()), ("k", CLIENT_KEY.trim()));
+    assert_eq!(c.catalog.authenticate_credential(&client.id).await.expect("its access tokens work").recipient, "k");
+    assert!(matches!(c.catalog.client_key("no-such-client").await, Err(CatalogError::Unauthenticated(_))));
+    // Neither its id nor its key is a bearer token or a client secret.
+    assert!(c.catalog.authenticate(Some(&client.id)).await.is_err());
+    assert!(c.catalog.authenticate_client(&client.id, CLIENT_KEY).await.is_err());
+    let shown = c.admin.show_recipient("k").await.expect("shown");
+    assert_eq!(shown.tokens.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), [client.id.as_str()]);
+    c.admin.revoke_recipient("k").await.expect("revoked");
+    assert!(matches!(c.catalog.client_key(&client.id).await, Err(CatalogError::Unauthenticated(_))));
+    assert!(c.catalog.authenticate_credential(&client.id).await.is_err());
 }

@@ -3,6 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use crate::contract::with_token;
 use d2o_catalog::{Admin, NewRecipient, SqlCatalog};
 
 fn mode(path: &Path) -> u32 {
@@ -11,7 +12,7 @@ fn mode(path: &Path) -> u32 {
 
 async fn write_something(c: &SqlCatalog) {
     c.create_share("s", None).await.expect("created");
-    c.create_recipient(NewRecipient { name: "r".into(), ..Default::default() }).await.expect("created");
+    c.create_recipient(NewRecipient { name: "r".into(), ..Default::default() }).await.map(with_token).expect("created");
 }
 
 #[tokio::test]

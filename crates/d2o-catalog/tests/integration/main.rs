@@ -118,6 +118,14 @@ contract!(
     storage_locations,
     ip_access_lists,
     rate_limits,
+    activation_links_create_the_credential_once,
+    concurrent_redemptions_succeed_once,
+    concurrent_activation_links_leave_one_usable,
+    new_activation_links_replace_unused_ones,
+    rotation_covers_every_kind_of_credential,
+    federation_policies_act_for_their_recipient,
+    unknown_activation_links_are_not_found,
+    private_key_clients_hold_only_a_public_key,
 );
 
 mod sql {

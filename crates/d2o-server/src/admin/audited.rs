@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use d2o_catalog::{
-    Admin, AuditEvent, AuditFilter, CatalogError, IssuedToken, NewRecipient, RateLimit, RecipientInfo, ShareInfo,
+    ActivationInfo, ActivationRequest, Admin, AuditEvent, AuditFilter, CatalogError, CredentialRequest, Issued,
+    IssuedActivation, IssuedToken, NewFederationPolicy, NewRecipient, RateLimit, RecipientInfo, ShareInfo,
     StorageLocation, TableEntry,
 };
 
@@ -48,6 +49,17 @@ fn storage(name: &str) -> Names<'_> {
 
 fn recipient(name: &str) -> Names<'_> {
     Names { detail: Some(format!("recipient {name}")), ..Names::default() }
+}
+
+/// A credential request in words, for an event's detail.
+fn requested(request: &CredentialRequest) -> String {
+    match request {
+        CredentialRequest::Direct { kind } => format!("{} issued directly", kind.as_str()),
+        CredentialRequest::Activation(a) => {
+            format!("activation link for {} valid {} s", a.kind.as_str(), a.lifetime_secs)
+        }
+        CredentialRequest::None => "no credential".to_owned(),
+    }
 }
 
 impl AuditedAdmin {
@@ -135,9 +147,12 @@ impl Admin for AuditedAdmin {
         self.record("share.remove_table", names, self.inner.remove_table(name, schema, table).await).await
     }
 
-    async fn create_recipient(&self, new: NewRecipient) -> Result<(RecipientInfo, IssuedToken), CatalogError> {
-        let name = new.name.clone();
-        self.record("recipient.create", recipient(&name), self.inner.create_recipient(new).await).await
+    async fn create_recipient(&self, new: NewRecipient) -> Result<(RecipientInfo, Issued), CatalogError> {
+        let names = Names {
+            detail: Some(format!("recipient {}, {}", new.name, requested(&new.credential))),
+            ..Names::default()
+        };
+        self.record("recipient.create", names, self.inner.create_recipient(new).await).await
     }
 
     async fn list_recipients(&self) -> Result<Vec<RecipientInfo>, CatalogError> {
@@ -148,9 +163,52 @@ impl Admin for AuditedAdmin {
         self.record("recipient.show", recipient(name), self.inner.show_recipient(name).await).await
     }
 
-    async fn rotate_token(&self, name: &str, grace_seconds: u64) -> Result<IssuedToken, CatalogError> {
-        let names = Names { detail: Some(format!("recipient {name}, grace {grace_seconds} s")), ..Names::default() };
-        self.record("recipient.rotate", names, self.inner.rotate_token(name, grace_seconds).await).await
+    async fn rotate_credential(
+        &self,
+        name: &str,
+        grace_seconds: u64,
+        next: CredentialRequest,
+    ) -> Result<Issued, CatalogError> {
+        let detail = format!("recipient {name}, grace {grace_seconds} s, {}", requested(&next));
+        let names = Names { detail: Some(detail), ..Names::default() };
+        self.record("recipient.rotate", names, self.inner.rotate_credential(name, grace_seconds, next).await).await
+    }
+
+    async fn issue_activation(&self, name: &str, request: ActivationRequest) -> Result<IssuedActivation, CatalogError> {
+        let detail = format!("recipient {name}, {}", requested(&CredentialRequest::Activation(request)));
+        let names = Names { detail: Some(detail), ..Names::default() };
+        self.record("recipient.activation_link", names, self.inner.issue_activation(name, request).await).await
+    }
+
+    /// Opening and redeeming a link are the recipient's actions, recorded by the server's
+    /// audit layer (`activation.view`, `activation.download`), not admin actions.
+    async fn activation(&self, secret: &str) -> Result<ActivationInfo, CatalogError> {
+        self.inner.activation(secret).await
+    }
+
+    async fn redeem_activation(&self, secret: &str) -> Result<(ActivationInfo, IssuedToken), CatalogError> {
+        self.inner.redeem_activation(secret).await
+    }
+
+    async fn add_client_key(&self, name: &str, public_key: &str) -> Result<d2o_catalog::TokenInfo, CatalogError> {
+        self.record("recipient.client_key", recipient(name), self.inner.add_client_key(name, public_key).await).await
+    }
+
+    async fn add_federation_policy(
+        &self,
+        name: &str,
+        policy: NewFederationPolicy,
+    ) -> Result<RecipientInfo, CatalogError> {
+        let detail =
+            format!("recipient {name}, issuer {}, {} = {}", policy.issuer, policy.subject_claim, policy.subject);
+        let names = Names { detail: Some(detail), ..Names::default() };
+        self.record("recipient.federation.add", names, self.inner.add_federation_policy(name, policy).await).await
+    }
+
+    async fn remove_federation_policy(&self, name: &str, policy_id: &str) -> Result<RecipientInfo, CatalogError> {
+        let names = Names { detail: Some(format!("recipient {name}, policy {policy_id}")), ..Names::default() };
+        let outcome = self.inner.remove_federation_policy(name, policy_id).await;
+        self.record("recipient.federation.remove", names, outcome).await
     }
 
     async fn set_ip_access_list(

@@ -5,11 +5,12 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use d2o_catalog::{
-    Admin, AuditEvent, AuditFilter, NewRecipient, RateLimit, RecipientInfo, ShareInfo, StorageLocation, TableEntry,
+    ActivationRequest, Admin, AuditEvent, AuditFilter, CredentialRequest, Issued, IssuedActivation,
+    NewFederationPolicy, NewRecipient, RateLimit, RecipientInfo, ShareInfo, StorageLocation, TableEntry,
 };
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
@@ -34,6 +35,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/recipients", get(list_recipients).post(create_recipient))
         .route("/recipients/{recipient}", get(show_recipient).delete(drop_recipient))
         .route("/recipients/{recipient}/rotate", post(rotate))
+        .route("/recipients/{recipient}/activation-link", post(activation_link))
+        .route("/recipients/{recipient}/client-keys", post(add_client_key))
+        .route("/recipients/{recipient}/federation-policies", post(add_federation_policy))
+        .route("/recipients/{recipient}/federation-policies/{id}", delete(remove_federation_policy))
         .route("/recipients/{recipient}/revoke", post(revoke))
         .route("/recipients/{recipient}/ip-access-list", put(set_ip_access_list).delete(clear_ip_access_list))
         .route("/recipients/{recipient}/rate-limit", put(set_rate_limit).delete(clear_rate_limit))
@@ -249,10 +254,41 @@ async fn list_recipients(AdminCaller(admin): AdminCaller) -> Result<Json<Vec<Rec
     Ok(Json(admin.list_recipients().await?))
 }
 
-async fn create_recipient(AdminCaller(admin): AdminCaller, body: axum::body::Bytes) -> Result<Response, ApiError> {
+/// An activation link's URL: the secret under the sharing endpoint's public URL.
+pub fn activation_url(endpoint: &str, secret: &str) -> String {
+    format!("{}/activate/{secret}", endpoint.trim_end_matches('/'))
+}
+
+/// What was issued, as the API answers it: `{"token": ...}` (the secret, shown once),
+/// `{"activation": {"url": ..., "secret": ..., "expiresAt": ..., "kind": ...}}`, or `{}`.
+fn issued_json(state: &AppState, headers: &HeaderMap, issued: Issued) -> Result<serde_json::Value, ApiError> {
+    Ok(match issued {
+        Issued::Token(token) => serde_json::json!({ "token": token }),
+        Issued::Activation(link) => serde_json::json!({ "activation": link_json(state, headers, &link)? }),
+        Issued::None => serde_json::json!({}),
+    })
+}
+
+fn link_json(state: &AppState, headers: &HeaderMap, link: &IssuedActivation) -> Result<serde_json::Value, ApiError> {
+    let endpoint = crate::routes::public_endpoint(state, headers)?;
+    let mut answer = serde_json::to_value(link).map_err(|e| ApiError::internal_from("encoding", e))?;
+    answer["url"] = activation_url(&endpoint, &link.secret).into();
+    Ok(answer)
+}
+
+/// `POST {"name": ..., "credential": {"type": "activation", "kind": "oauth_client_credentials"}}`;
+/// without `credential`, a bearer token is returned at once.
+async fn create_recipient(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    AdminCaller(admin): AdminCaller,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     let req: NewRecipient = json_body(&body)?;
-    let (recipient, token) = admin.create_recipient(req).await?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({"recipient": recipient, "token": token}))).into_response())
+    let (recipient, issued) = admin.create_recipient(req).await?;
+    let mut answer = issued_json(&state, &headers, issued)?;
+    answer["recipient"] = serde_json::to_value(recipient).map_err(|e| ApiError::internal_from("encoding", e))?;
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
 async fn show_recipient(
@@ -272,15 +308,70 @@ async fn drop_recipient(AdminCaller(admin): AdminCaller, Path(name): Path<String
 struct Rotate {
     #[serde(default)]
     grace_seconds: u64,
+    #[serde(default)]
+    credential: CredentialRequest,
 }
 
+/// `POST {"graceSeconds": 3600, "credential": {"type": "activation"}}`; without `credential`,
+/// a new bearer token is returned at once.
 async fn rotate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
     AdminCaller(admin): AdminCaller,
     Path(name): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<d2o_catalog::IssuedToken>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let req: Rotate = json_body(&body)?;
-    Ok(Json(admin.rotate_token(&name, req.grace_seconds).await?))
+    let issued = admin.rotate_credential(&name, req.grace_seconds, req.credential).await?;
+    Ok(Json(issued_json(&state, &headers, issued)?))
+}
+
+/// `POST {"kind": "bearer_token", "lifetimeSecs": 259200}` (both optional): a new link, the
+/// older ones withdrawn, live credentials untouched.
+async fn activation_link(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    AdminCaller(admin): AdminCaller,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let req: ActivationRequest = json_body(&body)?;
+    let link = admin.issue_activation(&name, req).await?;
+    Ok(Json(serde_json::json!({ "activation": link_json(&state, &headers, &link)? })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ClientKey {
+    public_key: String,
+}
+
+/// `POST {"publicKey": "-----BEGIN PUBLIC KEY-----..."}`: a private-key OAuth client; the
+/// answer's `id` is its client id.
+async fn add_client_key(
+    AdminCaller(admin): AdminCaller,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: ClientKey = json_body(&body)?;
+    Ok((StatusCode::CREATED, Json(admin.add_client_key(&name, &req.public_key).await?)).into_response())
+}
+
+/// `POST {"issuer": ..., "audiences": [...], "subjectClaim": "sub", "subject": ...}`
+async fn add_federation_policy(
+    AdminCaller(admin): AdminCaller,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let policy: NewFederationPolicy = json_body(&body)?;
+    Ok((StatusCode::CREATED, Json(admin.add_federation_policy(&name, policy).await?)).into_response())
+}
+
+async fn remove_federation_policy(
+    AdminCaller(admin): AdminCaller,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Json<RecipientInfo>, ApiError> {
+    Ok(Json(admin.remove_federation_policy(&name, &id).await?))
 }
 
 async fn revoke(AdminCaller(admin): AdminCaller, Path(name): Path<String>) -> Result<Json<RecipientInfo>, ApiError> {

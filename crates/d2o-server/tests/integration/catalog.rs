@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use d2o_catalog::{Admin, NewRecipient, SqlCatalog, TableEntry};
+use d2o_catalog::{Admin, CredentialRequest, NewRecipient, SqlCatalog, TableEntry};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -61,6 +61,7 @@ pub async fn recipient(f: &Fixture, name: &str, props: &[(&str, &str)]) -> Strin
         .catalog
         .create_recipient(NewRecipient { name: name.into(), properties, ..Default::default() })
         .await
+        .map(with_token)
         .expect("recipient");
     token.token
 }
@@ -110,11 +111,17 @@ async fn recipients_see_only_their_grants_and_tokens_follow_their_lifecycle() {
     assert_eq!(q.status, StatusCode::OK);
 
     // Rotation with a grace period keeps the old token until it ends; revocation ends all.
-    let rotated = f.catalog.rotate_token("partner_co", 3600).await.expect("rotate");
+    let rotated = f
+        .catalog
+        .rotate_credential("partner_co", 3600, CredentialRequest::default())
+        .await
+        .map(token_of)
+        .expect("rotate");
     for t in [&token, &rotated.token] {
         assert_eq!(call(&f.app, Method::GET, "/delta-sharing/shares", t, None).await.status, StatusCode::OK);
     }
-    let last = f.catalog.rotate_token("partner_co", 0).await.expect("rotate");
+    let last =
+        f.catalog.rotate_credential("partner_co", 0, CredentialRequest::default()).await.map(token_of).expect("rotate");
     call(&f.app, Method::GET, "/delta-sharing/shares", &token, None).await.error(StatusCode::UNAUTHORIZED);
     call(&f.app, Method::GET, "/delta-sharing/shares", &rotated.token, None).await.error(StatusCode::UNAUTHORIZED);
     assert_eq!(call(&f.app, Method::GET, "/delta-sharing/shares", &last.token, None).await.status, StatusCode::OK);
@@ -374,6 +381,7 @@ async fn admin_changes_while_recipients_read() {
             .catalog
             .create_recipient(NewRecipient { name: format!("r{i}"), ..Default::default() })
             .await
+            .map(with_token)
             .expect("recipient");
         f.catalog.grant("s", &format!("r{i}")).await.expect("grant");
         if i % 5 == 0 {

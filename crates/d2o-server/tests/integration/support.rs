@@ -166,3 +166,15 @@ pub fn t(table: &str, suffix: &str) -> String {
 pub fn files(lines: &[Value]) -> Vec<Value> {
     lines.iter().skip(2).filter_map(|l| l.get("file").cloned()).collect()
 }
+
+/// A created recipient with the bearer token it was given directly.
+pub(crate) fn with_token(
+    (info, issued): (d2o_catalog::RecipientInfo, d2o_catalog::Issued),
+) -> (d2o_catalog::RecipientInfo, d2o_catalog::IssuedToken) {
+    (info, token_of(issued))
+}
+
+/// The credential of an [`d2o_catalog::Issued`] that must be one.
+pub(crate) fn token_of(issued: d2o_catalog::Issued) -> d2o_catalog::IssuedToken {
+    issued.into_token().expect("a credential issued directly")
+}

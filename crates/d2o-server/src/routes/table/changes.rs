@@ -13,7 +13,7 @@ use d2o_protocol::request::ChangesRequest;
 use serde_json::Value;
 
 use super::{
-    TablePath, base_url, blocking, capabilities_of, check_start_version, choose_format, ndjson_response, page_size,
+    TablePath, blocking, capabilities_of, check_start_version, choose_format, ndjson_response, page_size,
     timestamp_param,
 };
 use crate::audit::AuditSlot;
@@ -80,7 +80,7 @@ pub(crate) async fn changes(
     let end_timestamp = req.ending_timestamp.as_deref().map(|v| timestamp_param("endingTimestamp", v)).transpose()?;
     let max_files = page_size(&state, req.max_files);
     let caps = capabilities_of(&headers);
-    let base = base_url(&state, &headers)?;
+    let base = crate::routes::public_endpoint(&state, &headers)?;
     let request = RangeRead {
         start: req.starting_version,
         start_timestamp,

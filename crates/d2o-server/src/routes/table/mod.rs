@@ -111,26 +111,6 @@ fn choose_format(caps: &Capabilities, snapshot: &TableSnapshot) -> Result<Respon
     )))
 }
 
-/// The base of file URLs: the configured public URL, or the request's host.
-fn base_url(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let root = match &state.settings.public_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => {
-            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-            if !host.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]_".contains(c)) {
-                return Err(ApiError::InvalidParameter("the Host header is not a valid host".into()));
-            }
-            let proto = headers
-                .get("x-forwarded-proto")
-                .and_then(|h| h.to_str().ok())
-                .filter(|p| *p == "https" || *p == "http")
-                .unwrap_or("http");
-            format!("{proto}://{host}")
-        }
-    };
-    Ok(format!("{root}{}", state.settings.endpoint.trim_end_matches('/')))
-}
-
 /// `maxFiles`, capped to the server's page size limit.
 fn page_size(state: &AppState, max_files: Option<i64>) -> Option<usize> {
     max_files.map(|m| (m.max(1) as u64).min(u64::from(state.settings.page_size_limit)) as usize)

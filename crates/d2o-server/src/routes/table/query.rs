@@ -20,8 +20,8 @@ use serde_json::Value;
 
 use super::changes::{ChangeMode, RangeRead};
 use super::{
-    TablePath, VersionPin, base_url, blocking, capabilities_of, choose_format, history_required, ndjson_response,
-    page_size, resolve_snapshot, timestamp_param,
+    TablePath, VersionPin, blocking, capabilities_of, choose_format, history_required, ndjson_response, page_size,
+    resolve_snapshot, timestamp_param,
 };
 use crate::audit::AuditSlot;
 use crate::auth::Recipient;
@@ -76,7 +76,7 @@ pub(crate) async fn query(
     req.validate().map_err(|e| ApiError::InvalidParameter(e.0))?;
     let Decision { table: t, access } = policy::decide(&state, &who, &path).await?;
     let caps = capabilities_of(&headers);
-    let base = base_url(&state, &headers)?;
+    let base = crate::routes::public_endpoint(&state, &headers)?;
     if req.version.is_some() || req.timestamp.is_some() || req.starting_version.is_some() {
         history_required(&t)?;
     }
