@@ -88,6 +88,10 @@ fn the_share_and_recipient_exist() {
         assert_eq!(share.recipients, vec!["partner_co".to_owned()]);
         let recipient = catalog.show_recipient("partner_co").await.expect("recipient");
         assert_eq!(recipient.shares, vec!["external_retail".to_owned()]);
+        // The recipient got its credential by redeeming its activation link, once.
+        let link = recipient.activation.expect("an activation link");
+        assert_eq!(link.state, d2o_catalog::ActivationState::Used);
+        assert_eq!(recipient.tokens.len(), 1);
     });
     let profile = std::fs::read_to_string(&report.creds).expect("config.share");
     let profile: serde_json::Value = serde_json::from_str(&profile).expect("profile JSON");

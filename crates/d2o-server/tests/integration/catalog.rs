@@ -260,7 +260,7 @@ async fn admin_api_needs_its_own_token() {
         Some(json!({"graceSeconds": 0})),
     )
     .await;
-    let rotated = r.json()["token"].as_str().expect("rotated").to_owned();
+    let rotated = r.json()["token"]["token"].as_str().expect("rotated").to_owned();
     call(&f.app, Method::GET, "/delta-sharing/shares", &new_token, None).await.error(StatusCode::UNAUTHORIZED);
     assert_eq!(call(&f.app, Method::GET, "/delta-sharing/shares", &rotated, None).await.status, StatusCode::OK);
     let shown = call(&f.app, Method::GET, "/admin/v1/recipients/partner_co", ADMIN_TOKEN, None).await.json();
