@@ -23,7 +23,7 @@ from browser import save_screenshot, wait_for_download
 from test_security import audit, cli, http, start, stop
 from conftest import fixture_by_name
 
-ADMIN_TOKEN = secrets.token_urlsafe(24)
+ADMIN_TOKEN = secrets.token_hex(24)  # never starts with "-", which the CLI would read as a flag
 SECRET_PATTERN = re.compile(r"/activate/([A-Za-z0-9_-]{40,})")
 
 

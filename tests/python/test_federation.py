@@ -23,7 +23,7 @@ from conftest import fixture_by_name
 from idp import LocalIdP
 from test_security import audit, cli, http, start, stop, wait_for
 
-ADMIN_TOKEN = secrets.token_urlsafe(24)
+ADMIN_TOKEN = secrets.token_hex(24)  # never starts with "-", which the CLI would read as a flag
 SUBJECT = "svc-acme"
 CLAIMS = {"aud": "d2o", "sub": SUBJECT}
 

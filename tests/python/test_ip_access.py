@@ -15,7 +15,7 @@ import pytest
 
 from test_security import audit, cli, http, reader_catalog, start, stop
 
-ADMIN_TOKEN = secrets.token_urlsafe(24)
+ADMIN_TOKEN = secrets.token_hex(24)  # never starts with "-", which the CLI would read as a flag
 
 
 @pytest.fixture(scope="module")

@@ -614,7 +614,7 @@ def test_storage_through_the_admin_api_and_proxy_mode(moto_s3, tmp_path):
     upload_fixtures(moto_s3, "d2o-admin-api", [fx.name])
     catalog = tmp_path / "d2o.db"
     cli("share", "create", SHARE, catalog=catalog)
-    admin_token = secrets.token_urlsafe(24)
+    admin_token = secrets.token_hex(24)  # never starts with "-"
     server = start(tmp_path, ["--catalog", str(catalog)], env={"D2O_ADMIN_TOKEN": admin_token})
     remote = ["--server", server.base, "--admin-token", admin_token]
     try:

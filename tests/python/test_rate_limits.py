@@ -12,7 +12,7 @@ import delta_sharing
 
 from test_security import audit, cli, http, reader_catalog, start, stop
 
-ADMIN_TOKEN = secrets.token_urlsafe(24)
+ADMIN_TOKEN = secrets.token_hex(24)  # never starts with "-", which the CLI would read as a flag
 
 
 def setup(work, config: str = "version: 1\n"):
