@@ -101,9 +101,9 @@ fn mutate(valid: &str, edits: &[Edit]) -> String {
     chars.into_iter().collect()
 }
 
-/// The fastest of three runs: the one least disturbed by other work on the machine.
+/// The fastest of seven runs: the one least disturbed by other work on the machine.
 fn fastest(run: impl Fn()) -> Duration {
-    (0..3)
+    (0..7)
         .map(|_| {
             let start = Instant::now();
             run();
@@ -131,7 +131,8 @@ fn assert_linear(what: &str, mut n: usize, max_bytes: usize, make: impl Fn(usize
     let large = fastest(|| parse(&input));
     let ratio = large.as_secs_f64() / small.as_secs_f64().max(1e-3);
     eprintln!("{what}: n={n} {small:?}, 8n ({} bytes) {large:?}, ratio {ratio:.1}", input.len());
-    assert!(ratio < 30.0, "{what}: {small:?} for n={n} but {large:?} for 8n: super-linear");
+    // Linear is about 8 (more once the input leaves the caches); quadratic about 64.
+    assert!(ratio < 40.0, "{what}: {small:?} for n={n} but {large:?} for 8n: super-linear");
     assert!(large < Duration::from_secs(2), "{what}: {large:?} for {} bytes", input.len());
 }
 

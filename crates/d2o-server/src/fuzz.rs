@@ -113,9 +113,10 @@ fn mutate(valid: &str, edits: &[Edit]) -> String {
     chars.into_iter().collect()
 }
 
-/// The fastest of three runs: the one least disturbed by other work on the machine.
+/// The fastest of seven runs: the one least disturbed by other work on the machine (a CI run
+/// beside two compiling jobs preempted all three runs of a 90 ms parse).
 fn fastest(run: impl Fn()) -> Duration {
-    (0..3)
+    (0..7)
         .map(|_| {
             let start = Instant::now();
             run();
@@ -127,7 +128,8 @@ fn fastest(run: impl Fn()) -> Duration {
 
 /// Asserts that `parse` takes linear time on `make(n)`: n is doubled from `n` until the input
 /// takes at least 5 ms (or `make(16 n)` would pass `max_bytes`), then `make(8 n)` may take at
-/// most 30 times as long. Linear is about 8 times; quadratic would be about 64. A parse that
+/// most 40 times as long. Linear is about 8 times (more when the larger input leaves the CPU's
+/// caches); quadratic would be about 64. A parse that
 /// stops early takes microseconds at both sizes, which is noise: the small time counts as at
 /// least 1 ms.
 fn assert_linear(what: &str, mut n: usize, max_bytes: usize, make: impl Fn(usize) -> String, parse: impl Fn(&str)) {
@@ -143,7 +145,7 @@ fn assert_linear(what: &str, mut n: usize, max_bytes: usize, make: impl Fn(usize
     let large = fastest(|| parse(&input));
     let ratio = large.as_secs_f64() / small.as_secs_f64().max(1e-3);
     eprintln!("{what}: n={n} {small:?}, 8n ({} bytes) {large:?}, ratio {ratio:.1}", input.len());
-    assert!(ratio < 30.0, "{what}: {small:?} for n={n} but {large:?} for 8n: super-linear");
+    assert!(ratio < 40.0, "{what}: {small:?} for n={n} but {large:?} for 8n: super-linear");
     assert!(large < Duration::from_secs(2), "{what}: {large:?} for {} bytes", input.len());
 }
 
