@@ -183,4 +183,12 @@ pub trait Catalog: Send + Sync + 'static {
     /// Records one protocol request. Must not return before the event is stored (or logged, for
     /// catalogs without storage); an error means the event was not recorded.
     async fn record(&self, event: &AuditEvent) -> Result<(), CatalogError>;
+
+    /// Whether the catalog can serve requests now (the server's `/ready`): its storage answers
+    /// and its schema is migrated. Must be cheap (load balancers ask every few seconds) and
+    /// must not hang: an error's message says why, in words fit for an unauthenticated caller
+    /// (no host names, paths or database errors). A catalog held in memory is always ready.
+    async fn ready(&self) -> Result<(), CatalogError> {
+        Ok(())
+    }
 }

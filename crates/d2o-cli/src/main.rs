@@ -118,6 +118,27 @@ struct ServeArgs {
     /// activation pages.
     #[arg(long, env = "D2O_PROVIDER_CONTACT")]
     provider_contact: Option<String>,
+    /// Serve HTTPS with the PEM certificate (chain) in this file, re-read when it changes.
+    /// Overrides the config's `ssl`.
+    #[arg(long, env = "D2O_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key: an unencrypted PEM file.
+    #[arg(long, env = "D2O_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Also serve /metrics (without a token), /health and /ready on this address, e.g.
+    /// 127.0.0.1:9100. Without it, /metrics is served on the main address to the admin token.
+    #[arg(long, env = "D2O_METRICS_ADDR")]
+    metrics_addr: Option<String>,
+    /// How log lines are written to stderr: text, or json (one object per line, with one line
+    /// per request: request id, recipient, route, status, duration).
+    #[arg(long, env = "D2O_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -151,13 +172,19 @@ fn main() -> ExitCode {
     } else {
         "warn,delta_kernel=off"
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("D2O_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match &cli.command {
+        // One JSON object per line, the event's fields at the top level (a log shipper's input).
+        Command::Serve(args) if args.log_format == LogFormat::Json => {
+            logs.json().flatten_event(true).with_span_list(false).init()
+        }
+        _ => logs.init(),
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -224,6 +251,13 @@ fn admin_token(args: &ServeArgs) -> Result<Option<String>> {
     }
 }
 
+/// The certificate and key of `--tls-cert` and `--tls-key` (clap requires both or neither),
+/// made absolute.
+fn tls_files(args: &ServeArgs, cwd: &std::path::Path) -> Option<d2o_server::TlsFiles> {
+    let (certificate, key) = (args.tls_cert.as_ref()?, args.tls_key.as_ref()?);
+    Some(d2o_server::TlsFiles { certificate: cwd.join(certificate), key: cwd.join(key) })
+}
+
 /// Raises the soft limit on open files to the hard limit, and keeps the connection cap below
 /// what is left of it, so that many connections cannot starve the server of file descriptors.
 fn fit_connections_to_file_limit(limits: &mut d2o_server::ConnectionLimits) {
@@ -247,7 +281,8 @@ fn fit_connections_to_file_limit(limits: &mut d2o_server::ConnectionLimits) {
 async fn serve(args: ServeArgs) -> Result<()> {
     let cwd = std::env::current_dir()?;
     let admin_token = admin_token(&args)?;
-    let (config, base_dir) = match &args.config {
+    let tls_flags = tls_files(&args, &cwd);
+    let (mut config, base_dir) = match &args.config {
         Some(path) => {
             let (config, report) = ServerConfig::load(path)?;
             for warning in &report.warnings {
@@ -285,13 +320,20 @@ async fn serve(args: ServeArgs) -> Result<()> {
             "no urlSigningKey configured: file URLs are signed with a key generated now and stop working on restart"
         );
     }
-    let mut state = AppState::from_config(&config, catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if tls_flags.is_some() && config.ssl.take().is_some() {
+        tracing::info!("--tls-cert and --tls-key replace the config file's ssl section");
+    }
+    let mut state = AppState::from_config(&config, catalog).map_err(anyhow::Error::new)?;
     let settings = Arc::make_mut(&mut state.settings);
     fit_connections_to_file_limit(&mut settings.connections);
     let ttl = output::parse_duration(&args.access_token_ttl).map_err(anyhow::Error::msg)?;
     anyhow::ensure!((60..=86_400).contains(&ttl), "--access-token-ttl must be between 1 minute and 1 day");
     settings.access_token_ttl_secs = ttl;
     settings.provider_contact = args.provider_contact.clone();
+    if let Some(files) = tls_flags {
+        settings.tls = Some(d2o_server::Tls::load(files)?);
+    }
+    let scheme = if settings.tls.is_some() { "https" } else { "http" };
     match (admin_token, &admin) {
         (Some(token), Some(_)) => {
             anyhow::ensure!(token.len() >= 16, "the admin token must have at least 16 characters");
@@ -308,13 +350,26 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {host}:{port} (is another server using the port?)"))?;
     let addr = listener.local_addr()?;
+    let metrics = match &args.metrics_addr {
+        Some(metrics_addr) => {
+            let listener = tokio::net::TcpListener::bind(metrics_addr.as_str())
+                .await
+                .with_context(|| format!("cannot listen for metrics on {metrics_addr}"))?;
+            tracing::info!(address = %listener.local_addr()?, "serving /metrics, /health and /ready");
+            Some(tokio::spawn(d2o_server::serve_metrics(listener, state.clone(), d2o_server::shutdown_signal())))
+        }
+        None => None,
+    };
     // The one line on stdout: scripts read the address from it.
-    println!("d2o serving Delta Sharing at http://{addr}{}", config.endpoint);
+    println!("d2o serving Delta Sharing at {scheme}://{addr}{}", config.endpoint);
     d2o_server::serve(listener, state, async {
         d2o_server::shutdown_signal().await;
         tracing::info!("shutting down");
     })
     .await
     .context("server failed")?;
+    if let Some(metrics) = metrics {
+        metrics.await.context("the metrics listener stopped")?.context("the metrics listener failed")?;
+    }
     Ok(())
 }

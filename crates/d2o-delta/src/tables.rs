@@ -138,8 +138,11 @@ impl DeltaTables {
         if let (Some((snapshot, checked)), Some(staleness)) = (&cached, self.options.staleness)
             && checked.elapsed() < staleness
         {
+            count_lookup("latest_snapshot", true);
             return Ok(snapshot.clone());
         }
+        // A cached snapshot is refreshed incrementally (a hit); without one the whole log is read.
+        count_lookup("latest_snapshot", cached.is_some());
         let engine = self.engine(location)?;
         let snapshot = match cached {
             Some((old, _)) => {
@@ -187,7 +190,9 @@ impl DeltaTables {
             }
         }
         let key = (location.clone(), version);
-        if let Some(s) = self.pinned.lock().get(&key) {
+        let cached = self.pinned.lock().get(&key);
+        count_lookup("version_snapshot", cached.is_some());
+        if let Some(s) = cached {
             return Ok(s);
         }
         let engine = self.engine(location)?;
@@ -276,6 +281,7 @@ impl DeltaTables {
         visit: &mut dyn FnMut(FileEntry<'_>) -> ControlFlow<()>,
     ) -> Result<(), DeltaError> {
         let list = self.file_list_cached(snapshot);
+        count_lookup("file_list", list.is_some());
         if let Some(list) = list {
             for entry in list.iter() {
                 if visit(entry).is_break() {
@@ -301,6 +307,7 @@ impl DeltaTables {
             let oldest_kept = versions[self.options.file_list_versions_per_table.max(1) - 1];
             lists.retain(|(l, v)| l != root || *v >= oldest_kept);
         }
+        metrics::gauge!("d2o_file_list_cache_bytes").set(lists.used_bytes() as f64);
         Ok(())
     }
 
@@ -345,8 +352,22 @@ impl DeltaTables {
     pub fn forget(&self, location: &Url) {
         self.latest.lock().remove(location);
         self.pinned.lock().retain(|(l, _)| l != location);
-        self.file_lists.lock().retain(|(l, _)| l != location);
+        let mut lists = self.file_lists.lock();
+        lists.retain(|(l, _)| l != location);
+        metrics::gauge!("d2o_file_list_cache_bytes").set(lists.used_bytes() as f64);
+        drop(lists);
         self.histories.lock().remove(location);
+    }
+}
+
+/// Counts a lookup in one of the caches, by name: `d2o_cache_hits_total` or
+/// `d2o_cache_misses_total`. Through the `metrics` facade: nearly free unless the process
+/// installed a recorder (the server does).
+fn count_lookup(cache: &'static str, hit: bool) {
+    if hit {
+        metrics::counter!("d2o_cache_hits_total", "cache" => cache).increment(1);
+    } else {
+        metrics::counter!("d2o_cache_misses_total", "cache" => cache).increment(1);
     }
 }
 

@@ -12,6 +12,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::rejection::RawPathParamsRejection;
@@ -74,6 +75,7 @@ async fn record(
     mut req: Request,
     next: Next,
 ) -> Response {
+    let started = Instant::now();
     let slot = AuditSlot::default();
     let request_id = req
         .headers()
@@ -121,10 +123,13 @@ async fn record(
             sent: 0,
             pending: None,
             done: false,
+            started,
         };
         return Response::from_parts(parts, Body::new(body));
     }
-    match state.catalog.record(&slot.event()).await {
+    let event = slot.event();
+    crate::telemetry::request_finished(&event, started.elapsed());
+    match state.catalog.record(&event).await {
         Ok(()) => response,
         Err(e) => ApiError::internal_from("the audit event could not be written", e).into_response(),
     }
@@ -143,11 +148,14 @@ struct AuditedBody {
     /// The event being recorded at the end of the body.
     pending: Option<JoinHandle<Result<(), CatalogError>>>,
     done: bool,
+    /// When the request arrived (for its duration in the metrics and the access log).
+    started: Instant,
 }
 
 impl AuditedBody {
     fn spawn_record(&self) -> JoinHandle<Result<(), CatalogError>> {
         let (event, catalog) = (self.slot.event(), self.catalog.clone());
+        crate::telemetry::request_finished(&event, self.started.elapsed());
         tokio::spawn(async move { catalog.record(&event).await })
     }
 }
@@ -234,6 +242,7 @@ impl Drop for AuditedBody {
             return;
         };
         let (event, catalog) = (self.slot.event(), self.catalog.clone());
+        crate::telemetry::request_finished(&event, self.started.elapsed());
         runtime.spawn(async move {
             if let Err(e) = catalog.record(&event).await {
                 tracing::error!(error = %e, "the audit event of an interrupted response could not be written");

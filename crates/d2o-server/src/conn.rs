@@ -9,6 +9,9 @@
 //!   `header_read_timeout` (a slow-header client cannot hold a connection).
 //! - A response the client stops reading is abandoned after `write_timeout` without progress.
 //! - Accept errors (such as running out of file descriptors) back off, doubling up to a second.
+//! - With TLS, the handshake must end within `header_read_timeout` of the accept, and then the
+//!   connection counts as fresh (idle, no request started). A client that speaks plain HTTP to
+//!   the TLS port is answered with a plain-text 400 and closed.
 //!
 //! Each connection is watched through its socket (bytes read, writes blocked) and its requests
 //! (how many are in progress, counted until their response bodies end).
@@ -26,7 +29,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{Request, Response};
+use axum::http::{HeaderValue, Request, Response, header};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body::Frame;
@@ -37,6 +40,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use tower::ServiceExt;
+
+use crate::tls::{self, Tls};
 
 /// Limits on connections; see the module documentation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,10 +70,22 @@ pub(crate) async fn serve(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    serve_tls(listener, app, limits, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given.
+pub(crate) async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    tls: Option<Tls>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let registry = Arc::new(Registry::default());
     let limits = Arc::new(limits);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let _watching = tls.as_ref().map(Tls::watch_files);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut backoff = Duration::ZERO;
     loop {
@@ -106,15 +123,25 @@ pub(crate) async fn serve(
         let activity = Arc::new(Activity::new());
         let registered = registry.add(activity.clone());
         let service = ConnService { router: app.clone(), peer, activity: activity.clone() };
-        let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
+        let io = Watched { inner: stream, activity: activity.clone() };
         let watcher = graceful.watcher();
         let limits = limits.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             // Dropped in this order: out of the registry before the slot is free again.
             let _held = (registered, slot);
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder.http2().max_concurrent_streams(128);
-            let connection = watcher.watch(builder.serve_connection_with_upgrades(io, service).into_owned());
+            let connection = async {
+                let Some(tls) = tls else { return serve_connection(io, service, watcher).await };
+                match tokio::time::timeout(limits.header_read_timeout, tls_handshake(&tls, io)).await {
+                    Err(_) => Err("the TLS handshake took longer than the header-read timeout".into()),
+                    Ok(Err(e)) => Err(format!("TLS handshake failed: {e}").into()),
+                    Ok(Ok(None)) => Ok(()),
+                    Ok(Ok(Some(io))) => {
+                        activity.handshake_done();
+                        serve_connection(io, service, watcher).await
+                    }
+                }
+            };
             tokio::select! {
                 result = connection => {
                     if let Err(e) = result {
@@ -130,6 +157,31 @@ pub(crate) async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Serves HTTP/1.1 or HTTP/2 (whichever the client speaks) on one connection.
+async fn serve_connection<I>(
+    io: I,
+    service: ConnService,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http2().max_concurrent_streams(128);
+    watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned()).await
+}
+
+/// The TLS handshake on a new connection; `None` when the client spoke plain HTTP and was
+/// answered.
+async fn tls_handshake(tls: &Tls, io: Watched) -> io::Result<Option<tokio_rustls::server::TlsStream<Watched>>> {
+    let mut first = [0u8; 1];
+    if io.inner.peek(&mut first).await? == 1 && tls::starts_plain_http(first[0]) {
+        tls::answer_plain_http(io).await?;
+        return Ok(None);
+    }
+    tls.acceptor().accept(io).await.map(Some)
 }
 
 /// The open connections, so that the idlest can make room for a new one.
@@ -256,6 +308,13 @@ impl Activity {
         self.changed.notify_one();
     }
 
+    /// After a TLS handshake the connection is idle, as if just accepted: its handshake bytes
+    /// did not start a request.
+    fn handshake_done(&self) {
+        self.idle_since.store(self.now(), Ordering::SeqCst);
+        self.head_started.store(NEVER, Ordering::SeqCst);
+    }
+
     fn request_started(&self) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         self.head_started.store(NEVER, Ordering::SeqCst);
@@ -362,6 +421,12 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         req.extensions_mut().insert(ConnectInfo(self.peer));
+        // HTTP/2 names the host in `:authority` (the URI), not in `Host`; the routes read `Host`.
+        if !req.headers().contains_key(header::HOST)
+            && let Some(host) = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            req.headers_mut().insert(header::HOST, host);
+        }
         let in_flight = InFlight::start(self.activity.clone());
         let router = self.router.clone();
         Box::pin(async move {

@@ -971,7 +971,7 @@ fn config_deep_nesting_fails_cleanly() {
         nest("[ !<]]]> ", "1", "", 5_000),
     ] {
         // Under a key d2o keeps as a YAML value, under an unknown key, and at the top.
-        for at in ["version: 1\nssl: %\n", "version: 1\nfuture: %\n", "%"] {
+        for at in ["version: 1\nrequestTimeoutSeconds: %\n", "version: 1\nfuture: %\n", "%"] {
             let text = at.replace('%', &nested);
             let start = Instant::now();
             let refused = ServerConfig::parse(&text, Path::new("/")).expect_err(&nested[..40]);
@@ -987,7 +987,7 @@ fn config_deep_nesting_fails_cleanly() {
     // Block nesting costs libyaml linear time: refused by serde_yaml_ng's own recursion limit
     // where d2o reads it, ignored where d2o does not.
     for block in [nest("- ", "1", "", 10_000), nest("? ", "1", "", 10_000), nest("!t ", "1", "", 10_000)] {
-        let refused = ServerConfig::parse(&format!("version: 1\nssl:\n{block}"), Path::new("/"));
+        let refused = ServerConfig::parse(&format!("version: 1\nrequestTimeoutSeconds:\n{block}"), Path::new("/"));
         assert!(refused.is_err_and(|e| !e.is_empty()));
         check_config(&format!("version: 1\nfuture:\n{block}"));
         check_config(&block);
@@ -1036,7 +1036,7 @@ proptest! {
     /// The depth check never underestimates: it is what keeps parsing linear.
     #[test]
     fn config_flow_depth_bound_holds((yaml, depth) in flow_yaml(), top in any::<bool>()) {
-        let text = if top { yaml.clone() } else { format!("version: 1\nssl: {yaml}\n") };
+        let text = if top { yaml.clone() } else { format!("version: 1\nrequestTimeoutSeconds: {yaml}\n") };
         // The generator writes valid YAML: libyaml reads it, up to serde_yaml_ng's depth limit.
         let parsed = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text);
         if depth + usize::from(!top) <= 128 {
@@ -1059,7 +1059,7 @@ fn config_alias_bombs_fail_cleanly() {
         let refs = vec![format!("*a{}", i - 1); 9].join(",");
         text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
     }
-    text.push_str("ssl: *a9\n");
+    text.push_str("requestTimeoutSeconds: *a9\n");
     let start = Instant::now();
     assert!(ServerConfig::parse(&text, Path::new("/")).is_err());
     assert!(start.elapsed() < Duration::from_secs(2));
@@ -1070,12 +1070,12 @@ fn config_huge_inputs() {
     let inputs = [
         format!("version: 1\nhost: \"{}\"\n", "\\u00e9".repeat(MIB / 6)),
         format!("version: 1\nhost: '{}'\n", "''".repeat(MIB / 2)),
-        format!("version: 1\nssl: |\n{}", "  line\n".repeat(MIB / 7)),
+        format!("version: 1\nrequestTimeoutSeconds: |\n{}", "  line\n".repeat(MIB / 7)),
         format!("version: 1\n{}", "#\n".repeat(MIB / 2)),
         format!("version: 1\n{}", "\n".repeat(MIB)),
         format!("version: 1\n{}", "---\n".repeat(MIB / 4)),
-        format!("version: 1\nssl: [{}]\n", ",".repeat(MIB)),
-        format!("version: 1\nssl: {}\n", "\0".repeat(MIB)),
+        format!("version: 1\nrequestTimeoutSeconds: [{}]\n", ",".repeat(MIB)),
+        format!("version: 1\nrequestTimeoutSeconds: {}\n", "\0".repeat(MIB)),
         format!("version: 1\nhost: {}\n", "\u{1F600}".repeat(MIB / 4)),
         format!("version: 1\n{}", (0..MIB / 16).map(|i| format!("unknown{i}: 1\n")).collect::<String>()),
     ];

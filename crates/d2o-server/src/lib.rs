@@ -9,6 +9,7 @@
 //! - [`state`]: [`AppState`] (catalog, Delta tables, keys, storage); [`settings`]: [`Settings`].
 //! - [`error`]: [`ApiError`], the one place errors become `{"errorCode","message"}` responses.
 //! - `conn`: the accept loop, with connection limits and timeouts.
+//! - [`tls`]: TLS in the process (rustls), its certificate re-read when the files change.
 //! - [`client_addr`]: the client's address, decided once (trusted proxies).
 //! - `edge`: what every request and response goes through (client address, CORS, the
 //!   headers every answer carries, the log span).
@@ -28,6 +29,8 @@
 //! - [`admin`]: the admin REST API (`/admin/v1`), guarded by its own token, and
 //!   [`AuditedAdmin`], which records every admin action (the API's and the CLI's).
 //! - `audit`: the middleware that records one audit event per request.
+//! - `telemetry`: Prometheus metrics (`/metrics`), readiness (`/ready`), the access log line of
+//!   each request; [`metrics_router`] serves the first two on an address of their own.
 
 pub mod client_addr;
 pub mod config;
@@ -36,6 +39,7 @@ pub mod settings;
 pub mod signing;
 pub mod state;
 pub mod storage;
+pub mod tls;
 
 pub mod admin;
 mod audit;
@@ -48,6 +52,7 @@ mod lines;
 mod policy;
 mod routes;
 mod stream;
+mod telemetry;
 mod tokens;
 
 #[cfg(test)]
@@ -75,6 +80,7 @@ pub use settings::{Secret, Settings};
 pub use signing::SigningKey;
 pub use state::AppState;
 pub use storage::Storage;
+pub use tls::{Tls, TlsFiles};
 
 use crate::audit::audited;
 use crate::routes::{activation, discovery, table};
@@ -83,8 +89,10 @@ use crate::routes::{activation, discovery, table};
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// Builds the router: the protocol under `settings.endpoint`, the admin API under `/admin/v1`,
-/// and `GET /health`. Each audited route names its audit action here.
+/// `GET /health`, `GET /ready`, and `GET /metrics` (for the admin token). Each audited route
+/// names its audit action here. The first router of a process installs its metrics recorder.
 pub fn router(state: AppState) -> Router {
+    telemetry::install();
     let a = |action, route| audited(&state, action, route);
     let table = "/shares/{share}/schemas/{schema}/tables/{table}";
     let protocol = Router::new()
@@ -106,15 +114,41 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), server_rate_limit))
         .route("/files/{grant}/{*path}", a("download", get(storage::files::serve_file)))
         .method_not_allowed_fallback(method_not_allowed);
-    let admin = admin::routes().method_not_allowed_fallback(method_not_allowed);
+    let admin = admin::routes()
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(telemetry::observe_unaudited));
     let endpoint = state.settings.endpoint.trim_end_matches('/').to_owned();
     let app = if endpoint.is_empty() { protocol } else { Router::new().nest(&endpoint, protocol) };
     let app = app
         .nest("/admin/v1", admin)
         .route("/health", get(health))
+        .route("/ready", get(telemetry::ready))
+        .route("/metrics", get(telemetry::metrics_with_admin_token))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     edge::layers(app, &state.settings).with_state(state)
+}
+
+/// The router of a separate metrics listener (`d2o serve --metrics-addr`): `GET /metrics`
+/// without a token (the address it listens on is its guard), `GET /health` and `GET /ready`.
+pub fn metrics_router(state: AppState) -> Router {
+    telemetry::install();
+    let app = Router::new()
+        .route("/metrics", get(telemetry::metrics_open))
+        .route("/health", get(health))
+        .route("/ready", get(telemetry::ready))
+        .fallback(not_found);
+    edge::layers(app, &state.settings).with_state(state)
+}
+
+/// Serves [`metrics_router`] on `listener` until `shutdown` resolves.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limits = state.settings.connections.clone();
+    conn::serve(listener, metrics_router(state), limits, shutdown).await
 }
 
 /// The server-wide rate limit, before anything else of a protocol request.
@@ -163,14 +197,15 @@ pub async fn shutdown_signal() {
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves, within the connection limits
-/// of `state.settings` (see [`ConnectionLimits`]).
+/// of `state.settings` (see [`ConnectionLimits`]), over TLS when `state.settings.tls` is set.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = state.settings.connections.clone();
-    conn::serve(listener, router(state), limits, shutdown).await
+    let tls = state.settings.tls.clone();
+    conn::serve_tls(listener, router(state), limits, tls, shutdown).await
 }
 
 impl AppState {
@@ -207,6 +242,7 @@ impl AppState {
                 idle_timeout: Duration::from_secs(config.idle_timeout_seconds),
                 write_timeout: Duration::from_secs(config.write_timeout_seconds),
             },
+            tls: config.ssl.as_ref().and_then(|ssl| ssl.tls_files()).map(Tls::load).transpose()?,
             ..Settings::default()
         };
         let storage = Arc::new(Storage::new(key.clone(), catalog.clone()));

@@ -2,6 +2,7 @@
 
 use crate::client_addr::TrustedProxies;
 use crate::conn::ConnectionLimits;
+use crate::tls::Tls;
 
 /// Settings of the protocol server.
 #[derive(Debug, Clone)]
@@ -31,6 +32,9 @@ pub struct Settings {
     /// Whom recipients ask about their access (a name, an e-mail address), shown on the
     /// activation page.
     pub provider_contact: Option<String>,
+    /// TLS in the process; `None` serves plain HTTP. With it, URLs the server hands out are
+    /// `https://` when `public_url` is not set.
+    pub tls: Option<Tls>,
 }
 
 impl Default for Settings {
@@ -50,6 +54,7 @@ impl Default for Settings {
             connections: ConnectionLimits::default(),
             access_token_ttl_secs: 3600,
             provider_contact: None,
+            tls: None,
         }
     }
 }

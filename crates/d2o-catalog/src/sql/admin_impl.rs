@@ -650,6 +650,7 @@ impl Admin for SqlCatalog {
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> Result<(), CatalogError> {
+        let _queued = super::batch::QueuedAuditEvent::new();
         self.database.submit(super::batch::Io::Record(Box::new(e.clone()))).await.map(|_| ())
     }
 }

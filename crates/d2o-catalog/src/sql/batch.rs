@@ -99,6 +99,26 @@ impl RecentGeneration {
     }
 }
 
+/// An audit event on its way to the database: `d2o_audit_queue_depth` counts those submitted
+/// and not yet stored (waiting in the queue or in the statement being run). A guard, so that
+/// the gauge never drifts, even when a caller stops waiting (its event then leaves the count
+/// early).
+pub(crate) struct QueuedAuditEvent(metrics::Gauge);
+
+impl QueuedAuditEvent {
+    pub(crate) fn new() -> QueuedAuditEvent {
+        let depth = metrics::gauge!("d2o_audit_queue_depth");
+        depth.increment(1.0);
+        QueuedAuditEvent(depth)
+    }
+}
+
+impl Drop for QueuedAuditEvent {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
 /// What the catalog's database task is asked for.
 #[derive(Debug)]
 pub(crate) enum Io {

@@ -145,4 +145,26 @@ impl Catalog for SqlCatalog {
     async fn record(&self, event: &AuditEvent) -> Result<(), CatalogError> {
         crate::Admin::append_audit(self, event).await
     }
+
+    /// Ready when the migrations are applied and the catalog's database task reads the
+    /// generation (as every request's authentication does), within [`READY_WITHIN`].
+    async fn ready(&self) -> Result<(), CatalogError> {
+        let check = async {
+            super::migrations::check_applied(self).await?;
+            self.fresh_view().await.map_err(|e| {
+                tracing::warn!(error = %e, "the readiness check could not read the catalog");
+                CatalogError::internal("the catalog cannot be read")
+            })?;
+            Ok(())
+        };
+        match tokio::time::timeout(READY_WITHIN, check).await {
+            Ok(result) => result,
+            Err(_) => {
+                Err(CatalogError::internal(format!("the catalog did not answer within {} s", READY_WITHIN.as_secs())))
+            }
+        }
+    }
 }
+
+/// How long the readiness check waits for the database.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);

@@ -214,25 +214,76 @@ fn backend_statements(version: i64, backend: Backend) -> Vec<String> {
     }
 }
 
+/// Whether the database has every migration this build applies (the readiness check): one
+/// short statement. Its errors' messages are fit for unauthenticated callers; the database's own
+/// error stays in the source chain, for logs.
+pub(super) async fn check_applied(catalog: &SqlCatalog) -> Result<(), CatalogError> {
+    let needed = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+    let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM d2o_schema_migrations")
+        .fetch_one(catalog.pool())
+        .await
+        .map_err(|e| CatalogError::internal_from("the catalog database cannot be read", e))?;
+    match applied {
+        Some(applied) if applied >= needed => Ok(()),
+        applied => Err(CatalogError::internal(format!(
+            "the catalog's schema is at migration {} but this server needs {needed}; restarting it applies them",
+            applied.unwrap_or(0)
+        ))),
+    }
+}
+
+/// The PostgreSQL advisory lock that serializes migrations between processes (any fixed
+/// number; "d2o" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0064_326f;
+
+/// A transaction that holds the migration lock until it ends (PostgreSQL only). Replicas that
+/// start together on one database would otherwise run the same migration at once: concurrent
+/// `CREATE TABLE IF NOT EXISTS` of one table fail with a unique violation in PostgreSQL's own
+/// catalog (`pg_type_typname_nsp_index`), and `CREATE CONSTRAINT TRIGGER` has no `IF NOT
+/// EXISTS`, so every replica but one stopped at start. SQLite has one writer at a time already.
+async fn locked(pool: &sqlx::AnyPool) -> Result<sqlx::Transaction<'static, sqlx::Any>, CatalogError> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await.map_err(db_err)?;
+    Ok(tx)
+}
+
+/// Whether migration `version` is recorded as applied.
+async fn applied<'e>(
+    catalog: &SqlCatalog,
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    version: i64,
+) -> Result<bool, CatalogError> {
+    let found: Option<i64> =
+        sqlx::query_scalar(catalog.sql("SELECT version FROM d2o_schema_migrations WHERE version = ?"))
+            .bind(version)
+            .fetch_optional(executor)
+            .await
+            .map_err(db_err)?;
+    Ok(found.is_some())
+}
+
 pub(super) async fn apply(catalog: &SqlCatalog) -> Result<(), CatalogError> {
     let pool = catalog.pool();
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS d2o_schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-    )
-    .execute(pool)
-    .await
-    .map_err(db_err)?;
+    let postgres = catalog.backend() == Backend::Postgres;
+    let create =
+        "CREATE TABLE IF NOT EXISTS d2o_schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+    if postgres {
+        let mut tx = locked(pool).await?;
+        sqlx::query(create).execute(&mut *tx).await.map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+    } else {
+        sqlx::query(create).execute(pool).await.map_err(db_err)?;
+    }
     for (version, statements) in MIGRATIONS {
-        let applied: Option<i64> =
-            sqlx::query_scalar(catalog.sql("SELECT version FROM d2o_schema_migrations WHERE version = ?"))
-                .bind(*version)
-                .fetch_optional(pool)
-                .await
-                .map_err(db_err)?;
-        if applied.is_some() {
+        if applied(catalog, pool, *version).await? {
             continue;
         }
-        let mut tx = pool.begin().await.map_err(db_err)?;
+        let mut tx = if postgres { locked(pool).await? } else { pool.begin().await.map_err(db_err)? };
+        // A replica that waited for the lock finds what the one that held it applied.
+        if postgres && applied(catalog, &mut *tx, *version).await? {
+            tx.rollback().await.map_err(db_err)?;
+            continue;
+        }
         for statement in *statements {
             sqlx::query(*statement).execute(&mut *tx).await.map_err(db_err)?;
         }
@@ -247,7 +298,8 @@ pub(super) async fn apply(catalog: &SqlCatalog) -> Result<(), CatalogError> {
                 .await;
         match inserted {
             Ok(_) => tx.commit().await.map_err(db_err)?,
-            // Another replica applied it first: its work stands, ours is rolled back.
+            // Another process applied it first (SQLite: two processes on one file): its work
+            // stands, ours is rolled back.
             Err(e) if super::is_unique_violation(&e) => tx.rollback().await.map_err(db_err)?,
             Err(e) => return Err(db_err(e)),
         }

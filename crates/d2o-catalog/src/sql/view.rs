@@ -311,7 +311,12 @@ impl SqlCatalog {
             return Ok(s);
         }
         let local_changes = cache.local_changes.load(Ordering::SeqCst);
-        let view = Arc::new(self.load(local_changes).await?);
+        let started = std::time::Instant::now();
+        let loaded = self.load(local_changes).await;
+        let result = if loaded.is_ok() { "ok" } else { "error" };
+        metrics::counter!("d2o_catalog_reloads_total", "result" => result).increment(1);
+        metrics::histogram!("d2o_catalog_reload_seconds").record(started.elapsed().as_secs_f64());
+        let view = Arc::new(loaded?);
         tracing::debug!(generation = view.generation, "catalog view loaded");
         if let Ok(mut current) = cache.current.write() {
             *current = Some(view.clone());

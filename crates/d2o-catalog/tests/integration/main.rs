@@ -140,6 +140,41 @@ mod sql {
         let Some((c, _g)) = super::postgres().await else { return };
         super::contract::migrations_are_idempotent(&c).await;
     }
+
+    #[tokio::test]
+    async fn sqlite_ready_follows_the_database() {
+        let (c, _g) = super::sqlite().await;
+        super::ready_follows_the_database(&c).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_ready_follows_the_database() {
+        let Some((c, _g)) = super::postgres().await else { return };
+        super::ready_follows_the_database(&c).await;
+    }
+}
+
+/// SQL catalogs only: ready once migrated; not ready, with a reason, when a migration is
+/// missing or the database cannot be read; ready again once repaired.
+async fn ready_follows_the_database(c: &SqlCatalog) {
+    use d2o_catalog::Catalog;
+    c.ready().await.expect("a migrated catalog is ready");
+    let latest: i64 = sqlx::query_scalar("SELECT MAX(version) FROM d2o_schema_migrations")
+        .fetch_one(c.pool())
+        .await
+        .expect("read the migrations");
+    let run = |sql: String| async move {
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(c.pool()).await.expect("statement");
+    };
+    run(format!("DELETE FROM d2o_schema_migrations WHERE version = {latest}")).await;
+    let message = c.ready().await.expect_err("a migration is missing").to_string();
+    assert!(message.contains(&format!("needs {latest}")), "{message}");
+    run("ALTER TABLE d2o_schema_migrations RENAME TO d2o_schema_migrations_moved".to_owned()).await;
+    let message = c.ready().await.expect_err("the table is gone").to_string();
+    assert!(message.contains("cannot be read") && !message.contains("no such"), "no database error: {message}");
+    run("ALTER TABLE d2o_schema_migrations_moved RENAME TO d2o_schema_migrations".to_owned()).await;
+    run(format!("INSERT INTO d2o_schema_migrations (version, applied_at) VALUES ({latest}, 0)")).await;
+    c.ready().await.expect("ready again");
 }
 
 /// The recipient side of the contract on every backend.

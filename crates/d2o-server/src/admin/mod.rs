@@ -68,8 +68,7 @@ impl FromRequestParts<AppState> for AdminCaller {
                 .filter(|v| v.len() <= 128)
                 .map(str::to_owned),
         };
-        let given = crate::auth::bearer_token(parts).unwrap_or_default();
-        if !bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) {
+        if !has_admin_token(parts, expected) {
             // Refused attempts are recorded too, as an anonymous login.
             let event = AuditEvent {
                 time_ms: chrono::Utc::now().timestamp_millis(),
@@ -86,6 +85,12 @@ impl FromRequestParts<AppState> for AdminCaller {
         }
         Ok(AdminCaller(AuditedAdmin::new(admin.clone(), context)))
     }
+}
+
+/// Whether the request's bearer token is the admin token, compared in constant time.
+pub(crate) fn has_admin_token(parts: &Parts, expected: &crate::Secret) -> bool {
+    let given = crate::auth::bearer_token(parts).unwrap_or_default();
+    bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes()))
 }
 
 fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {

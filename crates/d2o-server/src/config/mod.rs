@@ -100,8 +100,10 @@ pub struct ServerConfig {
     #[serde(default = "default_write_timeout")]
     pub write_timeout_seconds: u64,
 
+    /// TLS in the process: the certificate and key files (re-read when they change).
+    pub ssl: Option<SslConfig>,
+
     // Reference keys d2o reads but does not act on; a warning says so.
-    pub ssl: Option<serde_yaml_ng::Value>,
     pub temporary_credential_validity_seconds: Option<serde_yaml_ng::Value>,
     pub request_timeout_seconds: Option<serde_yaml_ng::Value>,
 }
@@ -111,6 +113,47 @@ pub struct ServerConfig {
 #[serde(rename_all = "camelCase")]
 pub struct AuthorizationConfig {
     pub bearer_token: Option<String>,
+}
+
+/// `ssl:` of the reference format. Relative paths are resolved against the file's directory.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SslConfig {
+    /// The reference server makes a self-signed certificate at start; d2o refuses this.
+    #[serde(default)]
+    pub self_signed: bool,
+    /// PEM certificates: the server's first, then intermediates.
+    pub certificate_file: Option<PathBuf>,
+    /// The certificate's private key, unencrypted PEM.
+    pub certificate_key_file: Option<PathBuf>,
+    /// The password of an encrypted key; d2o reads unencrypted keys only, and warns.
+    pub certificate_password_file: Option<PathBuf>,
+}
+
+impl SslConfig {
+    /// The certificate and key files, when both are given (always, once the file is validated).
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            certificate: self.certificate_file.clone()?,
+            key: self.certificate_key_file.clone()?,
+        })
+    }
+
+    fn validate(&mut self, base_dir: &Path) -> Result<(), String> {
+        if self.self_signed {
+            return Err("key 'ssl.selfSigned': d2o does not make self-signed certificates; give 'certificateFile' and 'certificateKeyFile' (for a test certificate: `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 -subj /CN=localhost -addext subjectAltName=DNS:localhost -keyout key.pem -out cert.pem`)".into());
+        }
+        for (key, file) in
+            [("certificateFile", &mut self.certificate_file), ("certificateKeyFile", &mut self.certificate_key_file)]
+        {
+            match file {
+                None => return Err(format!("key 'ssl.{key}': '{key}' in a SSL config must be provided")),
+                Some(path) if path.as_os_str().is_empty() => return Err(format!("key 'ssl.{key}': must not be empty")),
+                Some(path) => *path = base_dir.join(&*path),
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_host() -> String {
@@ -177,7 +220,8 @@ impl ServerConfig {
         let mut report = LoadReport::default();
         let mut unknown = Vec::new();
         let de = serde_yaml_ng::Deserializer::from_str(text);
-        let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+        // serde_ignored writes an `Option`'s content as `?` (`ssl.?.key`); the file has no such level.
+        let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(path.to_string().replace(".?", ""));
         let de = serde_ignored::Deserializer::new(de, &mut on_unknown);
         let mut config: ServerConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
@@ -187,8 +231,12 @@ impl ServerConfig {
         for key in unknown {
             report.warnings.push(format!("unknown key '{key}' is ignored"));
         }
+        if config.ssl.as_ref().is_some_and(|ssl| ssl.certificate_password_file.is_some()) {
+            report.warnings.push(
+                "key 'ssl.certificatePasswordFile' is not used: d2o reads unencrypted keys only (an encrypted one is refused at start)".into(),
+            );
+        }
         for (key, set) in [
-            ("ssl", config.ssl.is_some()),
             ("temporaryCredentialValiditySeconds", config.temporary_credential_validity_seconds.is_some()),
             ("requestTimeoutSeconds", config.request_timeout_seconds.is_some()),
         ] {
@@ -238,6 +286,9 @@ impl ServerConfig {
         }
         if self.max_connections == Some(0) {
             return Err("key 'maxConnections': must be greater than 0".into());
+        }
+        if let Some(ssl) = &mut self.ssl {
+            ssl.validate(base_dir)?;
         }
         if self.query_table_page_size_limit == 0 {
             return Err("key 'queryTablePageSizeLimit': must be greater than 0".into());
@@ -289,7 +340,10 @@ shares:
 authorization:
   bearerToken: "secret"
 ssl:
-  selfSigned: true
+  selfSigned: false
+  certificateFile: "tls/cert.pem"
+  certificateKeyFile: "/etc/tls/key.pem"
+  certificatePasswordFile: "/etc/tls/password"
 host: "localhost"
 port: 8080
 endpoint: "/delta-sharing/"
@@ -317,7 +371,31 @@ someFutureKey: 1
         assert_eq!(t1.start_version, 2);
         assert_eq!(config.shares[0].schemas[0].tables[1].cdf_enabled, Some(true));
         assert!(report.warnings.iter().any(|w| w.contains("someFutureKey")), "{:?}", report.warnings);
-        assert!(report.warnings.iter().any(|w| w.contains("'ssl'")), "{:?}", report.warnings);
+        assert!(report.warnings.iter().any(|w| w.contains("certificatePasswordFile")), "{:?}", report.warnings);
+        let tls = config.ssl.as_ref().and_then(SslConfig::tls_files).expect("TLS files");
+        assert_eq!(tls.certificate, Path::new("/etc/ds/tls/cert.pem"), "relative to the file's directory");
+        assert_eq!(tls.key, Path::new("/etc/tls/key.pem"));
+    }
+
+    #[test]
+    fn ssl_needs_both_files_and_no_self_signing() {
+        for (ssl, expected) in [
+            ("{selfSigned: true}", "key 'ssl.selfSigned': d2o does not make self-signed certificates"),
+            ("{}", "key 'ssl.certificateFile': 'certificateFile' in a SSL config must be provided"),
+            ("{certificateFile: c.pem}", "key 'ssl.certificateKeyFile'"),
+            ("{certificateFile: '', certificateKeyFile: k.pem}", "key 'ssl.certificateFile': must not be empty"),
+            ("{certificateFile: [c.pem], certificateKeyFile: k.pem}", "key 'ssl.certificateFile'"),
+        ] {
+            let err = ServerConfig::parse(&format!("version: 1\nssl: {ssl}"), Path::new("/")).expect_err(ssl);
+            assert!(err.contains(expected), "{ssl}: {err}");
+        }
+        let (config, report) = ServerConfig::parse(
+            "version: 1\nssl: {certificateFile: c.pem, certificateKeyFile: k.pem, future: 1}",
+            Path::new("/d"),
+        )
+        .expect("valid");
+        assert_eq!(config.ssl.and_then(|s| s.tls_files()).map(|f| f.key), Some(PathBuf::from("/d/k.pem")));
+        assert_eq!(report.warnings, ["unknown key 'ssl.future' is ignored"]);
     }
 
     #[test]

@@ -10,7 +10,9 @@ use axum::http::{HeaderMap, header};
 use crate::{ApiError, AppState};
 
 /// The sharing endpoint's public URL (file URLs, `config.share`, the token endpoint): the
-/// configured public URL, or the request's host, followed by the endpoint's path.
+/// configured public URL, or the request's host, followed by the endpoint's path. Without a
+/// public URL the scheme is `https` when the server terminates TLS itself, else what a proxy
+/// forwarded in `X-Forwarded-Proto`.
 pub(crate) fn public_endpoint(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     let root = match &state.settings.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
@@ -19,11 +21,14 @@ pub(crate) fn public_endpoint(state: &AppState, headers: &HeaderMap) -> Result<S
             if !host.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]_".contains(c)) {
                 return Err(ApiError::InvalidParameter("the Host header is not a valid host".into()));
             }
-            let proto = headers
-                .get("x-forwarded-proto")
-                .and_then(|h| h.to_str().ok())
-                .filter(|p| *p == "https" || *p == "http")
-                .unwrap_or("http");
+            let forwarded = || {
+                headers
+                    .get("x-forwarded-proto")
+                    .and_then(|h| h.to_str().ok())
+                    .filter(|p| *p == "https" || *p == "http")
+                    .unwrap_or("http")
+            };
+            let proto = if state.settings.tls.is_some() { "https" } else { forwarded() };
             format!("{proto}://{host}")
         }
     };

@@ -96,7 +96,8 @@ impl Storage {
     /// The URLs for the files of one response.
     pub(crate) fn urls<'a>(&'a self, request: &UrlRequest<'a>) -> Result<TableUrls<'a>, ApiError> {
         let root = &request.table.location;
-        Ok(TableUrls { root, signer: self.backend(root)?.signer(request)? })
+        let signer = self.backend(root)?.signer(request)?;
+        Ok(TableUrls { root, signer, timing: crate::telemetry::SigningTime::new(root.scheme()) })
     }
 }
 
@@ -118,13 +119,15 @@ impl StoreOpener for Storage {
 pub(crate) struct TableUrls<'a> {
     root: &'a Url,
     signer: Box<dyn FileSigner + 'a>,
+    /// The time spent signing, reported to the metrics when the response is done with these.
+    timing: crate::telemetry::SigningTime,
 }
 
 impl TableUrls<'_> {
     /// Writes the URL of a path from the Delta log.
     pub(crate) fn write(&self, out: &mut String, log_path: &str) -> Result<(), ApiError> {
         let relative = self.relative(log_path)?;
-        self.signer.write_url(out, relative)
+        self.timing.time(|| self.signer.write_url(out, relative))
     }
 
     pub(crate) fn url(&self, log_path: &str) -> Result<String, ApiError> {

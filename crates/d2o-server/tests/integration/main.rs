@@ -10,5 +10,7 @@ mod files;
 mod query;
 mod support;
 mod table;
+mod telemetry;
+mod tls;
 mod tokens;
 mod wire;
