@@ -13,6 +13,7 @@ use crate::CatalogError;
 
 /// A share with its tables.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ShareInfo {
     pub id: String,
@@ -29,6 +30,7 @@ pub struct ShareInfo {
 
 /// A table in a share.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TableEntry {
     pub schema: String,
@@ -51,6 +53,7 @@ pub struct TableEntry {
 
 /// What a provider gives to create a recipient.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NewRecipient {
     pub name: String,
@@ -68,6 +71,7 @@ pub struct NewRecipient {
 
 /// A recipient, its tokens (never the secrets) and the shares granted to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RecipientInfo {
     pub id: String,
@@ -99,6 +103,7 @@ pub struct RecipientInfo {
 
 /// A recipient's latest activation link, as the provider sees it (never the secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ActivationLinkInfo {
     pub kind: CredentialKind,
@@ -111,6 +116,7 @@ pub struct ActivationLinkInfo {
 
 /// A bearer token's lifecycle, without the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TokenInfo {
     pub id: String,
@@ -132,6 +138,7 @@ impl TokenInfo {
 
 /// One audited request or admin action.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEvent {
     pub time_ms: i64,

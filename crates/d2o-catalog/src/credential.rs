@@ -20,6 +20,7 @@ pub const MAX_ACTIVATION_LIFETIME_SECS: u64 = 30 * 24 * 3600;
 
 /// A kind of credential, named as the profile types of `config.share` name them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CredentialKind {
     /// A long-lived bearer token, sent with every request.
@@ -84,6 +85,7 @@ impl std::str::FromStr for CredentialKind {
 
 /// What an activation link hands out, and how long it works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActivationRequest {
     #[serde(default)]
@@ -117,6 +119,7 @@ impl ActivationRequest {
 
 /// Which credential to give a recipient when it is created or rotated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 pub enum CredentialRequest {
     /// Create the credential now and return its secret (for automation: `--profile-out`).
@@ -138,6 +141,7 @@ impl Default for CredentialRequest {
 
 /// A freshly issued credential: the only time its secret is seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct IssuedToken {
     pub recipient: String,
@@ -197,6 +201,7 @@ pub fn check_public_key(pem: &str) -> Result<(), CatalogError> {
 
 /// A freshly issued activation link's secret (the last path segment of its URL).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct IssuedActivation {
     pub recipient: String,
@@ -235,6 +240,7 @@ impl Issued {
 
 /// Where an activation link stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum ActivationState {
     /// It can be redeemed.

@@ -15,6 +15,7 @@ use crate::CatalogError;
 
 /// The claim of a token that identifies its subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SubjectClaim {
     /// `sub`: the subject (a user, or a service principal's id).
@@ -61,6 +62,7 @@ impl FromStr for SubjectClaim {
 
 /// What a provider gives to add a federation policy to a recipient.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewFederationPolicy {
     /// The identity provider's issuer URL, exactly as in its tokens' `iss` claim. Its discovery
@@ -110,6 +112,7 @@ impl NewFederationPolicy {
 
 /// A stored federation policy, as the server matches tokens against it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct FederationPolicy {
     /// The policy's id: the credential id a matching token authenticates as.

@@ -93,11 +93,28 @@ impl RateLimit {
 }
 
 #[derive(Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 struct RateLimitSpec {
+    /// Requests per period: `10/s`, `600/min`, `36/h`.
     rate: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     burst: Option<u32>,
+}
+
+// The JSON form is `RateLimitSpec`'s, so that is the schema (named `RateLimit`).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for RateLimit {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <RateLimitSpec as utoipa::PartialSchema>::schema()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for RateLimit {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "RateLimit".into()
+    }
 }
 
 impl TryFrom<RateLimitSpec> for RateLimit {

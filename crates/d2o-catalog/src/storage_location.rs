@@ -19,6 +19,7 @@ use url::Url;
 
 /// How recipients reach the files of a location's tables.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum UrlMode {
     /// URLs pre-signed by the object store: recipients download from the bucket.
@@ -93,10 +94,12 @@ impl StoreKind {
 
 /// A named storage location. Deserializing checks it as [`StorageLocation::new`] does.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", try_from = "StorageSpec")]
 pub struct StorageLocation {
     pub name: String,
     /// The prefix of the table locations it covers, ending with `/`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub url: Url,
     pub url_mode: UrlMode,
     /// `object_store` options; values are literal or `${ENV}` references, secrets always

@@ -29,6 +29,7 @@
 //! - [`admin`]: the admin REST API (`/admin/v1`), guarded by its own token, and
 //!   [`AuditedAdmin`], which records every admin action (the API's and the CLI's).
 //! - `audit`: the middleware that records one audit event per request.
+//! - `openapi`: the OpenAPI 3 document (`/openapi.json`), from the handlers' annotations.
 //! - `telemetry`: Prometheus metrics (`/metrics`), readiness (`/ready`), the access log line of
 //!   each request; [`metrics_router`] serves the first two on an address of their own.
 
@@ -49,6 +50,7 @@ mod edge;
 mod federation;
 mod limits;
 mod lines;
+mod openapi;
 mod policy;
 mod routes;
 mod stream;
@@ -65,12 +67,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, StatusCode};
-use axum::routing::{get, head, post};
+use axum::routing::get;
 use d2o_catalog::Catalog;
 
 use crate::config::ServerConfig;
 use d2o_delta::{DeltaTables, DeltaTablesOptions};
 use tokio::net::TcpListener;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
 pub use admin::{AdminContext, AuditedAdmin};
 pub use client_addr::{ClientAddr, TrustedProxies};
@@ -89,41 +93,52 @@ use crate::routes::{activation, discovery, table};
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// Builds the router: the protocol under `settings.endpoint`, the admin API under `/admin/v1`,
-/// `GET /health`, `GET /ready`, and `GET /metrics` (for the admin token). Each audited route
-/// names its audit action here. The first router of a process installs its metrics recorder.
+/// `GET /health`, `GET /ready`, `GET /metrics` (for the admin token), and `GET /openapi.json`,
+/// the OpenAPI document of all of them. Every route is registered with `routes!`, from its
+/// handler's `#[utoipa::path]`, so the document lists exactly the routes served. Each audited
+/// route names its audit action here. The first router of a process installs its metrics
+/// recorder.
 pub fn router(state: AppState) -> Router {
     telemetry::install();
-    let a = |action, route| audited(&state, action, route);
-    let table = "/shares/{share}/schemas/{schema}/tables/{table}";
-    let protocol = Router::new()
-        .route("/shares", a("list_shares", get(discovery::list_shares)))
-        .route("/shares/{share}", a("get_share", get(discovery::get_share)))
-        .route("/shares/{share}/schemas", a("list_schemas", get(discovery::list_schemas)))
-        .route("/shares/{share}/schemas/{schema}/tables", a("list_tables", get(discovery::list_tables)))
-        .route("/shares/{share}/all-tables", a("list_all_tables", get(discovery::list_all_tables)))
-        .route(table, a("version", head(table::version::version)))
-        .route(&format!("{table}/version"), a("version", get(table::version::version)))
-        .route(&format!("{table}/metadata"), a("metadata", get(table::metadata::metadata)))
-        .route(&format!("{table}/query"), a("query", post(table::query::query)))
-        .route(&format!("{table}/changes"), a("changes", get(table::changes::changes)))
-        .route(d2o_catalog::credential::TOKEN_ENDPOINT_PATH, a("oauth.token", post(auth::oauth::token)))
-        .route("/activate/{secret}", a("activation.view", get(activation::show)))
-        .route("/activate/{secret}", a("activation.download", post(activation::redeem)))
+    let a = |action, (schemas, paths, route): UtoipaMethodRouter<AppState>| -> UtoipaMethodRouter<AppState> {
+        (schemas, paths, audited(&state, action, route))
+    };
+    let (protocol, protocol_api) = OpenApiRouter::new()
+        .routes(a("list_shares", routes!(discovery::list_shares)))
+        .routes(a("get_share", routes!(discovery::get_share)))
+        .routes(a("list_schemas", routes!(discovery::list_schemas)))
+        .routes(a("list_tables", routes!(discovery::list_tables)))
+        .routes(a("list_all_tables", routes!(discovery::list_all_tables)))
+        .routes(a("version", routes!(table::version::version_head)))
+        .routes(a("version", routes!(table::version::version)))
+        .routes(a("metadata", routes!(table::metadata::metadata)))
+        .routes(a("query", routes!(table::query::query)))
+        .routes(a("changes", routes!(table::changes::changes)))
+        .routes(a("oauth.token", routes!(auth::oauth::token)))
+        .routes(a("activation.view", routes!(activation::show)))
+        .routes(a("activation.download", routes!(activation::redeem)))
         // Rate limits count API calls; file downloads are bounded by the connection limits
         // (a 1,000-file table is downloaded in parallel right after one `/query`).
         .layer(axum::middleware::from_fn_with_state(state.clone(), server_rate_limit))
-        .route("/files/{grant}/{*path}", a("download", get(storage::files::serve_file)))
-        .method_not_allowed_fallback(method_not_allowed);
-    let admin = admin::routes()
+        .routes(a("download", routes!(storage::files::serve_file)))
+        .split_for_parts();
+    let protocol = protocol.method_not_allowed_fallback(method_not_allowed);
+    let (admin, admin_api) = admin::routes().split_for_parts();
+    let admin = admin
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(telemetry::observe_unaudited));
+    let (root, root_api) = OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(telemetry::ready))
+        .routes(routes!(telemetry::metrics_with_admin_token))
+        .routes(routes!(openapi::openapi_json))
+        .split_for_parts();
     let endpoint = state.settings.endpoint.trim_end_matches('/').to_owned();
+    let document = openapi::document(&endpoint, protocol_api, admin_api, root_api);
     let app = if endpoint.is_empty() { protocol } else { Router::new().nest(&endpoint, protocol) };
     let app = app
         .nest("/admin/v1", admin)
-        .route("/health", get(health))
-        .route("/ready", get(telemetry::ready))
-        .route("/metrics", get(telemetry::metrics_with_admin_token))
+        .merge(root.layer(axum::Extension(openapi::Document::new(&document))))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     edge::layers(app, &state.settings).with_state(state)
@@ -161,6 +176,14 @@ async fn server_rate_limit(
     Ok(next.run(request).await)
 }
 
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    operation_id = "health",
+    summary = "Liveness: the process answers",
+    responses((status = 200, description = "`ok`", content_type = "text/plain", body = String))
+)]
 async fn health() -> (StatusCode, &'static str) {
     (StatusCode::OK, "ok")
 }

@@ -25,6 +25,7 @@ use d2o_catalog::{AuditEvent, CatalogError};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::client_addr::ClientAddr;
+use crate::openapi::Errors;
 use crate::{ApiError, AppState};
 
 /// Histogram buckets (seconds), for request latency and the other timings: from 100 µs (a
@@ -233,6 +234,16 @@ fn recorder() -> Result<&'static PrometheusHandle, ApiError> {
 
 /// `GET /metrics` on the protocol listener: for the admin token only. A refused attempt is
 /// audited as the admin API's are.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    summary = "Prometheus metrics",
+    description = "For the admin token here; open on the separate metrics address (`--metrics-addr`), if one is configured.",
+    responses((status = 200, description = "The Prometheus text format", content_type = "text/plain", body = String), Errors),
+    security(("admin" = []))
+)]
 pub(crate) async fn metrics_with_admin_token(
     State(state): State<AppState>,
     parts: Parts,
@@ -264,6 +275,17 @@ pub(crate) async fn metrics_open() -> Result<Response, ApiError> {
 }
 
 /// `GET /ready`: 200 when the catalog can serve requests, else 503 with the reason.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    operation_id = "ready",
+    summary = "Readiness: whether the catalog can serve requests",
+    responses(
+        (status = 200, description = "`{\"status\": \"ready\"}`", body = Object),
+        (status = 503, description = "`{\"status\": \"unavailable\", \"reason\": ...}`", body = Object)
+    )
+)]
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     match state.catalog.ready().await {
         Ok(()) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready"}))).into_response(),

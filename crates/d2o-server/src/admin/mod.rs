@@ -2,49 +2,97 @@
 //! guarded by an admin token that is separate from recipient tokens.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
 use d2o_catalog::{
     ActivationRequest, Admin, AuditEvent, AuditFilter, CredentialRequest, Issued, IssuedActivation,
     NewFederationPolicy, NewRecipient, RateLimit, RecipientInfo, ShareInfo, StorageLocation, TableEntry,
 };
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use self::audited::{AdminContext, AuditedAdmin};
 use crate::client_addr::ClientAddr;
+use crate::openapi::Errors;
 use crate::routes::params::Params;
 use crate::{ApiError, AppState};
 
 mod audited;
 
-/// The admin routes (nested under `/admin/v1` by the router). Their actions are recorded by
-/// [`AuditedAdmin`], as the CLI's are.
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/shares", get(list_shares).post(create_share))
-        .route("/shares/{share}", get(show_share).patch(comment_share).delete(drop_share))
-        .route("/shares/{share}/tables", post(add_table))
-        .route("/shares/{share}/tables/import", post(import_tables))
-        .route("/shares/{share}/tables/{schema}/{table}", delete(remove_table))
-        .route("/shares/{share}/recipients/{recipient}", put(grant).delete(revoke_grant))
-        .route("/recipients", get(list_recipients).post(create_recipient))
-        .route("/recipients/{recipient}", get(show_recipient).delete(drop_recipient))
-        .route("/recipients/{recipient}/rotate", post(rotate))
-        .route("/recipients/{recipient}/activation-link", post(activation_link))
-        .route("/recipients/{recipient}/client-keys", post(add_client_key))
-        .route("/recipients/{recipient}/federation-policies", post(add_federation_policy))
-        .route("/recipients/{recipient}/federation-policies/{id}", delete(remove_federation_policy))
-        .route("/recipients/{recipient}/revoke", post(revoke))
-        .route("/recipients/{recipient}/ip-access-list", put(set_ip_access_list).delete(clear_ip_access_list))
-        .route("/recipients/{recipient}/rate-limit", put(set_rate_limit).delete(clear_rate_limit))
-        .route("/storage", get(list_storage).post(add_storage))
-        .route("/storage/{name}", get(show_storage).delete(drop_storage))
-        .route("/audit", get(audit))
+/// `{"added": n}`: how many tables an import added (described only).
+#[derive(ToSchema)]
+#[allow(dead_code)] // the handler answers with `json!`
+struct Imported {
+    added: usize,
+}
+
+/// An activation link as the API answers it: its URL, secret, kind and expiry.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)] // `link_json` writes it
+struct ActivationLink {
+    /// The page the recipient opens: `{endpoint}/activate/{secret}`.
+    url: String,
+    recipient: String,
+    secret: String,
+    kind: d2o_catalog::CredentialKind,
+    /// When the link stops working (ms since the epoch).
+    expires_at: i64,
+}
+
+/// What a credential request issued: a token (the secret, shown once), an activation link,
+/// or neither (`{}`, a recipient that signs in through federation only).
+#[derive(ToSchema)]
+#[allow(dead_code)] // `issued_json` writes it
+struct IssuedCredential {
+    token: Option<d2o_catalog::IssuedToken>,
+    activation: Option<ActivationLink>,
+}
+
+/// A new activation link.
+#[derive(ToSchema)]
+#[allow(dead_code)] // `activation_link` writes it
+struct IssuedLink {
+    activation: ActivationLink,
+}
+
+/// A new recipient and what was issued for it.
+#[derive(ToSchema)]
+#[allow(dead_code)] // `create_recipient` writes it
+struct CreatedRecipient {
+    recipient: RecipientInfo,
+    token: Option<d2o_catalog::IssuedToken>,
+    activation: Option<ActivationLink>,
+}
+
+/// The admin routes (nested under `/admin/v1` by the router), each registered with its
+/// description (`routes!`). Their actions are recorded by [`AuditedAdmin`], as the CLI's are.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_shares, create_share))
+        .routes(routes!(show_share, comment_share, drop_share))
+        .routes(routes!(add_table))
+        .routes(routes!(import_tables))
+        .routes(routes!(remove_table))
+        .routes(routes!(grant, revoke_grant))
+        .routes(routes!(list_recipients, create_recipient))
+        .routes(routes!(show_recipient, drop_recipient))
+        .routes(routes!(rotate))
+        .routes(routes!(activation_link))
+        .routes(routes!(add_client_key))
+        .routes(routes!(add_federation_policy))
+        .routes(routes!(remove_federation_policy))
+        .routes(routes!(revoke))
+        .routes(routes!(set_ip_access_list, clear_ip_access_list))
+        .routes(routes!(set_rate_limit, clear_rate_limit))
+        .routes(routes!(list_storage, add_storage))
+        .routes(routes!(show_storage, drop_storage))
+        .routes(routes!(audit))
 }
 
 /// The admin, once the admin token checked out, with what its actions are recorded with.
@@ -100,7 +148,7 @@ fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::Malformed(format!("invalid request body: {e}")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateShare {
     name: String,
@@ -108,26 +156,66 @@ struct CreateShare {
     comment: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/shares",
+    tag = "admin",
+    operation_id = "adminListShares",
+    summary = "List the shares",
+    responses((status = 200, description = "The shares, with their tables and recipients", body = Vec<ShareInfo>), Errors),
+    security(("admin" = []))
+)]
 async fn list_shares(AdminCaller(admin): AdminCaller) -> Result<Json<Vec<ShareInfo>>, ApiError> {
     Ok(Json(admin.list_shares().await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/shares",
+    tag = "admin",
+    operation_id = "adminCreateShare",
+    summary = "Create a share",
+    request_body = CreateShare,
+    responses((status = 201, description = "The new share", body = ShareInfo), Errors),
+    security(("admin" = []))
+)]
 async fn create_share(AdminCaller(admin): AdminCaller, body: axum::body::Bytes) -> Result<Response, ApiError> {
     let req: CreateShare = json_body(&body)?;
     let share = admin.create_share(&req.name, req.comment.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(share)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/shares/{share}",
+    tag = "admin",
+    operation_id = "adminShowShare",
+    summary = "Show a share",
+    params(("share" = String, Path, description = "The share")),
+    responses((status = 200, description = "The share", body = ShareInfo), Errors),
+    security(("admin" = []))
+)]
 async fn show_share(AdminCaller(admin): AdminCaller, Path(share): Path<String>) -> Result<Json<ShareInfo>, ApiError> {
     Ok(Json(admin.show_share(&share).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Comment {
     comment: Option<String>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/shares/{share}",
+    tag = "admin",
+    operation_id = "adminCommentShare",
+    summary = "Set or clear a share's comment",
+    params(("share" = String, Path, description = "The share")),
+    request_body = Comment,
+    responses((status = 200, description = "The share", body = ShareInfo), Errors),
+    security(("admin" = []))
+)]
 async fn comment_share(
     AdminCaller(admin): AdminCaller,
     Path(share): Path<String>,
@@ -137,11 +225,32 @@ async fn comment_share(
     Ok(Json(admin.comment_share(&share, req.comment.as_deref()).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/shares/{share}",
+    tag = "admin",
+    operation_id = "adminDropShare",
+    summary = "Drop a share",
+    params(("share" = String, Path, description = "The share")),
+    responses((status = 204, description = "Dropped"), Errors),
+    security(("admin" = []))
+)]
 async fn drop_share(AdminCaller(admin): AdminCaller, Path(share): Path<String>) -> Result<StatusCode, ApiError> {
     admin.drop_share(&share).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/shares/{share}/tables",
+    tag = "admin",
+    operation_id = "adminAddTable",
+    summary = "Add a table to a share (on object storage: only where a Delta log is)",
+    params(("share" = String, Path, description = "The share")),
+    request_body = TableEntry,
+    responses((status = 200, description = "The share", body = ShareInfo), Errors),
+    security(("admin" = []))
+)]
 /// A table on object storage is added only when a Delta log is there.
 async fn add_table(
     State(state): State<AppState>,
@@ -160,6 +269,17 @@ async fn add_table(
     Ok(Json(admin.add_table(&share, table).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/shares/{share}/tables/import",
+    tag = "admin",
+    operation_id = "adminImportTables",
+    summary = "Add several tables to a share",
+    params(("share" = String, Path, description = "The share")),
+    request_body = Vec<TableEntry>,
+    responses((status = 200, description = "How many were added", body = Imported), Errors),
+    security(("admin" = []))
+)]
 async fn import_tables(
     AdminCaller(admin): AdminCaller,
     Path(share): Path<String>,
@@ -170,6 +290,16 @@ async fn import_tables(
     Ok(Json(serde_json::json!({ "added": added })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/shares/{share}/tables/{schema}/{table}",
+    tag = "admin",
+    operation_id = "adminRemoveTable",
+    summary = "Remove a table from a share",
+    params(("share" = String, Path, description = "The share"), ("schema" = String, Path, description = "The table's schema"), ("table" = String, Path, description = "The table")),
+    responses((status = 200, description = "The share", body = ShareInfo), Errors),
+    security(("admin" = []))
+)]
 async fn remove_table(
     AdminCaller(admin): AdminCaller,
     Path((share, schema, table)): Path<(String, String, String)>,
@@ -177,12 +307,23 @@ async fn remove_table(
     Ok(Json(admin.remove_table(&share, &schema, &table).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct IpAccessList {
     networks: Vec<String>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/recipients/{recipient}/ip-access-list",
+    tag = "admin",
+    operation_id = "adminSetIpAccessList",
+    summary = "Restrict a recipient to networks",
+    params(("recipient" = String, Path, description = "The recipient")),
+    request_body = IpAccessList,
+    responses((status = 200, description = "The recipient", body = RecipientInfo), Errors),
+    security(("admin" = []))
+)]
 /// `PUT {"networks": ["203.0.113.0/24", "2001:db8::/32", "192.0.2.7"]}`
 async fn set_ip_access_list(
     AdminCaller(admin): AdminCaller,
@@ -193,6 +334,16 @@ async fn set_ip_access_list(
     Ok(Json(admin.set_ip_access_list(&name, Some(list.networks)).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/recipients/{recipient}/ip-access-list",
+    tag = "admin",
+    operation_id = "adminClearIpAccessList",
+    summary = "Lift a recipient's network restriction",
+    params(("recipient" = String, Path, description = "The recipient")),
+    responses((status = 200, description = "The recipient", body = RecipientInfo), Errors),
+    security(("admin" = []))
+)]
 async fn clear_ip_access_list(
     AdminCaller(admin): AdminCaller,
     Path(name): Path<String>,
@@ -200,6 +351,17 @@ async fn clear_ip_access_list(
     Ok(Json(admin.set_ip_access_list(&name, None).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/recipients/{recipient}/rate-limit",
+    tag = "admin",
+    operation_id = "adminSetRateLimit",
+    summary = "Set a recipient's rate limit",
+    params(("recipient" = String, Path, description = "The recipient")),
+    request_body = RateLimit,
+    responses((status = 200, description = "The recipient", body = RecipientInfo), Errors),
+    security(("admin" = []))
+)]
 /// `PUT {"rate": "10/s", "burst": 20}` (burst optional).
 async fn set_rate_limit(
     AdminCaller(admin): AdminCaller,
@@ -210,6 +372,16 @@ async fn set_rate_limit(
     Ok(Json(admin.set_rate_limit(&name, Some(limit)).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/recipients/{recipient}/rate-limit",
+    tag = "admin",
+    operation_id = "adminClearRateLimit",
+    summary = "Clear a recipient's rate limit",
+    params(("recipient" = String, Path, description = "The recipient")),
+    responses((status = 200, description = "The recipient", body = RecipientInfo), Errors),
+    security(("admin" = []))
+)]
 async fn clear_rate_limit(
     AdminCaller(admin): AdminCaller,
     Path(name): Path<String>,
@@ -217,16 +389,45 @@ async fn clear_rate_limit(
     Ok(Json(admin.set_rate_limit(&name, None).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/storage",
+    tag = "admin",
+    operation_id = "adminListStorage",
+    summary = "List the storage locations",
+    responses((status = 200, description = "The storage locations", body = Vec<StorageLocation>), Errors),
+    security(("admin" = []))
+)]
 async fn list_storage(AdminCaller(admin): AdminCaller) -> Result<Json<Vec<StorageLocation>>, ApiError> {
     Ok(Json(admin.list_storage().await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/storage",
+    tag = "admin",
+    operation_id = "adminAddStorage",
+    summary = "Add a storage location (secrets only as environment references)",
+    request_body = StorageLocation,
+    responses((status = 201, description = "The storage location", body = StorageLocation), Errors),
+    security(("admin" = []))
+)]
 /// The body is checked as it is read: an inline secret is refused with 400.
 async fn add_storage(AdminCaller(admin): AdminCaller, body: axum::body::Bytes) -> Result<Response, ApiError> {
     let location: StorageLocation = json_body(&body)?;
     Ok((StatusCode::CREATED, Json(admin.add_storage(location).await?)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/storage/{name}",
+    tag = "admin",
+    operation_id = "adminShowStorage",
+    summary = "Show a storage location",
+    params(("name" = String, Path, description = "The storage location")),
+    responses((status = 200, description = "The storage location", body = StorageLocation), Errors),
+    security(("admin" = []))
+)]
 async fn show_storage(
     AdminCaller(admin): AdminCaller,
     Path(name): Path<String>,
@@ -234,11 +435,31 @@ async fn show_storage(
     Ok(Json(admin.show_storage(&name).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/storage/{name}",
+    tag = "admin",
+    operation_id = "adminDropStorage",
+    summary = "Drop a storage location",
+    params(("name" = String, Path, description = "The storage location")),
+    responses((status = 204, description = "Dropped"), Errors),
+    security(("admin" = []))
+)]
 async fn drop_storage(AdminCaller(admin): AdminCaller, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
     admin.drop_storage(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    put,
+    path = "/shares/{share}/recipients/{recipient}",
+    tag = "admin",
+    operation_id = "adminGrant",
+    summary = "Grant a share to a recipient",
+    params(("share" = String, Path, description = "The share"), ("recipient" = String, Path, description = "The recipient")),
+    responses((status = 204, description = "Granted"), Errors),
+    security(("admin" = []))
+)]
 async fn grant(
     AdminCaller(admin): AdminCaller,
     Path((share, recipient)): Path<(String, String)>,
@@ -247,6 +468,16 @@ async fn grant(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/shares/{share}/recipients/{recipient}",
+    tag = "admin",
+    operation_id = "adminRevokeGrant",
+    summary = "Revoke a recipient's grant of a share",
+    params(("share" = String, Path, description = "The share"), ("recipient" = String, Path, description = "The recipient")),
+    responses((status = 204, description = "Revoked"), Errors),
+    security(("admin" = []))
+)]
 async fn revoke_grant(
     AdminCaller(admin): AdminCaller,
     Path((share, recipient)): Path<(String, String)>,
@@ -255,6 +486,15 @@ async fn revoke_grant(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/recipients",
+    tag = "admin",
+    operation_id = "adminListRecipients",
+    summary = "List the recipients",
+    responses((status = 200, description = "The recipients (never their secrets)", body = Vec<RecipientInfo>), Errors),
+    security(("admin" = []))
+)]
 async fn list_recipients(AdminCaller(admin): AdminCaller) -> Result<Json<Vec<RecipientInfo>>, ApiError> {
     Ok(Json(admin.list_recipients().await?))
 }
@@ -281,6 +521,16 @@ fn link_json(state: &AppState, headers: &HeaderMap, link: &IssuedActivation) -> 
     Ok(answer)
 }
 
+#[utoipa::path(
+    post,
+    path = "/recipients",
+    tag = "admin",
+    operation_id = "adminCreateRecipient",
+    summary = "Create a recipient and its first credential",
+    request_body = NewRecipient,
+    responses((status = 201, description = "The recipient, and its bearer token or OAuth secret (shown once) or activation link", body = CreatedRecipient), Errors),
+    security(("admin" = []))
+)]
 /// `POST {"name": ..., "credential": {"type": "activation", "kind": "oauth_client_credentials"}}`;
 /// without `credential`, a bearer token is returned at once.
 async fn create_recipient(
@@ -296,6 +546,16 @@ async fn create_recipient(
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/recipients/{recipient}",
+    tag = "admin",
+    operation_id = "adminShowRecipient",
+    summary = "Show a recipient",
+    params(("recipient" = String, Path, description = "The recipient")),
+    responses((status = 200, description = "The recipient", body = RecipientInfo), Errors),
+    security(("admin" = []))
+)]
 async fn show_recipient(
     AdminCaller(admin): AdminCaller,
     Path(name): Path<String>,
@@ -303,12 +563,22 @@ async fn show_recipient(
     Ok(Json(admin.show_recipient(&name).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/recipients/{recipient}",
+    tag = "admin",
+    operation_id = "adminDropRecipient",
+    summary = "Drop a recipient",
+    params(("recipient" = String, Path, description = "The recipient")),
+    responses((status = 204, description = "Dropped"), Errors),
+    security(("admin" = []))
+)]
 async fn drop_recipient(AdminCaller(admin): AdminCaller, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
     admin.drop_recipient(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Rotate {
     #[serde(default)]
@@ -317,6 +587,17 @@ struct Rotate {
     credential: CredentialRequest,
 }
 
+#[utoipa::path(
+    post,
+    path = "/recipients/{recipient}/rotate",
+    tag = "admin",
+    operation_id = "adminRotate",
+    summary = "Rotate a recipient's credential (the old one lives on for `graceSeconds`)",
+    params(("recipient" = String, Path, description = "The recipient")),
+    request_body = Rotate,
+    responses((status = 200, description = "The new credential or activation link", body = IssuedCredential), Errors),
+    security(("admin" = []))
+)]
 /// `POST {"graceSeconds": 3600, "credential": {"type": "activation"}}`; without `credential`,
 /// a new bearer token is returned at once.
 async fn rotate(
@@ -331,6 +612,17 @@ async fn rotate(
     Ok(Json(issued_json(&state, &headers, issued)?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/recipients/{recipient}/activation-link",
+    tag = "admin",
+    operation_id = "adminActivationLink",
+    summary = "Issue a new activation link (older ones are withdrawn)",
+    params(("recipient" = String, Path, description = "The recipient")),
+    request_body = ActivationRequest,
+    responses((status = 200, description = "The link", body = IssuedLink), Errors),
+    security(("admin" = []))
+)]
 /// `POST {"kind": "bearer_token", "lifetimeSecs": 259200}` (both optional): a new link, the
 /// older ones withdrawn, live credentials untouched.
 async fn activation_link(
@@ -345,12 +637,23 @@ async fn activation_link(
     Ok(Json(serde_json::json!({ "activation": link_json(&state, &headers, &link)? })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ClientKey {
     public_key: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/recipients/{recipient}/client-keys",
+    tag = "admin",
+    operation_id = "adminAddClientKey",
+    summary = "Register a private-key OAuth client by its public key",
+    params(("recipient" = String, Path, description = "The recipient")),
+    request_body = ClientKey,
+    responses((status = 201, description = "The client; its `id` is the client id", body = d2o_catalog::TokenInfo), Errors),
+    security(("admin" = []))
+)]
 /// `POST {"publicKey": "-----BEGIN PUBLIC KEY-----..."}`: a private-key OAuth client; the
 /// answer's `id` is its client id.
 async fn add_client_key(
@@ -362,6 +665,17 @@ async fn add_client_key(
     Ok((StatusCode::CREATED, Json(admin.add_client_key(&name, &req.public_key).await?)).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/recipients/{recipient}/federation-policies",
+    tag = "admin",
+    operation_id = "adminAddFederationPolicy",
+    summary = "Add an OIDC federation policy",
+    params(("recipient" = String, Path, description = "The recipient")),
+    request_body = NewFederationPolicy,
+    responses((status = 201, description = "The recipient", body = RecipientInfo), Errors),
+    security(("admin" = []))
+)]
 /// `POST {"issuer": ..., "audiences": [...], "subjectClaim": "sub", "subject": ...}`
 async fn add_federation_policy(
     AdminCaller(admin): AdminCaller,
@@ -372,6 +686,16 @@ async fn add_federation_policy(
     Ok((StatusCode::CREATED, Json(admin.add_federation_policy(&name, policy).await?)).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/recipients/{recipient}/federation-policies/{id}",
+    tag = "admin",
+    operation_id = "adminRemoveFederationPolicy",
+    summary = "Remove a federation policy",
+    params(("recipient" = String, Path, description = "The recipient"), ("id" = String, Path, description = "The federation policy's id")),
+    responses((status = 200, description = "The recipient", body = RecipientInfo), Errors),
+    security(("admin" = []))
+)]
 async fn remove_federation_policy(
     AdminCaller(admin): AdminCaller,
     Path((name, id)): Path<(String, String)>,
@@ -379,10 +703,30 @@ async fn remove_federation_policy(
     Ok(Json(admin.remove_federation_policy(&name, &id).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/recipients/{recipient}/revoke",
+    tag = "admin",
+    operation_id = "adminRevoke",
+    summary = "Revoke all of a recipient's credentials and links",
+    params(("recipient" = String, Path, description = "The recipient")),
+    responses((status = 200, description = "The recipient", body = RecipientInfo), Errors),
+    security(("admin" = []))
+)]
 async fn revoke(AdminCaller(admin): AdminCaller, Path(name): Path<String>) -> Result<Json<RecipientInfo>, ApiError> {
     Ok(Json(admin.revoke_recipient(&name).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/audit",
+    tag = "admin",
+    operation_id = "adminAudit",
+    summary = "Audit events, newest first",
+    params(("recipient" = Option<String>, Query, description = "Only this principal's events"), ("share" = Option<String>, Query, description = "Only this share's"), ("table" = Option<String>, Query, description = "Only this table's"), ("action" = Option<String>, Query, description = "Only this action's (`query`, `admin.share.create`, ...)"), ("since" = Option<String>, Query, description = "From this ISO 8601 timestamp or ms since the epoch"), ("until" = Option<String>, Query, description = "Until this ISO 8601 timestamp or ms since the epoch"), ("limit" = Option<u32>, Query, description = "At most this many events (1 to 100000)")),
+    responses((status = 200, description = "The events", body = Vec<d2o_catalog::AuditEvent>), Errors),
+    security(("admin" = []))
+)]
 async fn audit(
     AdminCaller(admin): AdminCaller,
     params: Params,

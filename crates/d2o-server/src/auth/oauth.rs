@@ -19,6 +19,7 @@ use base64::Engine as _;
 use d2o_catalog::{CatalogError, Principal};
 use serde::{Deserialize, Serialize};
 
+use crate::openapi::Errors;
 use crate::signing::SigningKey;
 use crate::{ApiError, AppState};
 
@@ -123,9 +124,11 @@ fn basic_credentials(parts: &Parts) -> Result<Option<(String, String)>, ApiError
     Ok(Some((decode(id).unwrap_or_default(), decode(secret).unwrap_or_default())))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct TokenResponse {
     access_token: String,
+    /// `Bearer`.
+    #[schema(value_type = String)]
     token_type: &'static str,
     expires_in: u64,
 }
@@ -134,6 +137,28 @@ struct TokenResponse {
 /// by HTTP Basic or by `client_id` and `client_secret` in the form (not both); or
 /// `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer` with an `assertion` signed by a
 /// private-key client.
+// The path is `d2o_catalog::credential::TOKEN_ENDPOINT_PATH` (profiles name it); the
+// OpenAPI tests check that the router serves it there.
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    tag = "recipient",
+    operation_id = "oauthToken",
+    summary = "The OAuth 2.0 token endpoint of recipients' OAuth clients",
+    request_body(
+        content = String,
+        content_type = "application/x-www-form-urlencoded",
+        description = "`grant_type=client_credentials` (the client by HTTP Basic, or `client_id` and `client_secret`), \
+                       or `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=<JWT>` of a private-key client"
+    ),
+    responses(
+        (status = 200, description = "An access token for the protocol's bearer authentication", body = TokenResponse),
+        (status = 400, description = "An OAuth error (`invalid_request`, `unsupported_grant_type`, ...)", body = Object),
+        (status = 401, description = "`invalid_client`", body = Object),
+        Errors
+    ),
+    security((), ("oauthClient" = []))
+)]
 pub(crate) async fn token(
     State(state): State<AppState>,
     parts: Parts,

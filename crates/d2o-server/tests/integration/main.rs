@@ -7,6 +7,7 @@ mod catalog;
 mod changes;
 mod discovery;
 mod files;
+mod openapi;
 mod query;
 mod support;
 mod table;

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use d2o_catalog::{ActivationInfo, ActivationState, Admin, CatalogError, CredentialKind, Principal, RecipientInfo};
 
 use self::page::{escape, render, when};
+use crate::openapi::Errors;
 use crate::{ApiError, AppState};
 
 /// Secrets are 43 URL-safe characters; anything else is not worth a database lookup.
@@ -109,6 +110,22 @@ fn spent(state: &AppState, info: &ActivationInfo) -> Response {
 }
 
 /// `GET {endpoint}/activate/{secret}`
+#[utoipa::path(
+    get,
+    path = "/activate/{secret}",
+    tag = "recipient",
+    operation_id = "showActivation",
+    summary = "The activation page of a one-time link",
+    description = "An HTML page naming the recipient, its shares and the credential the link hands out, \
+                   with a button that downloads `config.share`. A used, expired or withdrawn link gets a page \
+                   that says so (410).",
+    params(("secret" = String, Path, description = "The link's secret (its last path segment)")),
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 410, description = "The link was used, expired or withdrawn", content_type = "text/html", body = String),
+        Errors
+    )
+)]
 pub(crate) async fn show(
     State(state): State<AppState>,
     parts: Parts,
@@ -144,6 +161,19 @@ pub(crate) async fn show(
 }
 
 /// `POST {endpoint}/activate/{secret}`: the download.
+#[utoipa::path(
+    post,
+    path = "/activate/{secret}",
+    tag = "recipient",
+    operation_id = "redeemActivation",
+    summary = "Redeem a one-time link: create the credential and download `config.share`",
+    params(("secret" = String, Path, description = "The link's secret (its last path segment)")),
+    responses(
+        (status = 200, description = "The profile file (`config.share`), as an attachment", content_type = "application/json", body = Object),
+        (status = 410, description = "The link was used, expired or withdrawn", content_type = "text/html", body = String),
+        Errors
+    )
+)]
 pub(crate) async fn redeem(
     State(state): State<AppState>,
     parts: Parts,

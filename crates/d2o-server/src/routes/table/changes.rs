@@ -19,6 +19,7 @@ use super::{
 use crate::audit::AuditSlot;
 use crate::auth::Recipient;
 use crate::lines;
+use crate::openapi::{Errors, TablePath as TablePathParams};
 use crate::policy::{self, Access, Decision};
 use crate::routes::params::Params;
 use crate::storage::UrlRequest;
@@ -61,6 +62,29 @@ pub(super) struct RangeRead {
     pub(super) audit: AuditSlot,
 }
 
+#[utoipa::path(
+    get,
+    path = "/shares/{share}/schemas/{schema}/tables/{table}/changes",
+    tag = "table",
+    operation_id = "getTableChanges",
+    summary = "The table's change data feed",
+    params(
+        TablePathParams,
+        ("startingVersion" = Option<i64>, Query, description = "The first version (this or `startingTimestamp` is required)"),
+        ("startingTimestamp" = Option<String>, Query, description = "The first version at or after this ISO 8601 timestamp"),
+        ("endingVersion" = Option<i64>, Query, description = "The last version (default: the latest)"),
+        ("endingTimestamp" = Option<String>, Query, description = "The last version at or before this ISO 8601 timestamp"),
+        ("includeHistoricalMetadata" = Option<bool>, Query, description = "Include `metaData` lines of the range's schema changes"),
+        ("maxFiles" = Option<i64>, Query, description = "Page the answer after this many files"),
+        ("pageToken" = Option<String>, Query, description = "The `nextPageToken` of the previous page"),
+        ("delta-sharing-capabilities" = Option<String>, Header, description = "The client's capabilities: `responseformat=delta,parquet`, `readerfeatures=deletionvectors,columnmapping,...`, `includeendstreamaction=true`"),
+    ),
+    responses(
+        (status = 200, description = "NDJSON: `protocol`, `metaData`, then `add`, `cdf` and `remove` lines (parquet format) or their delta-format forms, and an `endStreamAction` when asked for or when paging", content_type = "application/x-ndjson", body = String, headers(("delta-table-version" = i64, description = "The table version the answer is about"))),
+        Errors
+    ),
+    security(("recipient" = []))
+)]
 pub(crate) async fn changes(
     State(state): State<AppState>,
     Recipient(who): Recipient,

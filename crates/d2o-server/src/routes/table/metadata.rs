@@ -12,9 +12,28 @@ use super::{
 use crate::audit::AuditSlot;
 use crate::auth::Recipient;
 use crate::lines;
+use crate::openapi::{Errors, TablePath as TablePathParams};
 use crate::routes::params::Params;
 use crate::{ApiError, AppState, policy};
 
+#[utoipa::path(
+    get,
+    path = "/shares/{share}/schemas/{schema}/tables/{table}/metadata",
+    tag = "table",
+    operation_id = "getTableMetadata",
+    summary = "The table's protocol and metadata",
+    params(
+        TablePathParams,
+        ("version" = Option<i64>, Query, description = "Time travel to this version (needs the table's history shared)"),
+        ("timestamp" = Option<String>, Query, description = "Time travel to this ISO 8601 timestamp (needs the table's history shared)"),
+        ("delta-sharing-capabilities" = Option<String>, Header, description = "The client's capabilities: `responseformat=delta,parquet`, `readerfeatures=deletionvectors,columnmapping,...`, `includeendstreamaction=true`"),
+    ),
+    responses(
+        (status = 200, description = "NDJSON: a `protocol` line, then a `metaData` line (parquet format), or their `deltaProtocol`/`deltaMetadata` forms (delta format)", content_type = "application/x-ndjson", body = String, headers(("delta-table-version" = i64, description = "The table version the answer is about"))),
+        Errors
+    ),
+    security(("recipient" = []))
+)]
 pub(crate) async fn metadata(
     State(state): State<AppState>,
     Recipient(who): Recipient,

@@ -26,6 +26,7 @@ use super::{
 use crate::audit::AuditSlot;
 use crate::auth::Recipient;
 use crate::lines;
+use crate::openapi::{Errors, TablePath as TablePathParams};
 use crate::policy::{self, Access, Decision};
 use crate::storage::UrlRequest;
 use crate::stream::{LineWriter, stream_response};
@@ -64,6 +65,24 @@ struct SnapshotPlan {
     end_stream: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/shares/{share}/schemas/{schema}/tables/{table}/query",
+    tag = "table",
+    operation_id = "queryTable",
+    summary = "The table's files, with URLs to read them",
+    params(TablePathParams, ("delta-sharing-capabilities" = Option<String>, Header, description = "The client's capabilities: `responseformat=delta,parquet`, `readerfeatures=deletionvectors,columnmapping,...`, `includeendstreamaction=true`")),
+    request_body(
+        content = Object,
+        content_type = "application/json",
+        description = "`predicateHints`, `jsonPredicateHints`, `limitHint`, `version` or `timestamp` or `startingVersion` (with `endingVersion`), `maxFiles`, `pageToken`, `includeRefreshToken`, `refreshToken`; all optional"
+    ),
+    responses(
+        (status = 200, description = "NDJSON: `protocol`, `metaData`, then one `file` line per file (parquet format) or `deltaProtocol`, `deltaMetadata` and files with their Delta actions (delta format), and an `endStreamAction` when asked for or when paging", content_type = "application/x-ndjson", body = String, headers(("delta-table-version" = i64, description = "The table version the answer is about"))),
+        Errors
+    ),
+    security(("recipient" = []))
+)]
 pub(crate) async fn query(
     State(state): State<AppState>,
     Recipient(who): Recipient,

@@ -23,6 +23,7 @@ pub(crate) use self::range::parse_range;
 use super::local::{FileGrant, check_url};
 use crate::audit::AuditSlot;
 use crate::client_addr::ClientAddr;
+use crate::openapi::Errors;
 use crate::routes::params::Params;
 use crate::{ApiError, AppState};
 
@@ -32,6 +33,29 @@ use crate::{ApiError, AppState};
 /// not match or has expired, when the recipient of the URL no longer has access to the table,
 /// and whenever the path would leave the table root (`..`, encoded separators, symlinks
 /// pointing outside).
+#[utoipa::path(
+    get,
+    path = "/files/{grant}/{*path}",
+    tag = "files",
+    operation_id = "getFile",
+    summary = "A table file at a URL the server signed",
+    description = "The URLs of `file` lines for tables on disk and storage locations with `urlMode: proxy`. \
+                   The signature is the credential (no bearer token); `HEAD` and `Range` are supported. \
+                   Not rate limited (a table's files are fetched in parallel after one query).",
+    params(
+        ("grant" = String, Path, description = "The grant the URL was signed for (table entry and recipient)"),
+        ("path" = String, Path, description = "The file's path inside the table (may contain `/`)"),
+        ("sp" = String, Query, description = "The permission: `r`"),
+        ("se" = i64, Query, description = "The expiry, in ms since the epoch"),
+        ("sig" = String, Query, description = "The signature"),
+        ("Range" = Option<String>, Header, description = "A byte range, e.g. `bytes=0-1023`"),
+    ),
+    responses(
+        (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>),
+        Errors
+    )
+)]
 pub(crate) async fn serve_file(
     State(state): State<AppState>,
     Path((grant, path)): Path<(String, String)>,
