@@ -60,7 +60,7 @@ impl<S: Send + Sync> FromRequestParts<S> for AuditSlot {
     }
 }
 
-const REQUEST_ID: &str = "x-request-id";
+use crate::telemetry::REQUEST_ID;
 
 /// A route whose requests are audited as `action`.
 pub(crate) fn audited(state: &AppState, action: &'static str, route: MethodRouter<AppState>) -> MethodRouter<AppState> {
@@ -77,13 +77,7 @@ async fn record(
 ) -> Response {
     let started = Instant::now();
     let slot = AuditSlot::default();
-    let request_id = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 128)
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let request_id = crate::telemetry::request_id(req.headers());
     let user_agent =
         req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|v| v.chars().take(512).collect());
     slot.update(|e| {

@@ -130,7 +130,7 @@ pub fn router(state: AppState) -> Router {
     let (root, root_api) = OpenApiRouter::new()
         .routes(routes!(health))
         .routes(routes!(telemetry::ready))
-        .routes(routes!(telemetry::metrics_with_admin_token))
+        .routes(routes!(admin::metrics))
         .routes(routes!(openapi::openapi_json))
         .split_for_parts();
     let endpoint = state.settings.endpoint.trim_end_matches('/').to_owned();

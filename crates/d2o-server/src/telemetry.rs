@@ -17,15 +17,12 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use d2o_catalog::{AuditEvent, CatalogError};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::client_addr::ClientAddr;
-use crate::openapi::Errors;
 use crate::{ApiError, AppState};
 
 /// Histogram buckets (seconds), for request latency and the other timings: from 100 µs (a
@@ -38,7 +35,17 @@ const BUCKETS: &[f64] = &[
 /// scrape folds them too): keeps the samples held in memory bounded by this much traffic.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
-const REQUEST_ID: &str = "x-request-id";
+pub(crate) const REQUEST_ID: &str = "x-request-id";
+
+/// The request's id: the client's `X-Request-Id` (at most 128 characters), or a new one.
+pub(crate) fn request_id(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
 
 /// The process's Prometheus recorder, once installed; `None` when another recorder was
 /// installed first (by a program embedding the server).
@@ -194,13 +201,7 @@ pub(crate) async fn observe_unaudited(matched: Option<MatchedPath>, mut req: Req
         Some(path) => format!("{} {}", req.method(), path.as_str()),
         None => req.method().to_string(),
     };
-    let request_id = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 128)
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let request_id = request_id(req.headers());
     let id_header = HeaderValue::from_str(&request_id).ok();
     if let Some(v) = &id_header {
         req.headers_mut().insert(REQUEST_ID, v.clone());
@@ -232,44 +233,8 @@ fn recorder() -> Result<&'static PrometheusHandle, ApiError> {
     install().ok_or_else(|| ApiError::NotFound("metrics are not recorded by this server".to_owned()))
 }
 
-/// `GET /metrics` on the protocol listener: for the admin token only. A refused attempt is
-/// audited as the admin API's are.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "operations",
-    operation_id = "metrics",
-    summary = "Prometheus metrics",
-    description = "For the admin token here; open on the separate metrics address (`--metrics-addr`), if one is configured.",
-    responses((status = 200, description = "The Prometheus text format", content_type = "text/plain", body = String), Errors),
-    security(("admin" = []))
-)]
-pub(crate) async fn metrics_with_admin_token(
-    State(state): State<AppState>,
-    parts: Parts,
-) -> Result<Response, ApiError> {
-    let Some(expected) = &state.settings.admin_token else {
-        return Err(ApiError::NotFound(
-            "metrics are served here only with an admin token; or serve them on their own address (--metrics-addr)"
-                .to_owned(),
-        ));
-    };
-    if !crate::admin::has_admin_token(&parts, expected) {
-        let event = AuditEvent {
-            time_ms: chrono::Utc::now().timestamp_millis(),
-            principal: "anonymous".to_owned(),
-            action: "metrics".to_owned(),
-            status: StatusCode::UNAUTHORIZED.as_u16(),
-            client_ip: parts.extensions.get::<ClientAddr>().and_then(|c| c.0).map(|ip| ip.to_string()),
-            ..AuditEvent::default()
-        };
-        state.catalog.record(&event).await?;
-        return Err(ApiError::Unauthenticated("metrics need the admin token as the bearer token".to_owned()));
-    }
-    Ok(render(recorder()?))
-}
-
-/// `GET /metrics` on the metrics listener: no token (its address is the guard).
+/// `GET /metrics` on the metrics listener: no token (its address is the guard). The protocol
+/// listener's, for the admin token only, is the admin module's.
 pub(crate) async fn metrics_open() -> Result<Response, ApiError> {
     Ok(render(recorder()?))
 }

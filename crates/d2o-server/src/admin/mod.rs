@@ -95,6 +95,21 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit))
 }
 
+impl AdminContext {
+    /// Who acts (`principal`), from where, as the request says.
+    fn of(parts: &Parts, principal: &str) -> AdminContext {
+        let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        AdminContext {
+            principal: principal.to_owned(),
+            client_ip: parts.extensions.get::<ClientAddr>().and_then(|c| c.0).map(|ip| ip.to_string()),
+            user_agent: header(header::USER_AGENT).map(|v| v.chars().take(512).collect()),
+            request_id: header(header::HeaderName::from_static(crate::telemetry::REQUEST_ID))
+                .filter(|v| v.len() <= 128)
+                .map(str::to_owned),
+        }
+    }
+}
+
 /// The admin, once the admin token checked out, with what its actions are recorded with.
 pub(crate) struct AdminCaller(AuditedAdmin);
 
@@ -107,36 +122,60 @@ impl FromRequestParts<AppState> for AdminCaller {
                 "the admin API is not enabled (serve from a catalog with an admin token)".to_owned(),
             ));
         };
-        let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        let context = AdminContext {
-            principal: "admin".to_owned(),
-            client_ip: parts.extensions.get::<ClientAddr>().and_then(|c| c.0).map(|ip| ip.to_string()),
-            user_agent: header(header::USER_AGENT).map(|v| v.chars().take(512).collect()),
-            request_id: header(header::HeaderName::from_static("x-request-id"))
-                .filter(|v| v.len() <= 128)
-                .map(str::to_owned),
-        };
+        let context = AdminContext::of(parts, "admin");
         if !has_admin_token(parts, expected) {
-            // Refused attempts are recorded too, as an anonymous login.
-            let event = AuditEvent {
-                time_ms: chrono::Utc::now().timestamp_millis(),
-                principal: "anonymous".to_owned(),
-                action: "admin.login".to_owned(),
-                status: 401,
-                client_ip: context.client_ip,
-                user_agent: context.user_agent,
-                request_id: context.request_id,
-                ..AuditEvent::default()
-            };
-            state.catalog.record(&event).await?;
-            return Err(ApiError::Unauthenticated("a valid admin token is required".to_owned()));
+            return Err(refused(state, &context, "admin.login", "a valid admin token is required").await);
         }
         Ok(AdminCaller(AuditedAdmin::new(admin.clone(), context)))
     }
 }
 
+/// Records a refused admin-token attempt (as `anonymous`, with `action`) and answers 401.
+async fn refused(state: &AppState, context: &AdminContext, action: &str, message: &str) -> ApiError {
+    let event = AuditEvent {
+        time_ms: chrono::Utc::now().timestamp_millis(),
+        principal: "anonymous".to_owned(),
+        action: action.to_owned(),
+        status: StatusCode::UNAUTHORIZED.as_u16(),
+        client_ip: context.client_ip.clone(),
+        user_agent: context.user_agent.clone(),
+        request_id: context.request_id.clone(),
+        ..AuditEvent::default()
+    };
+    match state.catalog.record(&event).await {
+        Ok(()) => ApiError::Unauthenticated(message.to_owned()),
+        Err(e) => e.into(),
+    }
+}
+
+/// `GET /metrics` on the protocol listener: for the admin token only; a refused attempt is
+/// audited as `metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    summary = "Prometheus metrics",
+    description = "For the admin token here; open on the separate metrics address (`--metrics-addr`), if one is configured.",
+    responses((status = 200, description = "The Prometheus text format", content_type = "text/plain", body = String), Errors),
+    security(("admin" = []))
+)]
+pub(crate) async fn metrics(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
+    let Some(expected) = &state.settings.admin_token else {
+        return Err(ApiError::NotFound(
+            "metrics are served here only with an admin token; or serve them on their own address (--metrics-addr)"
+                .to_owned(),
+        ));
+    };
+    if !has_admin_token(&parts, expected) {
+        let context = AdminContext::of(&parts, "anonymous");
+        return Err(refused(&state, &context, "metrics", "metrics need the admin token as the bearer token").await);
+    }
+    crate::telemetry::metrics_open().await
+}
+
 /// Whether the request's bearer token is the admin token, compared in constant time.
-pub(crate) fn has_admin_token(parts: &Parts, expected: &crate::Secret) -> bool {
+fn has_admin_token(parts: &Parts, expected: &crate::Secret) -> bool {
     let given = crate::auth::bearer_token(parts).unwrap_or_default();
     bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes()))
 }
