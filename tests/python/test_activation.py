@@ -275,7 +275,7 @@ def test_the_admin_api_issues_links(tmp_path):
         out = cli("recipient", "activation-link", "api_r", "--server", server.base, "--admin-token", ADMIN_TOKEN,
                   "--endpoint", endpoint, catalog=catalog).stdout
         assert SECRET_PATTERN.search(out), out
-        assert urllib.parse.urlparse(SECRET_PATTERN.search(out).group(0)).path
+        assert f"{endpoint}/activate/" in out, out
     finally:
         stop(server.proc)
 

@@ -37,14 +37,14 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 pub(crate) const REQUEST_ID: &str = "x-request-id";
 
-/// The request's id: the client's `X-Request-Id` (at most 128 characters), or a new one.
+/// The client's `X-Request-Id`, if it sent one of at most 128 characters.
+pub(crate) fn given_request_id(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|v| v.len() <= 128).map(str::to_owned)
+}
+
+/// The request's id: the client's `X-Request-Id`, or a new one.
 pub(crate) fn request_id(headers: &axum::http::HeaderMap) -> String {
-    headers
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 128)
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+    given_request_id(headers).unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
 /// The process's Prometheus recorder, once installed; `None` when another recorder was

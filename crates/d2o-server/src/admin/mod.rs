@@ -103,9 +103,7 @@ impl AdminContext {
             principal: principal.to_owned(),
             client_ip: parts.extensions.get::<ClientAddr>().and_then(|c| c.0).map(|ip| ip.to_string()),
             user_agent: header(header::USER_AGENT).map(|v| v.chars().take(512).collect()),
-            request_id: header(header::HeaderName::from_static(crate::telemetry::REQUEST_ID))
-                .filter(|v| v.len() <= 128)
-                .map(str::to_owned),
+            request_id: crate::telemetry::given_request_id(&parts.headers),
         }
     }
 }

@@ -236,7 +236,8 @@ async fn by_assertion(
         refused(StatusCode::BAD_REQUEST, "invalid_request", "the jwt-bearer grant needs an assertion")
     })?;
     // The client id is the assertion's issuer; its key is then the only one it is checked with.
-    let client_id = unverified_issuer(assertion).ok_or_else(|| invalid("the assertion has no iss claim".into()))?;
+    let client_id = crate::federation::unverified_issuer(assertion)
+        .map_err(|e| invalid(format!("the assertion was refused: {e}")))?;
     let (principal, key) = state.catalog.client_key(&client_id).await.map_err(client_refused)?;
     let claims = crate::federation::verify_with_public_key(assertion, &key, &client_id)
         .map_err(|e| invalid(format!("the assertion was refused: {e}")))?;
@@ -266,14 +267,6 @@ async fn by_assertion(
         return Err(invalid("this assertion was used before; sign a new one for each request".into()));
     }
     Ok((client_id, principal))
-}
-
-/// The `iss` of a JWT, unverified (it only chooses which key to verify with).
-fn unverified_issuer(jwt: &str) -> Option<String> {
-    let payload = jwt.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get("iss")?.as_str().map(str::to_owned)
 }
 
 #[cfg(test)]

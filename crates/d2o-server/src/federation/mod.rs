@@ -150,6 +150,12 @@ impl Federation {
     }
 }
 
+/// The `iss` of a JWT, before its signature is checked (it only chooses the key to check it
+/// with), read as [`Federation::verify`] reads it: RS256 and ES256 only.
+pub(crate) fn unverified_issuer(token: &str) -> Result<String, FederationError> {
+    token::read_unverified(token).map(|u| u.issuer)
+}
+
 /// The claims of a JWT signed with a public key the caller already holds (PEM), such as a
 /// private-key OAuth client's assertion (RFC 7523): RS256 (RSA key) or ES256 (EC P-256 key)
 /// only, the signature, `exp` (required) and `nbf` with a minute of leeway, and `iss` equal to
