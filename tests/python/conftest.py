@@ -4,12 +4,21 @@ The suite starts the real server binary (``$D2O_BIN serve --config <yaml>``) onc
 session, pointed at the shared Delta fixtures, and exposes it to the tests through the
 ``d2o`` fixture. See tests/python/README.md.
 
+The ``d2o`` fixture can also serve the same YAML the way a provider moving from the reference
+server would: ``d2o catalog import`` into SQLite or PostgreSQL, then ``d2o serve --catalog``,
+with the file's bearer token (kept by the import as recipient ``legacy``) or with a new
+recipient's. A module asks for those modes with ``D2O_MODES = MODES``: each of its tests
+that uses ``d2o`` then runs once per mode.
+
 Environment:
   D2O_BIN            path to the d2o binary (required; the suite fails, it does not skip,
                      when it is missing)
   D2O_SHARED_TABLES  directory holding the fixture tables
                      (default: <repo>/tests/data/delta-tables)
   D2O_CONNECTOR_RETRIES  retries of the connector on 429/5xx/connection errors (default 0)
+  D2O_TEST_POSTGRES  an admin URL of PostgreSQL for the catalog modes (default
+                     postgres://postgres@127.0.0.1:5432/test); without it those modes skip,
+                     unless D2O_REQUIRE_POSTGRES=1 makes that a failure
 """
 
 from __future__ import annotations
@@ -17,12 +26,15 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
@@ -36,8 +48,23 @@ SCHEMA = "delta"
 PLAIN_SHARE = "plain"
 PLAIN_SCHEMA = "delta"
 PLAIN_TABLE = "simple_table"  # served from the simple_table fixture, historyShared: false
+PLAIN_TABLE_ID = "reference-plain-table-0001"  # given in the YAML; the others are derived
 PREFIX = "/delta-sharing"
 HEALTH_TIMEOUT_S = 30.0
+
+# How the `d2o` fixture serves the suite's YAML: as the file itself, or imported into a
+# catalog and read with the file's token (`legacy`) or with a new recipient's.
+MODES = ["yaml", "sqlite-legacy", "sqlite-recipient", "postgres-legacy", "postgres-recipient"]
+
+# d2o_catalog::derived_table_id: the id YAML mode gives a table the file gives none.
+_DERIVED_ID_NAMESPACE = uuid.UUID(int=0x64326F007461626C6569647300000001)
+
+
+def expected_table_id(share: str, schema: str, table: str) -> str:
+    """The id the suite's YAML gives a table: its `id`, else the one d2o derives from its names."""
+    if (share, schema, table) == (PLAIN_SHARE, PLAIN_SCHEMA, PLAIN_TABLE):
+        return PLAIN_TABLE_ID
+    return str(uuid.uuid5(_DERIVED_ID_NAMESPACE, f"{share.lower()}\n{schema.lower()}\n{table.lower()}"))
 
 # The connector (requests, aiohttp via fsspec, and reqwest inside the kernel wrapper)
 # honours *_PROXY variables; the server under test is always on loopback.
@@ -225,6 +252,7 @@ def render_config(port: int, token: str, fx: List[Fixture]) -> str:
         f"  - name: {_q(PLAIN_SCHEMA)}",
         "    tables:",
         f"    - name: {_q(PLAIN_TABLE)}",
+        f"      id: {_q(PLAIN_TABLE_ID)}",
         f"      location: {_q(str(plain.delta_dir.resolve()))}",
         "      historyShared: false",
         "authorization:",
@@ -242,6 +270,45 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def postgres_admin_url() -> str:
+    return os.environ.get("D2O_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test")
+
+
+def psql(url: str, statement: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [shutil.which("psql") or "psql", url, "-v", "ON_ERROR_STOP=1", "-Atc", statement],
+        capture_output=True, text=True, timeout=60, env=dict(os.environ, PGCONNECT_TIMEOUT="5"),
+    )
+
+
+def fresh_database() -> tuple:
+    """(catalog URL, database name) of a new, empty database; skips (or fails, with
+    D2O_REQUIRE_POSTGRES=1) when PostgreSQL cannot be reached."""
+    admin = postgres_admin_url()
+
+    def unavailable(why: str):
+        if os.environ.get("D2O_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL must run at {admin} (.ci/run starts it): {why}")
+        pytest.skip(f"PostgreSQL is not reachable at {admin} ({why}); set D2O_REQUIRE_POSTGRES=1 to make this a failure")
+
+    if shutil.which("psql") is None:
+        unavailable("psql is not installed")
+    name = f"d2o_test_{uuid.uuid4().hex}"
+    done = psql(admin, f"CREATE DATABASE {name}")
+    if done.returncode != 0:
+        unavailable(done.stderr.strip() or f"psql exited with {done.returncode}")
+    url = urllib.parse.urlsplit(admin)._replace(path=f"/{name}").geturl()
+    return url, name
+
+
+def drop_database(name: str) -> None:
+    dropped = psql(postgres_admin_url(), f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    assert dropped.returncode == 0, dropped.stderr
+
+
 # --------------------------------------------------------------------------- the server
 
 
@@ -256,6 +323,7 @@ class D2O:
     log_path: Path
     config_path: Path
     fixtures: List[Fixture] = field(default_factory=list)
+    mode: str = "yaml"  # one of MODES
 
     def table_url(self, table: str, share: str = SHARE, schema: str = SCHEMA) -> str:
         """Connector URL `<profile>#<share>.<schema>.<table>`."""
@@ -314,8 +382,42 @@ def _wait_healthy(proc: subprocess.Popen, url: str, timeout: float) -> Optional[
     return f"{url} did not answer 200 within {timeout:.0f}s (last: {last})"
 
 
+def _cli(binary: str, *args: str, cwd: Path) -> str:
+    """A `d2o` admin command; its output, or the session stops with what it printed."""
+    done = subprocess.run([binary, *args], capture_output=True, text=True, timeout=120, cwd=str(cwd))
+    if done.returncode != 0:
+        pytest.exit(f"d2o {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}", returncode=1)
+    return done.stdout
+
+
+def _catalog_for(mode: str, binary: str, work: Path, config_path: Path, endpoint: str, token: str):
+    """Imports the YAML into the mode's catalog; returns (catalog, the token to read with,
+    the database to drop afterwards)."""
+    database = None
+    if mode.startswith("postgres"):
+        catalog, database = fresh_database()
+    else:
+        catalog = str(work / "d2o.db")
+    try:
+        _cli(binary, "catalog", "import", str(config_path), "--catalog", catalog, cwd=work)
+        if mode.endswith("recipient"):
+            profile = work / "partner.share"
+            _cli(binary, "recipient", "create", "partner_co", "--endpoint", endpoint, "--profile-out", str(profile),
+                 "--catalog", catalog, cwd=work)
+            for share in (SHARE, PLAIN_SHARE):
+                _cli(binary, "grant", share, "partner_co", "--catalog", catalog, cwd=work)
+            token = json.loads(profile.read_text())["bearerToken"]
+    except BaseException:
+        if database:
+            drop_database(database)
+        raise
+    return catalog, token, database
+
+
 @pytest.fixture(scope="session")
-def d2o(tmp_path_factory) -> Iterator[D2O]:
+def d2o(tmp_path_factory, request) -> Iterator[D2O]:
+    mode = getattr(request, "param", "yaml")
+    assert mode in MODES, mode
     binary = os.environ.get("D2O_BIN")
     if not binary:
         pytest.exit(
@@ -328,17 +430,22 @@ def d2o(tmp_path_factory) -> Iterator[D2O]:
         pytest.exit(f"D2O_BIN={binary} is not an executable file", returncode=1)
 
     fx = fixtures()
-    work = tmp_path_factory.mktemp("d2o")
+    work = tmp_path_factory.mktemp(f"d2o-{mode}")
     token = secrets.token_urlsafe(24)
     port = free_port()
     config_path = work / "server.yaml"
     config_path.write_text(render_config(port, token, fx))
     log_path = work / "server.log"
     base_url = f"http://127.0.0.1:{port}"
+    command = [binary, "serve", "--config", str(config_path)]
+    database = None
+    if mode != "yaml":
+        catalog, token, database = _catalog_for(mode, binary, work, config_path, base_url + PREFIX, token)
+        command += ["--catalog", catalog]
 
     log_fh = open(log_path, "wb")
     proc = subprocess.Popen(
-        [binary, "serve", "--config", str(config_path)],
+        command,
         stdout=log_fh,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -351,7 +458,7 @@ def d2o(tmp_path_factory) -> Iterator[D2O]:
             log = log_path.read_text(errors="replace")
             msg = (
                 f"d2o did not become healthy: {problem}\n"
-                f"command: {binary} serve --config {config_path}\n"
+                f"command: {' '.join(command)}\n"
                 f"--- config ---\n{config_path.read_text()}"
                 f"--- server log ({log_path}) ---\n{log}"
             )
@@ -377,10 +484,20 @@ def d2o(tmp_path_factory) -> Iterator[D2O]:
             log_path=log_path,
             config_path=config_path,
             fixtures=fx,
+            mode=mode,
         )
     finally:
         stop(proc)
         log_fh.close()
+        if database:
+            drop_database(database)
+
+
+def pytest_generate_tests(metafunc):
+    """Runs the tests of a module that sets `D2O_MODES` once per mode of the `d2o` fixture."""
+    modes = getattr(metafunc.module, "D2O_MODES", None)
+    if modes and "d2o" in metafunc.fixturenames:
+        metafunc.parametrize("d2o", modes, indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -35,6 +35,7 @@ import delta_sharing
 from requests.exceptions import HTTPError
 
 from conftest import (
+    MODES,
     PLAIN_SCHEMA,
     PLAIN_SHARE,
     PLAIN_TABLE,
@@ -46,6 +47,10 @@ from conftest import (
 )
 
 FIXTURES: List[Fixture] = fixtures()
+
+# The official connector reads every fixture from the YAML file and from the same file
+# imported into a catalog, with the file's token and with a new recipient's (conftest.MODES).
+D2O_MODES = MODES
 CDF_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
 
 

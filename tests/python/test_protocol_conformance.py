@@ -21,7 +21,22 @@ from typing import Any, Dict, Iterable, List, Optional
 import pytest
 import requests
 
-from conftest import PLAIN_SCHEMA, PLAIN_SHARE, PLAIN_TABLE, SCHEMA, SHARE, Fixture, fixture_by_name, fixtures
+from conftest import (
+    MODES,
+    PLAIN_SCHEMA,
+    PLAIN_SHARE,
+    PLAIN_TABLE,
+    SCHEMA,
+    SHARE,
+    Fixture,
+    expected_table_id,
+    fixture_by_name,
+    fixtures,
+)
+
+# Every case runs against the YAML file and against the same file imported into SQLite and
+# PostgreSQL, read with its own token and with a new recipient's (see conftest.MODES).
+D2O_MODES = MODES
 
 TIMEOUT = 60
 FIXTURES = fixtures()
@@ -281,6 +296,20 @@ def test_list_tables(http, d2o):
     assert sorted(i["name"] for i in items) == sorted(fx.table for fx in FIXTURES)
     assert_error(get(http, d2o, d2o.api(f"/shares/{SHARE}/schemas/nope/tables")), 404, "tables of unknown schema")
     assert_error(get(http, d2o, d2o.api("/shares/nope/schemas/delta/tables")), 404, "tables of unknown share")
+
+
+def test_table_ids_are_the_yamls(http, d2o):
+    """Every listing reports each table's id as the YAML gives it (or YAML mode derives it), in
+    every mode: a catalog import keeps them, so recipients' caches and checkpoints see the same
+    tables after the move."""
+    for share in (SHARE, PLAIN_SHARE):
+        listed = one_line_json(get(http, d2o, d2o.api(f"/shares/{share}/all-tables")), "all-tables").get("items") or []
+        for sc in one_line_json(get(http, d2o, d2o.api(f"/shares/{share}/schemas")), "schemas").get("items") or []:
+            tables = one_line_json(get(http, d2o, d2o.api(f"/shares/{share}/schemas/{sc['name']}/tables")), "tables")
+            listed += tables.get("items") or []
+        assert listed
+        for t in listed:
+            assert t.get("id") == expected_table_id(t["share"], t["schema"], t["name"]), (d2o.mode, t)
 
 
 def test_all_tables_is_union_of_schemas(http, d2o):

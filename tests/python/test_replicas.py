@@ -24,7 +24,6 @@ import concurrent.futures
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -36,46 +35,12 @@ from typing import Dict, List, Optional
 import delta_sharing
 import pytest
 
-from conftest import _wait_healthy, fixture_by_name, free_port, stop
+from conftest import _wait_healthy, drop_database, fixture_by_name, free_port, fresh_database, stop
 from test_activation import _form, assertion, key_pair, token_request
 from test_security import Server, cli, http, start, wait_for
 
 SIMPLE = fixture_by_name("simple_table")
 PARTITIONED = fixture_by_name("basic_partitioned")
-
-
-# --------------------------------------------------------------------------- PostgreSQL
-
-
-def postgres_admin_url() -> str:
-    return os.environ.get("D2O_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test")
-
-
-def _psql(url: str, statement: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [shutil.which("psql") or "psql", url, "-v", "ON_ERROR_STOP=1", "-Atc", statement],
-        capture_output=True, text=True, timeout=60, env=dict(os.environ, PGCONNECT_TIMEOUT="5"),
-    )
-
-
-def fresh_database() -> tuple:
-    """(catalog URL, database name) of a new, empty database; skips (or fails, with
-    D2O_REQUIRE_POSTGRES=1) when PostgreSQL cannot be reached."""
-    admin = postgres_admin_url()
-
-    def unavailable(why: str):
-        if os.environ.get("D2O_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL must run at {admin} for the replica tests (.ci/run starts it): {why}")
-        pytest.skip(f"PostgreSQL is not reachable at {admin} ({why}); set D2O_REQUIRE_POSTGRES=1 to make this a failure")
-
-    if shutil.which("psql") is None:
-        unavailable("psql is not installed")
-    name = f"d2o_test_{uuid.uuid4().hex}"
-    done = _psql(admin, f"CREATE DATABASE {name}")
-    if done.returncode != 0:
-        unavailable(done.stderr.strip() or f"psql exited with {done.returncode}")
-    url = urllib.parse.urlsplit(admin)._replace(path=f"/{name}").geturl()
-    return url, name
 
 
 # --------------------------------------------------------------------------- the replicas
@@ -141,8 +106,7 @@ def cluster(tmp_path_factory):
     finally:
         for r in replicas:
             stop(r.server.proc)
-        dropped = _psql(postgres_admin_url(), f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        assert dropped.returncode == 0, dropped.stderr
+        drop_database(database)
         if TIMINGS:
             print("\n[replicas] timings: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in TIMINGS.items()))
 
@@ -223,7 +187,7 @@ def test_replicas_started_together_on_a_new_database_all_start(tmp_path):
     finally:
         for proc, _, _ in started:
             stop(proc)
-        _psql(postgres_admin_url(), f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        drop_database(database)
 
 
 def test_what_one_replica_creates_the_others_serve_at_once(cluster: Cluster):

@@ -33,6 +33,10 @@ pub struct ShareInfo {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TableEntry {
+    /// The table's id, as recipients see it (`Table.id`): kept from the file on import, else
+    /// generated when the table is added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub schema: String,
     pub name: String,
     /// The Delta table root (a path or URI).
@@ -187,8 +191,111 @@ pub struct AuditFilter {
     pub since_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_ms: Option<i64>,
+    /// Only events whose status is at least this (`400` with `max_status: 499` is the 4xx).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_status: Option<u16>,
+    /// Only events whose status is at most this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_status: Option<u16>,
+    /// At most this many events (default 1,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+    /// Skips this many of the newest matching events (paging; keep `until_ms` fixed across
+    /// pages so that new events do not shift them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u32>,
+}
+
+impl AuditFilter {
+    /// The status range a name stands for: `404`, `4xx`, `ok` (below 400) or `error` (400
+    /// and above), as the CLI, the admin API and the console take it.
+    pub fn status_range(text: &str) -> Result<(u16, u16), CatalogError> {
+        let text = text.trim().to_ascii_lowercase();
+        let bad = || {
+            CatalogError::InvalidArgument(format!("status '{text}' is not a code, a class such as 4xx, ok or error"))
+        };
+        match text.as_str() {
+            "ok" => return Ok((0, 399)),
+            "error" => return Ok((400, 999)),
+            _ => {}
+        }
+        if let Some(class) = text.strip_suffix("xx") {
+            let digit: u16 = class.parse().ok().filter(|d| (1..=5).contains(d)).ok_or_else(bad)?;
+            return Ok((digit * 100, digit * 100 + 99));
+        }
+        let code: u16 = text.parse().ok().filter(|c| (100..=599).contains(c)).ok_or_else(bad)?;
+        Ok((code, code))
+    }
+}
+
+/// What recipients' usage is grouped by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub enum UsageBy {
+    /// One series per recipient.
+    #[default]
+    Recipient,
+    /// One series per table (`share.schema.table`).
+    Table,
+}
+
+/// Which usage to sum: recipients' requests (not admin actions, not refused anonymous ones)
+/// in `[since_ms, until_ms)`, per `bucket_ms` and per recipient or table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct UsageQuery {
+    pub by: UsageBy,
+    pub since_ms: i64,
+    pub until_ms: i64,
+    /// The width of a time bucket (ms, at least 1,000; at most 1,000 buckets per query).
+    pub bucket_ms: i64,
+    /// Only this recipient's requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// Only this share's requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<String>,
+}
+
+impl UsageQuery {
+    /// The most buckets one query may ask for.
+    pub const MAX_BUCKETS: i64 = 1_000;
+
+    /// Refuses an empty or reversed range, buckets under a second, and more than
+    /// [`UsageQuery::MAX_BUCKETS`] buckets.
+    pub fn validate(&self) -> Result<(), CatalogError> {
+        if self.until_ms <= self.since_ms {
+            return Err(CatalogError::InvalidArgument("the usage range ends before it starts".into()));
+        }
+        if self.bucket_ms < 1_000 {
+            return Err(CatalogError::InvalidArgument("usage buckets are at least a second wide".into()));
+        }
+        let span = self.until_ms.saturating_sub(self.since_ms);
+        let buckets = span / self.bucket_ms + i64::from(span % self.bucket_ms != 0);
+        if buckets > Self::MAX_BUCKETS {
+            return Err(CatalogError::InvalidArgument(format!(
+                "{buckets} usage buckets asked for; at most {} per query",
+                Self::MAX_BUCKETS
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Requests, files and bytes of one recipient or table in one time bucket.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct UsagePoint {
+    /// The bucket's start (ms since the epoch): `since_ms` plus a multiple of `bucket_ms`.
+    pub bucket_ms: i64,
+    /// The recipient's name, or `share.schema.table`.
+    pub key: String,
+    pub requests: i64,
+    pub files: i64,
+    pub bytes: i64,
 }
 
 /// Administration of the catalog. Names are matched case-insensitively and validated as in
@@ -256,6 +363,13 @@ pub trait Admin: Send + Sync + 'static {
         name: &str,
         networks: Option<Vec<String>>,
     ) -> Result<RecipientInfo, CatalogError>;
+    /// Replaces the recipient's properties (what partition filters compare with, such as
+    /// `region=EU`). Takes effect at its next request.
+    async fn set_properties(
+        &self,
+        name: &str,
+        properties: BTreeMap<String, String>,
+    ) -> Result<RecipientInfo, CatalogError>;
     /// Sets (with `Some`) or clears the recipient's request rate limit. Takes effect at its
     /// next request.
     async fn set_rate_limit(&self, name: &str, limit: Option<RateLimit>) -> Result<RecipientInfo, CatalogError>;
@@ -278,6 +392,14 @@ pub trait Admin: Send + Sync + 'static {
 
     /// Audit events, newest first.
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, CatalogError>;
+    /// Recipients' usage over time, from the audit log, ordered by bucket then key. Only
+    /// buckets with requests appear.
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsagePoint>, CatalogError>;
+    /// Makes the catalog hold the spec's shares, atomically: creates what is missing, updates
+    /// tables whose id, location or settings changed, keeps the legacy token (see
+    /// [`crate::ImportSpec`]), and with `prune` drops what the spec does not name. A dry run
+    /// returns the same plan and changes nothing; bad input is refused and changes nothing.
+    async fn import(&self, spec: &crate::ImportSpec, dry_run: bool) -> Result<crate::ImportPlan, CatalogError>;
     /// Appends an event; an event that cannot be written is an error, never dropped silently.
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), CatalogError>;
 }

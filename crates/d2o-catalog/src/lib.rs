@@ -25,6 +25,7 @@
 pub mod admin;
 pub mod credential;
 pub mod federation;
+pub mod import;
 pub mod ip_access;
 pub mod page;
 pub mod partition_filter;
@@ -40,6 +41,7 @@ mod yaml_catalog;
 
 pub use admin::{
     ActivationLinkInfo, Admin, AuditEvent, AuditFilter, NewRecipient, RecipientInfo, ShareInfo, TableEntry, TokenInfo,
+    UsageBy, UsagePoint, UsageQuery,
 };
 pub use catalog::{Catalog, Principal, SharedTable};
 pub use credential::{
@@ -48,6 +50,7 @@ pub use credential::{
 };
 pub use error::CatalogError;
 pub use federation::{FederationPolicy, NewFederationPolicy, PolicyMismatch, SubjectClaim};
+pub use import::{ImportChange, ImportPlan, ImportShare, ImportSpec, LegacyToken};
 pub use page::{PageRequest, PageToken};
 pub use partition_filter::PartitionFilter;
 pub use rate_limit::RateLimit;

@@ -5,37 +5,108 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub use crate::names::validate_name;
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShareConfig {
     pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     #[serde(default)]
     pub schemas: Vec<SchemaConfig>,
-    pub id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchemaConfig {
     pub name: Option<String>,
     #[serde(default)]
     pub tables: Vec<TableConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TableConfig {
     pub name: Option<String>,
     pub location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(default)]
     pub history_shared: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub start_version: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cdf_enabled: Option<bool>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// What `d2o catalog import` makes the catalog hold for `shares` (checked, see
+/// [`validate_shares`]): their tables with locations resolved against `base_dir` and the ids
+/// YAML mode gives them (the file's, else [`crate::derived_table_id`]).
+pub fn import_spec(
+    shares: &[ShareConfig],
+    base_dir: &Path,
+    legacy: Option<crate::LegacyToken>,
+    prune: bool,
+) -> Result<crate::ImportSpec, String> {
+    validate_shares(shares, base_dir)?;
+    let mut spec = crate::ImportSpec { shares: Vec::with_capacity(shares.len()), legacy, prune };
+    for share in shares {
+        let name = share.name.clone().unwrap_or_default();
+        let mut tables = Vec::new();
+        for schema in &share.schemas {
+            let schema_name = schema.name.clone().unwrap_or_default();
+            for t in &schema.tables {
+                let table = t.name.clone().unwrap_or_default();
+                let location = resolve_location(t.location.as_deref().unwrap_or_default(), base_dir)?;
+                tables.push(crate::TableEntry {
+                    id: Some(t.id.clone().unwrap_or_else(|| crate::derived_table_id(&name, &schema_name, &table))),
+                    schema: schema_name.clone(),
+                    name: table,
+                    location: location.to_string(),
+                    history_shared: t.history_shared,
+                    start_version: t.start_version,
+                    cdf_enabled: t.cdf_enabled,
+                    partition_filter: None,
+                    comment: None,
+                });
+            }
+        }
+        spec.shares.push(crate::ImportShare { name, id: share.id.clone(), tables });
+    }
+    Ok(spec)
+}
+
+/// The catalog's shares as a reference-format share tree, with their ids (the inverse of
+/// [`import_spec`]). Partition filters and comments have no place in that format.
+pub fn export_shares(shares: &[crate::ShareInfo]) -> Vec<ShareConfig> {
+    shares
+        .iter()
+        .map(|share| {
+            let mut schemas: Vec<SchemaConfig> = Vec::new();
+            for t in &share.tables {
+                let table = TableConfig {
+                    name: Some(t.name.clone()),
+                    location: Some(t.location.clone()),
+                    id: t.id.clone(),
+                    history_shared: t.history_shared,
+                    start_version: t.start_version,
+                    cdf_enabled: t.cdf_enabled,
+                };
+                match schemas.iter_mut().find(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(&t.schema)))
+                {
+                    Some(schema) => schema.tables.push(table),
+                    None => schemas.push(SchemaConfig { name: Some(t.schema.clone()), tables: vec![table] }),
+                }
+            }
+            ShareConfig { name: Some(share.name.clone()), schemas, id: Some(share.id.clone()) }
+        })
+        .collect()
 }
 
 /// Checks a share tree: names present, valid and unique (case-insensitively) at each level,

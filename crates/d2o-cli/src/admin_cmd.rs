@@ -161,6 +161,13 @@ pub(crate) enum RecipientCommand {
         #[arg(long, conflicts_with = "allow")]
         clear: bool,
     },
+    /// Replace a recipient's properties (what partition filters compare with).
+    SetProperties {
+        name: String,
+        /// A property, KEY=VALUE (repeatable); none clears them.
+        #[arg(long = "property", value_name = "KEY=VALUE")]
+        properties: Vec<String>,
+    },
     /// Limit a recipient's request rate (per server process), or lift the limit with --clear.
     /// Excess requests get 429 with Retry-After.
     RateLimit {
@@ -291,8 +298,14 @@ pub(crate) struct AuditArgs {
     /// Only events at or before this time (ISO-8601).
     #[arg(long)]
     until: Option<String>,
+    /// Only events with this status: a code (404), a class (4xx), ok (below 400) or error.
+    #[arg(long)]
+    status: Option<String>,
     #[arg(long, default_value_t = 100)]
     limit: u32,
+    /// Skip this many of the newest matching events (paging).
+    #[arg(long)]
+    offset: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -325,8 +338,30 @@ pub(crate) enum StorageCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CatalogCommand {
-    /// Load the shares of a reference-format server.yaml into the catalog.
-    Import { config: PathBuf },
+    /// Make the catalog hold the shares of a reference-format server.yaml, keeping table ids
+    /// and the file's bearer token (as a recipient's credential); repeatable.
+    Import {
+        config: PathBuf,
+        /// The recipient that keeps the file's bearer token.
+        #[arg(long, default_value = d2o_catalog::import::DEFAULT_LEGACY_RECIPIENT)]
+        legacy_recipient: String,
+        /// Do not keep the file's bearer token.
+        #[arg(long)]
+        no_legacy_token: bool,
+        /// Drop shares and tables the file does not name, and revoke the legacy recipient's
+        /// other bearer tokens.
+        #[arg(long)]
+        prune: bool,
+        /// Print what would change, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write the catalog's shares as a reference-format server.yaml (no secrets).
+    Export {
+        /// Write here instead of to standard output.
+        #[arg(long, short = 'o')]
+        out: Option<PathBuf>,
+    },
 }
 
 fn now_ms() -> i64 {
@@ -543,6 +578,7 @@ pub(crate) async fn share(target: &Target, command: ShareCommand) -> Result<()> 
                 std::path::absolute(&a.location)?.display().to_string()
             };
             let entry = TableEntry {
+                id: None,
                 schema: schema.to_owned(),
                 name: table.to_owned(),
                 location,
@@ -720,6 +756,10 @@ pub(crate) async fn recipient(target: &Target, command: RecipientCommand) -> Res
             let r = admin.set_ip_access_list(&name, (!clear).then_some(allow)).await?;
             print_recipient(&r, json)
         }
+        RecipientCommand::SetProperties { name, properties } => {
+            let properties = d2o_catalog::admin::parse_properties(properties.iter().map(String::as_str))?;
+            print_recipient(&admin.set_properties(&name, properties).await?, json)
+        }
         RecipientCommand::RateLimit { name, rate, burst, clear: _ } => {
             let limit = rate
                 .map(|rate| {
@@ -768,6 +808,7 @@ fn time_arg(text: &str) -> Result<i64> {
 }
 
 pub(crate) async fn audit(target: &Target, a: AuditArgs) -> Result<()> {
+    let status = a.status.as_deref().map(AuditFilter::status_range).transpose()?;
     let admin = target.open().await?;
     let filter = AuditFilter {
         principal: a.recipient,
@@ -776,7 +817,10 @@ pub(crate) async fn audit(target: &Target, a: AuditArgs) -> Result<()> {
         action: a.action,
         since_ms: a.since.as_deref().map(time_arg).transpose()?,
         until_ms: a.until.as_deref().map(time_arg).transpose()?,
+        min_status: status.map(|s| s.0),
+        max_status: status.map(|s| s.1),
         limit: Some(a.limit),
+        offset: a.offset,
     };
     let events = admin.audit(&filter).await?;
     if target.json {
@@ -810,44 +854,63 @@ pub(crate) async fn audit(target: &Target, a: AuditArgs) -> Result<()> {
 }
 
 pub(crate) async fn catalog(target: &Target, command: CatalogCommand) -> Result<()> {
-    let CatalogCommand::Import { config } = command;
-    let (parsed, report) = d2o_server::config::ServerConfig::load(&config)?;
+    match command {
+        CatalogCommand::Import { config, legacy_recipient, no_legacy_token, prune, dry_run } => {
+            let legacy = (!no_legacy_token).then_some(legacy_recipient);
+            import(target, &config, legacy, prune, dry_run).await
+        }
+        CatalogCommand::Export { out } => export(target, out.as_deref()).await,
+    }
+}
+
+async fn import(target: &Target, config: &Path, legacy: Option<String>, prune: bool, dry_run: bool) -> Result<()> {
+    let (parsed, report) = d2o_server::config::ServerConfig::load(config)?;
     for w in &report.warnings {
         eprintln!("warning: {}: {w}", config.display());
     }
-    let base = d2o_server::config::config_dir(&config);
+    let spec =
+        d2o_server::config::import_spec(&parsed, &d2o_server::config::config_dir(config), legacy.as_deref(), prune)
+            .map_err(anyhow::Error::msg)?;
     let admin = target.open().await?;
-    let (mut shares, mut tables) = (0, 0);
-    for share in &parsed.shares {
-        let name = share.name.clone().unwrap_or_default();
-        match admin.create_share(&name, None).await {
-            Ok(_) => shares += 1,
-            Err(d2o_catalog::CatalogError::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let mut entries = Vec::new();
-        for schema in &share.schemas {
-            for t in &schema.tables {
-                let location =
-                    d2o_catalog::share_config::resolve_location(t.location.as_deref().unwrap_or_default(), &base)
-                        .map_err(anyhow::Error::msg)?;
-                entries.push(TableEntry {
-                    schema: schema.name.clone().unwrap_or_default(),
-                    name: t.name.clone().unwrap_or_default(),
-                    location: location.to_string(),
-                    history_shared: t.history_shared,
-                    start_version: t.start_version,
-                    cdf_enabled: t.cdf_enabled,
-                    partition_filter: None,
-                    comment: None,
-                });
-            }
-        }
-        tables += admin.import_tables(&name, entries).await?;
+    let plan = admin.import(&spec, dry_run).await?;
+    if target.json {
+        return output::json(&plan);
     }
-    println!("imported {shares} shares and {tables} tables from {}", config.display());
-    if parsed.authorization.is_some() {
-        println!("note: the config's bearer token is not imported; create recipients with `d2o recipient create`");
+    let verb = if dry_run { "would change" } else { "changed" };
+    if plan.changes.is_empty() {
+        println!("the catalog already holds the shares of {}: nothing to change", config.display());
+    } else {
+        println!("{} {verb}:", config.display());
+        for change in &plan.changes {
+            println!("  {change}");
+        }
+    }
+    if let (Some(legacy), false, false) = (&spec.legacy, dry_run, plan.changes.is_empty()) {
+        println!(
+            "profiles with the file's bearer token keep working as recipient {}; give partners their own \
+             recipients, then `d2o recipient revoke {}`",
+            legacy.recipient, legacy.recipient
+        );
+    }
+    if !prune && !dry_run {
+        let extra = admin.list_shares().await?.len().saturating_sub(spec.shares.len());
+        if extra > 0 {
+            println!("note: {extra} shares of the catalog are not in the file; --prune drops them");
+        }
+    }
+    Ok(())
+}
+
+async fn export(target: &Target, out: Option<&Path>) -> Result<()> {
+    let admin = target.open().await?;
+    let shares = admin.list_shares().await?;
+    let yaml = d2o_server::config::export_yaml(&shares)?;
+    match out {
+        Some(path) => {
+            std::fs::write(path, yaml).with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("wrote {} shares to {}", shares.len(), path.display());
+        }
+        None => print!("{yaml}"),
     }
     Ok(())
 }

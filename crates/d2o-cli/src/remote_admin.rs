@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use d2o_catalog::{
     ActivationInfo, ActivationRequest, Admin, AuditEvent, AuditFilter, CatalogError, CredentialRequest, Issued,
     IssuedActivation, IssuedToken, NewFederationPolicy, NewRecipient, RateLimit, RecipientInfo, ShareInfo,
-    StorageLocation, TableEntry,
+    StorageLocation, TableEntry, UsageBy, UsagePoint, UsageQuery,
 };
 use d2o_protocol::ErrorBody;
 use reqwest::{Method, StatusCode};
@@ -129,6 +129,14 @@ impl Admin for RemoteAdmin {
             None => self.call(Method::DELETE, &path, None).await,
         }
     }
+    async fn set_properties(
+        &self,
+        name: &str,
+        properties: std::collections::BTreeMap<String, String>,
+    ) -> Result<RecipientInfo, CatalogError> {
+        let body = serde_json::json!({ "properties": properties });
+        self.call(Method::PUT, &Self::path(&["recipients", name, "properties"]), Some(body)).await
+    }
     async fn set_rate_limit(&self, name: &str, limit: Option<RateLimit>) -> Result<RecipientInfo, CatalogError> {
         let path = Self::path(&["recipients", name, "rate-limit"]);
         match limit {
@@ -233,7 +241,15 @@ impl Admin for RemoteAdmin {
                     q.append_pair(k, v);
                 }
             }
-            for (k, v) in [("since", f.since_ms), ("until", f.until_ms), ("limit", f.limit.map(i64::from))] {
+            let numbers = [
+                ("since", f.since_ms),
+                ("until", f.until_ms),
+                ("minStatus", f.min_status.map(i64::from)),
+                ("maxStatus", f.max_status.map(i64::from)),
+                ("limit", f.limit.map(i64::from)),
+                ("offset", f.offset.map(i64::from)),
+            ];
+            for (k, v) in numbers {
                 if let Some(v) = v {
                     q.append_pair(k, &v.to_string());
                 }
@@ -241,6 +257,31 @@ impl Admin for RemoteAdmin {
             q.finish()
         };
         self.call(Method::GET, &format!("audit?{query}"), None).await
+    }
+    async fn import(
+        &self,
+        spec: &d2o_catalog::ImportSpec,
+        dry_run: bool,
+    ) -> Result<d2o_catalog::ImportPlan, CatalogError> {
+        let body =
+            serde_json::to_value(spec).map_err(|e| CatalogError::internal_from("cannot encode the request", e))?;
+        self.call(Method::POST, &format!("import?dryRun={dry_run}"), Some(body)).await
+    }
+    async fn usage(&self, q: &UsageQuery) -> Result<Vec<UsagePoint>, CatalogError> {
+        let query = {
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            query.append_pair("by", if q.by == UsageBy::Table { "table" } else { "recipient" });
+            for (k, v) in [("since", q.since_ms), ("until", q.until_ms), ("bucketMs", q.bucket_ms)] {
+                query.append_pair(k, &v.to_string());
+            }
+            for (k, v) in [("recipient", &q.principal), ("share", &q.share)] {
+                if let Some(v) = v {
+                    query.append_pair(k, v);
+                }
+            }
+            query.finish()
+        };
+        self.call(Method::GET, &format!("usage?{query}"), None).await
     }
     async fn append_audit(&self, _event: &AuditEvent) -> Result<(), CatalogError> {
         // The server records its own admin actions.
@@ -316,6 +357,8 @@ mod contract_tests {
         federation_policies_act_for_their_recipient,
         unknown_activation_links_are_not_found,
         private_key_clients_hold_only_a_public_key,
+        recipient_properties,
+        import_keeps_ids_and_tokens_and_is_repeatable,
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

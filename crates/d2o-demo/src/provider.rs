@@ -44,6 +44,7 @@ pub async fn provision(path: &Path, tables: &TablePaths) -> Result<(SqlCatalog, 
     ] {
         let location = std::path::absolute(location).map_err(|e| DemoError::io(location, e))?;
         let entry = TableEntry {
+            id: None,
             schema: SCHEMA.to_owned(),
             name: name.to_owned(),
             location: location.to_string_lossy().into_owned(),

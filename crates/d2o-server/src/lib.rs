@@ -29,6 +29,8 @@
 //! - [`admin`]: the admin REST API (`/admin/v1`), guarded by its own token, and
 //!   [`AuditedAdmin`], which records every admin action (the API's and the CLI's).
 //! - `audit`: the middleware that records one audit event per request.
+//! - `console`: the web console (`/console`): server-rendered pages over the same admin
+//!   operations, with a session cookie, CSRF tokens and a strict CSP.
 //! - `openapi`: the OpenAPI 3 document (`/openapi.json`), from the handlers' annotations.
 //! - `telemetry`: Prometheus metrics (`/metrics`), readiness (`/ready`), the access log line of
 //!   each request; [`metrics_router`] serves the first two on an address of their own.
@@ -46,6 +48,7 @@ pub mod admin;
 mod audit;
 mod auth;
 mod conn;
+mod console;
 mod edge;
 mod federation;
 mod limits;
@@ -93,7 +96,7 @@ use crate::routes::{activation, discovery, table};
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// Builds the router: the protocol under `settings.endpoint`, the admin API under `/admin/v1`,
-/// `GET /health`, `GET /ready`, `GET /metrics` (for the admin token), and `GET /openapi.json`,
+/// the web console under `/console` (HTML, not in the OpenAPI document), `GET /health`, `GET /ready`, `GET /metrics` (for the admin token), and `GET /openapi.json`,
 /// the OpenAPI document of all of them. Every route is registered with `routes!`, from its
 /// handler's `#[utoipa::path]`, so the document lists exactly the routes served. Each audited
 /// route names its audit action here. The first router of a process installs its metrics
@@ -133,11 +136,15 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(admin::metrics))
         .routes(routes!(openapi::openapi_json))
         .split_for_parts();
+    let console = console::routes()
+        .layer(axum::middleware::from_fn_with_state(state.clone(), server_rate_limit))
+        .layer(axum::middleware::from_fn(telemetry::observe_unaudited));
     let endpoint = state.settings.endpoint.trim_end_matches('/').to_owned();
     let document = openapi::document(&endpoint, protocol_api, admin_api, root_api);
     let app = if endpoint.is_empty() { protocol } else { Router::new().nest(&endpoint, protocol) };
     let app = app
         .nest("/admin/v1", admin)
+        .nest("/console", console)
         .merge(root.layer(axum::Extension(openapi::Document::new(&document))))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));

@@ -9,15 +9,28 @@ use crate::share_config::validate_name;
 use crate::{
     ActivationInfo, ActivationRequest, Admin, AuditEvent, AuditFilter, CatalogError, CredentialRequest, Issued,
     IssuedActivation, IssuedToken, NewFederationPolicy, NewRecipient, PartitionFilter, RateLimit, RecipientInfo,
-    ShareInfo, StorageLocation, TableEntry, TokenInfo,
+    ShareInfo, StorageLocation, TableEntry, TokenInfo, UsageBy, UsagePoint, UsageQuery,
 };
 
-fn check_name(kind: &str, name: &str) -> Result<(), CatalogError> {
+/// A table location as stored: resolved (relative paths against the working directory) and
+/// one d2o can serve.
+pub(super) fn servable_location(location: &str) -> Result<url::Url, CatalogError> {
+    crate::share_config::resolve_location(location, &std::env::current_dir().unwrap_or_default())
+        .and_then(|url| crate::share_config::check_servable(&url).map(|()| url))
+        .map_err(CatalogError::InvalidArgument)
+}
+
+pub(super) fn check_name(kind: &str, name: &str) -> Result<(), CatalogError> {
     validate_name(name).map_err(|e| CatalogError::InvalidArgument(format!("invalid {kind} name: {e}")))
 }
 
-fn table_entry(row: &AnyRow) -> Result<TableEntry, CatalogError> {
+/// The columns [`table_entry`] reads.
+pub(super) const TABLE_COLUMNS: &str =
+    "id, schema_name, name, location, history_shared, start_version, cdf_enabled, partition_filter, comment";
+
+pub(super) fn table_entry(row: &AnyRow) -> Result<TableEntry, CatalogError> {
     Ok(TableEntry {
+        id: Some(get_str(row, "id")?),
         schema: get_str(row, "schema_name")?,
         name: get_str(row, "name")?,
         location: get_str(row, "location")?,
@@ -87,10 +100,9 @@ impl SqlCatalog {
 
     async fn share_info(&self, row: &AnyRow) -> Result<ShareInfo, CatalogError> {
         let id = get_str(row, "id")?;
-        let tables = sqlx::query(self.sql(
-            "SELECT schema_name, name, location, history_shared, start_version, cdf_enabled, partition_filter, comment
-             FROM shared_tables WHERE share_id = ? ORDER BY schema_key, name_key",
-        ))
+        let tables = sqlx::query(self.sql(&format!(
+            "SELECT {TABLE_COLUMNS} FROM shared_tables WHERE share_id = ? ORDER BY schema_key, name_key"
+        )))
         .bind(&id)
         .fetch_all(self.pool())
         .await
@@ -160,7 +172,7 @@ impl SqlCatalog {
     }
 
     /// Validates `table` and inserts it into the share; `false` when the name is taken.
-    async fn insert_table(
+    pub(super) async fn insert_table(
         &self,
         conn: &mut sqlx::AnyConnection,
         share_id: &str,
@@ -171,16 +183,16 @@ impl SqlCatalog {
         if let Some(filter) = &table.partition_filter {
             PartitionFilter::parse(filter)?;
         }
-        let location =
-            crate::share_config::resolve_location(&table.location, &std::env::current_dir().unwrap_or_default())
-                .and_then(|url| crate::share_config::check_servable(&url).map(|()| url))
-                .map_err(CatalogError::InvalidArgument)?;
+        if let Some(id) = &table.id {
+            crate::import::check_id(id)?;
+        }
+        let location = servable_location(&table.location)?;
         let inserted = sqlx::query(self.sql(
             "INSERT INTO shared_tables (id, share_id, schema_name, schema_key, name, name_key, location, history_shared,
              start_version, cdf_enabled, partition_filter, comment, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT DO NOTHING",
         ))
-        .bind(new_id())
+        .bind(table.id.clone().unwrap_or_else(new_id))
         .bind(share_id)
         .bind(&table.schema)
         .bind(table.schema.to_lowercase())
@@ -463,6 +475,16 @@ impl Admin for SqlCatalog {
         self.update_recipient(name, "ip_access_list", stored).await
     }
 
+    async fn set_properties(
+        &self,
+        name: &str,
+        properties: std::collections::BTreeMap<String, String>,
+    ) -> Result<RecipientInfo, CatalogError> {
+        let stored = serde_json::to_string(&properties)
+            .map_err(|e| CatalogError::internal(format!("cannot encode the properties: {e}")))?;
+        self.update_recipient(name, "properties", Some(stored)).await
+    }
+
     async fn set_rate_limit(&self, name: &str, limit: Option<RateLimit>) -> Result<RecipientInfo, CatalogError> {
         let stored = limit
             .map(|l| serde_json::to_string(&l))
@@ -615,7 +637,8 @@ impl Admin for SqlCatalog {
                 }
             }
         }
-        sql += " AND time_ms >= ? AND time_ms <= ? ORDER BY time_ms DESC LIMIT ?";
+        sql += " AND time_ms >= ? AND time_ms <= ? AND status >= ? AND status <= ?
+                 ORDER BY time_ms DESC, id DESC LIMIT ? OFFSET ?";
         let mut query = sqlx::query(self.sql(&sql));
         for t in &text {
             query = query.bind(t.as_str());
@@ -623,7 +646,10 @@ impl Admin for SqlCatalog {
         let rows = query
             .bind(f.since_ms.unwrap_or(i64::MIN))
             .bind(f.until_ms.unwrap_or(i64::MAX))
+            .bind(i64::from(f.min_status.unwrap_or(0)))
+            .bind(i64::from(f.max_status.unwrap_or(u16::MAX)))
             .bind(i64::from(f.limit.unwrap_or(1000)))
+            .bind(i64::from(f.offset.unwrap_or(0)))
             .fetch_all(self.pool())
             .await
             .map_err(db_err)?;
@@ -647,6 +673,53 @@ impl Admin for SqlCatalog {
                 })
             })
             .collect()
+    }
+
+    async fn usage(&self, q: &UsageQuery) -> Result<Vec<UsagePoint>, CatalogError> {
+        q.validate()?;
+        let (key, only_tables) = match q.by {
+            UsageBy::Recipient => ("principal", ""),
+            UsageBy::Table => (
+                "share_name || '.' || schema_name || '.' || table_name",
+                " AND share_name IS NOT NULL AND schema_name IS NOT NULL AND table_name IS NOT NULL",
+            ),
+        };
+        // Recipients' requests: admin actions and refused anonymous requests are not usage.
+        let mut sql = format!(
+            "SELECT (time_ms - ?) / ? AS bucket, {key} AS usage_key, COUNT(*) AS requests,
+             CAST(COALESCE(SUM(files), 0) AS BIGINT) AS files, CAST(COALESCE(SUM(bytes), 0) AS BIGINT) AS bytes
+             FROM audit_events
+             WHERE time_ms >= ? AND time_ms < ? AND principal <> 'anonymous' AND action NOT LIKE 'admin.%'{only_tables}"
+        );
+        let mut text: Vec<String> = Vec::new();
+        for (column, value) in [("principal", &q.principal), ("share_name", &q.share)] {
+            if let Some(v) = value {
+                sql += &format!(" AND LOWER({column}) = ?");
+                text.push(v.to_lowercase());
+            }
+        }
+        sql += " GROUP BY bucket, usage_key ORDER BY bucket, usage_key";
+        let mut query =
+            sqlx::query(self.sql(&sql)).bind(q.since_ms).bind(q.bucket_ms).bind(q.since_ms).bind(q.until_ms);
+        for t in &text {
+            query = query.bind(t.as_str());
+        }
+        let rows = query.fetch_all(self.pool()).await.map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(UsagePoint {
+                    bucket_ms: q.since_ms + get_i64(r, "bucket")? * q.bucket_ms,
+                    key: get_str(r, "usage_key")?,
+                    requests: get_i64(r, "requests")?,
+                    files: get_i64(r, "files")?,
+                    bytes: get_i64(r, "bytes")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn import(&self, spec: &crate::ImportSpec, dry_run: bool) -> Result<crate::ImportPlan, CatalogError> {
+        self.import_shares(spec, dry_run).await
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> Result<(), CatalogError> {

@@ -11,6 +11,7 @@ mod admin_impl;
 mod batch;
 mod catalog_impl;
 mod credentials;
+mod import;
 mod migrations;
 mod storage_rows;
 mod view;

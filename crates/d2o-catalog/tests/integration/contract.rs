@@ -7,7 +7,7 @@ use d2o_catalog::credential::DEFAULT_ACTIVATION_LIFETIME_SECS;
 use d2o_catalog::{
     ActivationRequest, ActivationState, Admin, AuditEvent, AuditFilter, Catalog, CatalogError, CredentialKind,
     CredentialRequest, Issued, IssuedActivation, NewFederationPolicy, NewRecipient, PageRequest, PartitionFilter,
-    SqlCatalog, SubjectClaim, TableEntry,
+    SqlCatalog, SubjectClaim, TableEntry, UsageBy, UsageQuery,
 };
 
 /// What the contract runs against: the recipient side and the provider side of one catalog, and
@@ -21,6 +21,7 @@ pub struct Subject {
 
 fn table(schema: &str, name: &str) -> TableEntry {
     TableEntry {
+        id: None,
         schema: schema.into(),
         name: name.into(),
         location: format!("/data/{schema}/{name}"),
@@ -284,7 +285,7 @@ pub async fn audit_events_filter(c: &Subject) {
         ("partner_co", "query", "sales"),
         ("partner_co", "metadata", "customers"),
         ("other", "query", "sales"),
-        ("admin", "share.create", ""),
+        ("admin", "admin.share.create", ""),
     ]
     .iter()
     .enumerate()
@@ -299,7 +300,7 @@ pub async fn audit_events_filter(c: &Subject) {
             version: Some(3),
             files: Some(2),
             bytes: Some(1234),
-            status: 200,
+            status: if *who == "other" { 403 } else { 200 },
             client_ip: Some("127.0.0.1".into()),
             user_agent: Some("test".into()),
             request_id: Some(format!("req-{i}")),
@@ -323,6 +324,43 @@ pub async fn audit_events_filter(c: &Subject) {
     );
     assert_eq!(f(AuditFilter { until_ms: Some(base), ..Default::default() }).await, 1);
     assert_eq!(f(AuditFilter { limit: Some(1), ..Default::default() }).await, 1);
+    // Status ranges and paging.
+    let (min, max) = AuditFilter::status_range("4xx").expect("a class");
+    let refused = AuditFilter { min_status: Some(min), max_status: Some(max), ..Default::default() };
+    assert_eq!(
+        c.admin.audit(&refused).await.expect("read").iter().map(|e| e.principal.as_str()).collect::<Vec<_>>(),
+        ["other"]
+    );
+    assert_eq!(f(AuditFilter { max_status: Some(399), ..Default::default() }).await, 3);
+    let page =
+        c.admin.audit(&AuditFilter { limit: Some(2), offset: Some(1), ..Default::default() }).await.expect("read");
+    assert_eq!(page.iter().map(|e| e.time_ms).collect::<Vec<_>>(), [all[1].time_ms, all[2].time_ms]);
+    assert_eq!(f(AuditFilter { offset: Some(4), ..Default::default() }).await, 0);
+
+    // Usage: recipients' requests per bucket, without admin actions.
+    let usage = |by, principal: Option<&str>| UsageQuery {
+        by,
+        since_ms: base,
+        until_ms: base + 60_000,
+        bucket_ms: 60_000,
+        principal: principal.map(str::to_owned),
+        share: Some("EXTERNAL_RETAIL".into()),
+    };
+    let by_recipient = c.admin.usage(&usage(UsageBy::Recipient, None)).await.expect("usage");
+    let summary: Vec<(&str, i64, i64, i64)> =
+        by_recipient.iter().map(|p| (p.key.as_str(), p.requests, p.files, p.bytes)).collect();
+    assert_eq!(summary, [("other", 1, 2, 1234), ("partner_co", 2, 4, 2468)]);
+    assert!(by_recipient.iter().all(|p| p.bucket_ms == base));
+    let by_table = c.admin.usage(&usage(UsageBy::Table, Some("partner_co"))).await.expect("usage");
+    let keys: Vec<(&str, i64)> = by_table.iter().map(|p| (p.key.as_str(), p.requests)).collect();
+    assert_eq!(keys, [("external_retail.retail.customers", 1), ("external_retail.retail.sales", 1)]);
+    for bad in [
+        UsageQuery { bucket_ms: 10, ..usage(UsageBy::Table, None) },
+        UsageQuery { until_ms: base, ..usage(UsageBy::Table, None) },
+        UsageQuery { until_ms: base + 2_000_000, bucket_ms: 1_000, ..usage(UsageBy::Table, None) },
+    ] {
+        assert!(matches!(c.admin.usage(&bad).await, Err(CatalogError::InvalidArgument(_))), "{bad:?}");
+    }
 }
 
 /// SQL catalogs only: connecting again, as a restart or a second replica does, migrates nothing
@@ -676,6 +714,27 @@ pub async fn ip_access_lists(c: &Subject) {
     let who = c.catalog.authenticate(Some(&issued.token)).await.expect("authenticated");
     assert!(who.allowed_networks.is_none() && who.allows(None));
     assert_eq!(c.admin.show_recipient("r").await.expect("shown").ip_access_list, None);
+}
+
+/// Properties: replaced, shown, carried by the principal (partition filters read them),
+/// changed elsewhere and cleared.
+pub async fn recipient_properties(c: &Subject) {
+    let props = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    };
+    let (_, issued) = c.admin.create_recipient(recipient("r")).await.map(with_token).expect("created");
+    let info = c.admin.set_properties("R", props(&[("region", "EU"), ("tier", "gold")])).await.expect("set");
+    assert_eq!(info.properties, props(&[("region", "EU"), ("tier", "gold")]));
+    assert!(matches!(c.admin.set_properties("nobody", props(&[])).await, Err(CatalogError::NotFound { .. })));
+    let who = c.catalog.authenticate(Some(&issued.token)).await.expect("authenticated");
+    assert_eq!(who.properties.get("region").map(String::as_str), Some("EU"));
+    c.elsewhere.set_properties("r", props(&[("region", "US")])).await.expect("set elsewhere");
+    settle().await;
+    let who = c.catalog.authenticate(Some(&issued.token)).await.expect("authenticated");
+    assert_eq!(who.properties, props(&[("region", "US")]));
+    c.elsewhere.set_properties("r", props(&[])).await.expect("cleared");
+    settle().await;
+    assert!(c.catalog.authenticate(Some(&issued.token)).await.expect("ok").properties.is_empty());
 }
 
 /// Rate limits: set, shown, carried by the principal, changed elsewhere and cleared.
@@ -1251,4 +1310,90 @@ pub async fn private_key_clients_hold_only_a_public_key(c: &Subject) {
     c.admin.revoke_recipient("k").await.expect("revoked");
     assert!(matches!(c.catalog.client_key(&client.id).await, Err(CatalogError::Unauthenticated(_))));
     assert!(c.catalog.authenticate_credential(&client.id).await.is_err());
+}
+
+/// Importing a reference server's tree: ids and the file's token kept, a dry run changes
+/// nothing, a second import changes nothing, changes are applied (removals only with prune),
+/// and bad input changes nothing.
+pub async fn import_keeps_ids_and_tokens_and_is_repeatable(c: &Subject) {
+    use d2o_catalog::{ImportChange, ImportShare, ImportSpec, LegacyToken};
+    const TOKEN: &str = "reference-server-token-0123456789";
+    let entry = |schema: &str, name: &str, id: &str| TableEntry { id: Some(id.into()), ..table(schema, name) };
+    let spec = |tables: Vec<TableEntry>, prune: bool| ImportSpec {
+        shares: vec![ImportShare { name: "s".into(), id: Some("share-id-1".into()), tables }],
+        legacy: Some(LegacyToken { recipient: "legacy".into(), token: TOKEN.into() }),
+        prune,
+    };
+    let first = spec(vec![entry("sc", "t1", "id-1"), entry("sc", "t2", "id-2")], false);
+    let planned = c.admin.import(&first, true).await.expect("dry run");
+    assert!(c.admin.list_shares().await.expect("listed").is_empty(), "a dry run changes nothing");
+    let done = c.admin.import(&first, false).await.expect("imported");
+    assert_eq!(done, planned, "the dry run's plan is what the import does");
+    let kinds: Vec<&str> = done
+        .changes
+        .iter()
+        .map(|ch| match ch {
+            ImportChange::CreateShare { .. } => "create share",
+            ImportChange::AddTable { .. } => "add table",
+            ImportChange::CreateRecipient { .. } => "create recipient",
+            ImportChange::AddToken { .. } => "add token",
+            ImportChange::Grant { .. } => "grant",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["create share", "add table", "add table", "create recipient", "add token", "grant"]);
+    let share = c.admin.show_share("s").await.expect("share");
+    assert_eq!(share.id, "share-id-1");
+    let ids: Vec<Option<&str>> = share.tables.iter().map(|t| t.id.as_deref()).collect();
+    assert_eq!(ids, [Some("id-1"), Some("id-2")]);
+    settle().await;
+    let who = c.catalog.authenticate(Some(TOKEN)).await.expect("the file's token works");
+    assert_eq!(who.recipient, "legacy");
+    assert_eq!(c.catalog.get_table(&who, "s", "sc", "t1").await.expect("visible").id, "id-1");
+
+    assert!(c.admin.import(&first, false).await.expect("again").changes.is_empty(), "repeatable");
+
+    // A changed file: t1 moved, t3 new, t2 gone (kept without prune).
+    let moved = TableEntry { location: "/data/moved".into(), start_version: 2, ..entry("sc", "t1", "id-1") };
+    let changed = spec(vec![moved, entry("sc", "t3", "id-3")], false);
+    let plan = c.admin.import(&changed, false).await.expect("updated").changes;
+    assert!(
+        matches!(&plan[0], ImportChange::UpdateTable { table, fields, .. } if table == "t1" && fields.len() == 2),
+        "{plan:?}"
+    );
+    assert!(matches!(&plan[1], ImportChange::AddTable { id, .. } if id == "id-3"), "{plan:?}");
+    assert_eq!(plan.len(), 2);
+    assert_eq!(c.admin.show_share("s").await.expect("share").tables.len(), 3, "nothing removed without prune");
+    let pruned = c.admin.import(&spec(changed.shares[0].tables.clone(), true), false).await.expect("pruned").changes;
+    assert!(matches!(&pruned[..], [ImportChange::RemoveTable { table, .. }] if table == "t2"), "{pruned:?}");
+    let t1 = c.admin.show_share("s").await.expect("share").tables.into_iter().find(|t| t.name == "t1").expect("t1");
+    assert!(
+        t1.location.ends_with("/data/moved/") && t1.start_version == 2 && t1.id.as_deref() == Some("id-1"),
+        "{t1:?}"
+    );
+
+    // Bad input changes nothing: a location d2o cannot serve, an id that is another table's.
+    let before = c.admin.show_share("s").await.expect("share");
+    for tables in [
+        vec![entry("sc", "t4", "id-4"), TableEntry { location: "ftp://host/t".into(), ..entry("sc", "t5", "id-5") }],
+        vec![entry("sc", "t4", "id-4"), entry("other", "x", "id-3")],
+    ] {
+        let mut bad = spec(tables, false);
+        bad.shares[0].tables.splice(0..0, changed.shares[0].tables.clone());
+        assert!(matches!(c.admin.import(&bad, false).await, Err(CatalogError::InvalidArgument(_))));
+        assert_eq!(c.admin.show_share("s").await.expect("share"), before, "nothing changed");
+    }
+    // The token cannot become a second recipient's.
+    let mut stolen = spec(changed.shares[0].tables.clone(), false);
+    stolen.legacy = Some(LegacyToken { recipient: "someone_else".into(), token: TOKEN.into() });
+    assert!(matches!(c.admin.import(&stolen, false).await, Err(CatalogError::InvalidArgument(_))));
+    assert!(matches!(c.admin.show_recipient("someone_else").await, Err(CatalogError::NotFound { .. })));
+    // A changed token is added; with prune the old one is revoked.
+    let mut rotated = spec(changed.shares[0].tables.clone(), true);
+    rotated.legacy = Some(LegacyToken { recipient: "legacy".into(), token: "the-new-reference-token".into() });
+    let plan = c.admin.import(&rotated, false).await.expect("rotated").changes;
+    assert!(matches!(&plan[..], [ImportChange::AddToken { .. }, ImportChange::RevokeToken { .. }]), "{plan:?}");
+    settle().await;
+    assert!(c.catalog.authenticate(Some(TOKEN)).await.is_err(), "the old token is revoked");
+    assert!(c.catalog.authenticate(Some("the-new-reference-token")).await.is_ok());
 }

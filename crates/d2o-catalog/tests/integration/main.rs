@@ -118,6 +118,8 @@ contract!(
     storage_locations,
     ip_access_lists,
     rate_limits,
+    recipient_properties,
+    import_keeps_ids_and_tokens_and_is_repeatable,
     activation_links_create_the_credential_once,
     concurrent_redemptions_succeed_once,
     concurrent_activation_links_leave_one_usable,

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use d2o_catalog::{
     ActivationInfo, ActivationRequest, Admin, AuditEvent, AuditFilter, CatalogError, CredentialRequest, Issued,
     IssuedActivation, IssuedToken, NewFederationPolicy, NewRecipient, RateLimit, RecipientInfo, ShareInfo,
-    StorageLocation, TableEntry,
+    StorageLocation, TableEntry, UsagePoint, UsageQuery,
 };
 
 use crate::ApiError;
@@ -63,6 +63,11 @@ fn requested(request: &CredentialRequest) -> String {
 }
 
 impl AuditedAdmin {
+    /// The admin without recording: for reads that are not actions (the console's pages).
+    pub(crate) fn inner(&self) -> &Arc<dyn Admin> {
+        &self.inner
+    }
+
     pub fn new(inner: Arc<dyn Admin>, context: AdminContext) -> AuditedAdmin {
         AuditedAdmin { inner, context }
     }
@@ -224,6 +229,16 @@ impl Admin for AuditedAdmin {
         self.record("recipient.ip_access_list", names, self.inner.set_ip_access_list(name, networks).await).await
     }
 
+    async fn set_properties(
+        &self,
+        name: &str,
+        properties: std::collections::BTreeMap<String, String>,
+    ) -> Result<RecipientInfo, CatalogError> {
+        let keys = properties.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+        let names = Names { detail: Some(format!("recipient {name}, keys: {keys}")), ..Names::default() };
+        self.record("recipient.properties", names, self.inner.set_properties(name, properties).await).await
+    }
+
     async fn set_rate_limit(&self, name: &str, limit: Option<RateLimit>) -> Result<RecipientInfo, CatalogError> {
         let detail = match limit {
             Some(l) => format!("recipient {name}, {} burst {}", l.rate, l.burst),
@@ -270,6 +285,25 @@ impl Admin for AuditedAdmin {
 
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, CatalogError> {
         self.record("audit", Names::default(), self.inner.audit(filter).await).await
+    }
+
+    async fn import(
+        &self,
+        spec: &d2o_catalog::ImportSpec,
+        dry_run: bool,
+    ) -> Result<d2o_catalog::ImportPlan, CatalogError> {
+        let outcome = self.inner.import(spec, dry_run).await;
+        if dry_run {
+            return outcome;
+        }
+        let changes = outcome.as_ref().map_or(0, |plan| plan.changes.len());
+        let detail =
+            format!("{} shares, {changes} changes{}", spec.shares.len(), if spec.prune { ", pruned" } else { "" });
+        self.record("catalog.import", Names { detail: Some(detail), ..Names::default() }, outcome).await
+    }
+
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsagePoint>, CatalogError> {
+        self.record("usage", Names::default(), self.inner.usage(query).await).await
     }
 
     /// Appending an event is recording, not an action to record.

@@ -8,7 +8,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use d2o_catalog::{
     ActivationRequest, Admin, AuditEvent, AuditFilter, CredentialRequest, Issued, IssuedActivation,
-    NewFederationPolicy, NewRecipient, RateLimit, RecipientInfo, ShareInfo, StorageLocation, TableEntry,
+    NewFederationPolicy, NewRecipient, RateLimit, RecipientInfo, ShareInfo, StorageLocation, TableEntry, UsageBy,
+    UsagePoint, UsageQuery,
 };
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
@@ -90,14 +91,17 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke))
         .routes(routes!(set_ip_access_list, clear_ip_access_list))
         .routes(routes!(set_rate_limit, clear_rate_limit))
+        .routes(routes!(set_properties))
         .routes(routes!(list_storage, add_storage))
         .routes(routes!(show_storage, drop_storage))
         .routes(routes!(audit))
+        .routes(routes!(usage))
+        .routes(routes!(import))
 }
 
 impl AdminContext {
     /// Who acts (`principal`), from where, as the request says.
-    fn of(parts: &Parts, principal: &str) -> AdminContext {
+    pub(crate) fn of(parts: &Parts, principal: &str) -> AdminContext {
         let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
         AdminContext {
             principal: principal.to_owned(),
@@ -130,20 +134,32 @@ impl FromRequestParts<AppState> for AdminCaller {
 
 /// Records a refused admin-token attempt (as `anonymous`, with `action`) and answers 401.
 async fn refused(state: &AppState, context: &AdminContext, action: &str, message: &str) -> ApiError {
+    let anonymous = AdminContext { principal: "anonymous".to_owned(), ..context.clone() };
+    match record_access(state, &anonymous, action, StatusCode::UNAUTHORIZED).await {
+        Ok(()) => ApiError::Unauthenticated(message.to_owned()),
+        Err(e) => e,
+    }
+}
+
+/// Records an attempt to use the admin token (`action`, by `context`'s principal) with the
+/// status it got: refusals, and the console's logins.
+pub(crate) async fn record_access(
+    state: &AppState,
+    context: &AdminContext,
+    action: &str,
+    status: StatusCode,
+) -> Result<(), ApiError> {
     let event = AuditEvent {
         time_ms: chrono::Utc::now().timestamp_millis(),
-        principal: "anonymous".to_owned(),
+        principal: context.principal.clone(),
         action: action.to_owned(),
-        status: StatusCode::UNAUTHORIZED.as_u16(),
+        status: status.as_u16(),
         client_ip: context.client_ip.clone(),
         user_agent: context.user_agent.clone(),
         request_id: context.request_id.clone(),
         ..AuditEvent::default()
     };
-    match state.catalog.record(&event).await {
-        Ok(()) => ApiError::Unauthenticated(message.to_owned()),
-        Err(e) => e.into(),
-    }
+    Ok(state.catalog.record(&event).await?)
 }
 
 /// `GET /metrics` on the protocol listener: for the admin token only; a refused attempt is
@@ -386,6 +402,33 @@ async fn clear_ip_access_list(
     Path(name): Path<String>,
 ) -> Result<Json<RecipientInfo>, ApiError> {
     Ok(Json(admin.set_ip_access_list(&name, None).await?))
+}
+
+/// A recipient's new properties.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Properties {
+    properties: std::collections::BTreeMap<String, String>,
+}
+
+#[utoipa::path(
+    put,
+    path = "/recipients/{recipient}/properties",
+    tag = "admin",
+    operation_id = "adminSetProperties",
+    summary = "Replace a recipient's properties (what partition filters compare with)",
+    params(("recipient" = String, Path, description = "The recipient")),
+    request_body = Properties,
+    responses((status = 200, description = "The recipient", body = RecipientInfo), Errors),
+    security(("admin" = []))
+)]
+async fn set_properties(
+    AdminCaller(admin): AdminCaller,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<RecipientInfo>, ApiError> {
+    let Properties { properties } = json_body(&body)?;
+    Ok(Json(admin.set_properties(&name, properties).await?))
 }
 
 #[utoipa::path(
@@ -760,7 +803,7 @@ async fn revoke(AdminCaller(admin): AdminCaller, Path(name): Path<String>) -> Re
     tag = "admin",
     operation_id = "adminAudit",
     summary = "Audit events, newest first",
-    params(("recipient" = Option<String>, Query, description = "Only this principal's events"), ("share" = Option<String>, Query, description = "Only this share's"), ("table" = Option<String>, Query, description = "Only this table's"), ("action" = Option<String>, Query, description = "Only this action's (`query`, `admin.share.create`, ...)"), ("since" = Option<String>, Query, description = "From this ISO 8601 timestamp or ms since the epoch"), ("until" = Option<String>, Query, description = "Until this ISO 8601 timestamp or ms since the epoch"), ("limit" = Option<u32>, Query, description = "At most this many events (1 to 100000)")),
+    params(("recipient" = Option<String>, Query, description = "Only this principal's events"), ("share" = Option<String>, Query, description = "Only this share's"), ("table" = Option<String>, Query, description = "Only this table's"), ("action" = Option<String>, Query, description = "Only this action's (`query`, `admin.share.create`, ...)"), ("since" = Option<String>, Query, description = "From this ISO 8601 timestamp or ms since the epoch"), ("until" = Option<String>, Query, description = "Until this ISO 8601 timestamp or ms since the epoch"), ("status" = Option<String>, Query, description = "Only this status: a code (`404`), a class (`4xx`), `ok` or `error`"), ("minStatus" = Option<u16>, Query, description = "Only statuses from this code"), ("maxStatus" = Option<u16>, Query, description = "Only statuses up to this code"), ("limit" = Option<u32>, Query, description = "At most this many events (1 to 100000)"), ("offset" = Option<u32>, Query, description = "Skip this many of the newest matching events")),
     responses((status = 200, description = "The events", body = Vec<d2o_catalog::AuditEvent>), Errors),
     security(("admin" = []))
 )]
@@ -768,24 +811,96 @@ async fn audit(
     AdminCaller(admin): AdminCaller,
     params: Params,
 ) -> Result<Json<Vec<d2o_catalog::AuditEvent>>, ApiError> {
-    let time = |name: &str| -> Result<Option<i64>, ApiError> {
-        params
-            .get(name)
-            .map(|v| {
-                d2o_protocol::timestamp::parse_timestamp_millis(v)
-                    .or_else(|_| v.parse::<i64>().map_err(|_| format!("'{v}' is neither a timestamp nor milliseconds")))
-                    .map_err(|e| ApiError::InvalidParameter(format!("invalid '{name}': {e}")))
-            })
-            .transpose()
-    };
+    let status = params.get("status").map(AuditFilter::status_range).transpose()?;
+    let code = |name: &str| -> Result<Option<u16>, ApiError> { Ok(params.i64(name)?.map(|c| c.clamp(0, 999) as u16)) };
     let filter = AuditFilter {
         principal: params.get("recipient").map(str::to_owned),
         share: params.get("share").map(str::to_owned),
         table: params.get("table").map(str::to_owned),
         action: params.get("action").map(str::to_owned),
-        since_ms: time("since")?,
-        until_ms: time("until")?,
+        since_ms: time_param(&params, "since")?,
+        until_ms: time_param(&params, "until")?,
+        min_status: code("minStatus")?.or(status.map(|s| s.0)),
+        max_status: code("maxStatus")?.or(status.map(|s| s.1)),
         limit: params.i64("limit")?.map(|l| l.clamp(1, 100_000) as u32),
+        offset: params.i64("offset")?.map(|o| o.clamp(0, i64::from(u32::MAX)) as u32),
     };
     Ok(Json(admin.audit(&filter).await?))
+}
+
+#[utoipa::path(
+    post,
+    path = "/import",
+    tag = "admin",
+    operation_id = "adminImport",
+    summary = "Make the catalog hold a share tree (a reference server's YAML, as `d2o catalog import` reads it)",
+    description = "Atomic: creates what is missing, updates tables whose id, location or settings changed, keeps the \
+                   legacy bearer token as a recipient's credential, and with `prune` drops what the spec does not name. \
+                   With `dryRun=true` it answers the same plan and changes nothing.",
+    params(("dryRun" = Option<bool>, Query, description = "Only plan")),
+    request_body = d2o_catalog::ImportSpec,
+    responses((status = 200, description = "What changed (or would change)", body = d2o_catalog::ImportPlan), Errors),
+    security(("admin" = []))
+)]
+async fn import(
+    AdminCaller(admin): AdminCaller,
+    params: Params,
+    body: axum::body::Bytes,
+) -> Result<Json<d2o_catalog::ImportPlan>, ApiError> {
+    let spec: d2o_catalog::ImportSpec = json_body(&body)?;
+    let dry_run = match params.get("dryRun") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(ApiError::InvalidParameter(format!("'dryRun' is true or false, not '{other}'"))),
+    };
+    Ok(Json(admin.import(&spec, dry_run).await?))
+}
+
+/// An ISO 8601 timestamp or ms since the epoch, from query parameter `name`.
+fn time_param(params: &Params, name: &str) -> Result<Option<i64>, ApiError> {
+    params
+        .get(name)
+        .map(|v| {
+            d2o_protocol::timestamp::parse_timestamp_millis(v)
+                .or_else(|_| v.parse::<i64>().map_err(|_| format!("'{v}' is neither a timestamp nor milliseconds")))
+                .map_err(|e| ApiError::InvalidParameter(format!("invalid '{name}': {e}")))
+        })
+        .transpose()
+}
+
+#[utoipa::path(
+    get,
+    path = "/usage",
+    tag = "admin",
+    operation_id = "adminUsage",
+    summary = "Recipients' usage over time: requests, files and bytes per time bucket and per recipient or table",
+    params(
+        ("by" = Option<String>, Query, description = "`recipient` (default) or `table`"),
+        ("since" = String, Query, description = "From this ISO 8601 timestamp or ms since the epoch"),
+        ("until" = Option<String>, Query, description = "Until this time (default now)"),
+        ("bucketMs" = i64, Query, description = "Bucket width in ms (at least 1000; at most 1000 buckets)"),
+        ("recipient" = Option<String>, Query, description = "Only this recipient's requests"),
+        ("share" = Option<String>, Query, description = "Only this share's requests")
+    ),
+    responses((status = 200, description = "Non-empty buckets, by time then key", body = Vec<UsagePoint>), Errors),
+    security(("admin" = []))
+)]
+async fn usage(AdminCaller(admin): AdminCaller, params: Params) -> Result<Json<Vec<UsagePoint>>, ApiError> {
+    let by = match params.get("by") {
+        None | Some("recipient") => UsageBy::Recipient,
+        Some("table") => UsageBy::Table,
+        Some(other) => return Err(ApiError::InvalidParameter(format!("'by' is recipient or table, not '{other}'"))),
+    };
+    let query = UsageQuery {
+        by,
+        since_ms: time_param(&params, "since")?
+            .ok_or_else(|| ApiError::InvalidParameter("'since' is required".into()))?,
+        until_ms: time_param(&params, "until")?.unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
+        bucket_ms: params
+            .i64("bucketMs")?
+            .ok_or_else(|| ApiError::InvalidParameter("'bucketMs' is required".into()))?,
+        principal: params.get("recipient").map(str::to_owned),
+        share: params.get("share").map(str::to_owned),
+    };
+    Ok(Json(admin.usage(&query).await?))
 }

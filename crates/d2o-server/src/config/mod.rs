@@ -315,6 +315,53 @@ pub fn config_dir(path: &Path) -> PathBuf {
     file.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
+/// What `d2o catalog import` makes the catalog hold for this file (see
+/// [`d2o_catalog::share_config::import_spec`]). The file's bearer token goes with it, held by
+/// recipient `legacy_recipient`, unless that is `None`.
+pub fn import_spec(
+    config: &ServerConfig,
+    base_dir: &Path,
+    legacy_recipient: Option<&str>,
+    prune: bool,
+) -> Result<d2o_catalog::ImportSpec, String> {
+    let legacy = config
+        .authorization
+        .as_ref()
+        .and_then(|a| a.bearer_token.clone())
+        .zip(legacy_recipient)
+        .map(|(token, recipient)| d2o_catalog::LegacyToken { recipient: recipient.to_owned(), token });
+    d2o_catalog::share_config::import_spec(&config.shares, base_dir, legacy, prune)
+}
+
+/// The catalog's shares as a reference-format file: `version`, the shares with their table
+/// ids, no secrets. Partition filters, which that format has no key for, are listed in a
+/// comment.
+pub fn export_yaml(shares: &[d2o_catalog::ShareInfo]) -> Result<String, serde_yaml_ng::Error> {
+    #[derive(serde::Serialize)]
+    struct File {
+        version: u32,
+        shares: Vec<ShareConfig>,
+    }
+    let mut out = String::from(
+        "# Written by `d2o catalog export`: the catalog's shares in the reference server's format.\n\
+         # It holds no secret: add `authorization: {bearerToken: ...}` before serving it.\n",
+    );
+    for share in shares {
+        for t in share.tables.iter().filter(|t| t.partition_filter.is_some()) {
+            out += &format!(
+                "# not exported: the partition filter of {}.{}.{}: {}\n",
+                share.name,
+                t.schema,
+                t.name,
+                t.partition_filter.as_deref().unwrap_or_default().replace('\n', " ")
+            );
+        }
+    }
+    let file = File { version: CONFIG_VERSION, shares: d2o_catalog::share_config::export_shares(shares) };
+    out += &serde_yaml_ng::to_string(&file)?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use d2o_catalog::share_config::resolve_location;

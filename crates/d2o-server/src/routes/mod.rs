@@ -10,11 +10,16 @@ use axum::http::{HeaderMap, header};
 use crate::{ApiError, AppState};
 
 /// The sharing endpoint's public URL (file URLs, `config.share`, the token endpoint): the
-/// configured public URL, or the request's host, followed by the endpoint's path. Without a
-/// public URL the scheme is `https` when the server terminates TLS itself, else what a proxy
-/// forwarded in `X-Forwarded-Proto`.
+/// server's [`public_origin`] followed by the endpoint's path.
 pub(crate) fn public_endpoint(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let root = match &state.settings.public_url {
+    Ok(format!("{}{}", public_origin(state, headers)?, state.settings.endpoint.trim_end_matches('/')))
+}
+
+/// The server's public root (`scheme://host[:port]`, plus any path of the public URL): the
+/// configured public URL, or the request's host. Without a public URL the scheme is `https`
+/// when the server terminates TLS itself, else what a proxy forwarded in `X-Forwarded-Proto`.
+pub(crate) fn public_origin(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    Ok(match &state.settings.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
         None => {
             let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
@@ -31,6 +36,5 @@ pub(crate) fn public_endpoint(state: &AppState, headers: &HeaderMap) -> Result<S
             let proto = if state.settings.tls.is_some() { "https" } else { forwarded() };
             format!("{proto}://{host}")
         }
-    };
-    Ok(format!("{root}{}", state.settings.endpoint.trim_end_matches('/')))
+    })
 }

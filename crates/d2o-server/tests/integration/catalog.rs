@@ -21,6 +21,7 @@ pub struct Fixture {
 
 pub fn entry(schema: &str, name: &str, fixture: &str, filter: Option<&str>) -> TableEntry {
     TableEntry {
+        id: None,
         schema: schema.into(),
         name: name.into(),
         location: table_dir(fixture).display().to_string(),
@@ -392,4 +393,78 @@ async fn admin_changes_while_recipients_read() {
         let statuses = r.await.expect("reader");
         assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
     }
+}
+
+/// A reference server's token kept by `catalog import` works even when it is shaped like a JWT
+/// and federation policies exist (which send JWT-shaped tokens to the identity provider).
+#[tokio::test]
+async fn an_imported_jwt_shaped_token_is_a_bearer_token() {
+    use d2o_catalog::{ImportShare, ImportSpec, LegacyToken, NewFederationPolicy, SubjectClaim};
+    let f = fixture().await;
+    let legacy = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+    let spec = ImportSpec {
+        shares: vec![ImportShare {
+            name: "s".into(),
+            id: None,
+            tables: vec![TableEntry { id: Some("t-id".into()), ..entry("sc", "t", "basic_partitioned", None) }],
+        }],
+        legacy: Some(LegacyToken { recipient: "legacy".into(), token: legacy.into() }),
+        prune: false,
+    };
+    f.catalog.import(&spec, false).await.expect("imported");
+    let policy = NewFederationPolicy {
+        issuer: "https://idp.example.com".into(),
+        audiences: vec!["d2o".into()],
+        subject_claim: SubjectClaim::Sub,
+        subject: "x".into(),
+    };
+    recipient(&f, "federated", &[]).await;
+    f.catalog.add_federation_policy("federated", policy).await.expect("policy");
+    let r = call(&f.app, Method::GET, "/delta-sharing/shares/s/all-tables", legacy, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["items"][0]["id"], "t-id", "the imported id");
+    // Another JWT-shaped token still goes to federation, and is refused there.
+    let other = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ5In0.c2lnbmF0dXJl";
+    let r = call(&f.app, Method::GET, "/delta-sharing/shares", other, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.text().contains("federated token was refused"), "{}", r.text());
+}
+
+/// The admin API's usage and audit filters: a recipient's reads per bucket, status classes,
+/// paging, and bad parameters refused.
+#[tokio::test]
+async fn the_admin_api_sums_usage_and_filters_the_audit_log_by_status() {
+    let f = fixture().await;
+    f.catalog.create_share("s", None).await.expect("share");
+    f.catalog.add_table("s", entry("sc", "t", "basic_partitioned", None)).await.expect("table");
+    let token = recipient(&f, "partner_co", &[]).await;
+    f.catalog.grant("s", "partner_co").await.expect("grant");
+    for _ in 0..3 {
+        call(&f.app, Method::GET, "/delta-sharing/shares/s/schemas/sc/tables/t/metadata", &token, None).await;
+    }
+    call(&f.app, Method::GET, "/delta-sharing/shares/nope", &token, None).await.error(StatusCode::NOT_FOUND);
+    let now = chrono::Utc::now().timestamp_millis();
+    // One bucket of three hours around now.
+    let since = now - 7_200_000;
+    let uri = |by: &str| format!("/admin/v1/usage?by={by}&since={since}&until={}&bucketMs=10800000", now + 3_600_000);
+    let by_recipient = call(&f.app, Method::GET, &uri("recipient"), ADMIN_TOKEN, None).await.json();
+    let points = by_recipient.as_array().expect("points");
+    assert_eq!(points.len(), 1, "{by_recipient}");
+    assert_eq!((points[0]["key"].as_str(), points[0]["requests"].as_i64()), (Some("partner_co"), Some(4)));
+    let by_table = call(&f.app, Method::GET, &uri("table"), ADMIN_TOKEN, None).await.json();
+    assert_eq!(by_table[0]["key"], "s.sc.t");
+    assert_eq!(by_table[0]["requests"], 3);
+    for bad in
+        ["/admin/v1/usage?bucketMs=1000", "/admin/v1/usage?since=0&bucketMs=1000", "/admin/v1/usage?since=0&bucketMs=x"]
+    {
+        call(&f.app, Method::GET, bad, ADMIN_TOKEN, None).await.error(StatusCode::BAD_REQUEST);
+    }
+    let refused = call(&f.app, Method::GET, "/admin/v1/audit?recipient=partner_co&status=4xx", ADMIN_TOKEN, None).await;
+    let refused = refused.json();
+    assert_eq!(refused.as_array().map(Vec::len), Some(1), "{refused}");
+    assert_eq!(refused[0]["status"], 404);
+    let page =
+        call(&f.app, Method::GET, "/admin/v1/audit?recipient=partner_co&limit=2&offset=2", ADMIN_TOKEN, None).await;
+    assert_eq!(page.json().as_array().map(Vec::len), Some(2));
+    call(&f.app, Method::GET, "/admin/v1/audit?status=teapot", ADMIN_TOKEN, None).await.error(StatusCode::BAD_REQUEST);
 }

@@ -5,6 +5,7 @@
 
 mod catalog;
 mod changes;
+mod console;
 mod discovery;
 mod files;
 mod openapi;
