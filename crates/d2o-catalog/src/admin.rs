@@ -392,6 +392,10 @@ pub trait Admin: Send + Sync + 'static {
 
     /// Audit events, newest first.
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, CatalogError>;
+    /// Deletes at most `batch` audit events older than `before_ms`, oldest first, and returns
+    /// how many it deleted: callers repeat until fewer than `batch` go, so that no single
+    /// statement holds the log (and the requests recording into it) for long.
+    async fn prune_audit(&self, before_ms: i64, batch: u32) -> Result<u64, CatalogError>;
     /// Recipients' usage over time, from the audit log, ordered by bucket then key. Only
     /// buckets with requests appear.
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsagePoint>, CatalogError>;

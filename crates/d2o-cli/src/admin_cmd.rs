@@ -280,8 +280,21 @@ pub(crate) enum FederationCommand {
     Remove { name: String, id: String },
 }
 
+/// Listing the audit log: which events, and which page of them.
 #[derive(Debug, Args)]
 pub(crate) struct AuditArgs {
+    #[command(flatten)]
+    filter: AuditFilterArgs,
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// Skip this many of the newest matching events (paging).
+    #[arg(long)]
+    offset: Option<u32>,
+}
+
+/// Which audit events.
+#[derive(Debug, Args)]
+pub(crate) struct AuditFilterArgs {
     #[arg(long)]
     recipient: Option<String>,
     #[arg(long)]
@@ -301,11 +314,49 @@ pub(crate) struct AuditArgs {
     /// Only events with this status: a code (404), a class (4xx), ok (below 400) or error.
     #[arg(long)]
     status: Option<String>,
-    #[arg(long, default_value_t = 100)]
-    limit: u32,
-    /// Skip this many of the newest matching events (paging).
-    #[arg(long)]
-    offset: Option<u32>,
+}
+
+impl AuditFilterArgs {
+    fn filter(self) -> Result<AuditFilter> {
+        let status = self.status.as_deref().map(AuditFilter::status_range).transpose()?;
+        Ok(AuditFilter {
+            principal: self.recipient,
+            share: self.share,
+            table: self.table,
+            action: self.action,
+            since_ms: self.since.as_deref().map(time_arg).transpose()?,
+            until_ms: self.until.as_deref().map(time_arg).transpose()?,
+            min_status: status.map(|s| s.0),
+            max_status: status.map(|s| s.1),
+            ..AuditFilter::default()
+        })
+    }
+}
+
+/// What else there is to do with the audit log than list it.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Write the audit log (or the events the filters select) as a Parquet file or as a new
+    /// Delta table, which you can query, or share.
+    Export {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        filter: AuditFilterArgs,
+        /// The file (parquet) or directory (delta) to create.
+        #[arg(long, short = 'o')]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "parquet")]
+        format: crate::audit_export::Format,
+    },
+    /// Delete events older than a duration (90d, 12h, ...), in batches. `serve
+    /// --audit-retention-days` does this every hour.
+    Prune {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        older_than: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -807,21 +858,29 @@ fn time_arg(text: &str) -> Result<i64> {
     Ok(now_ms() - ago as i64 * 1000)
 }
 
+pub(crate) async fn audit_command(command: AuditCommand) -> Result<()> {
+    match command {
+        AuditCommand::Export { target, filter, out, format } => {
+            let filter = filter.filter()?;
+            let admin = target.open().await?;
+            let rows = crate::audit_export::export(admin.as_ref(), &filter, &out, format).await?;
+            eprintln!("wrote {rows} audit events to {}", out.display());
+            Ok(())
+        }
+        AuditCommand::Prune { target, older_than } => {
+            let ago = output::parse_duration(&older_than).map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(ago >= 3600, "--older-than must be at least 1h");
+            let admin = target.open().await?;
+            let deleted = d2o_server::retention::prune(admin.as_ref(), now_ms() - ago as i64 * 1000, 5_000).await?;
+            println!("deleted {deleted} audit events older than {older_than}");
+            Ok(())
+        }
+    }
+}
+
 pub(crate) async fn audit(target: &Target, a: AuditArgs) -> Result<()> {
-    let status = a.status.as_deref().map(AuditFilter::status_range).transpose()?;
     let admin = target.open().await?;
-    let filter = AuditFilter {
-        principal: a.recipient,
-        share: a.share,
-        table: a.table,
-        action: a.action,
-        since_ms: a.since.as_deref().map(time_arg).transpose()?,
-        until_ms: a.until.as_deref().map(time_arg).transpose()?,
-        min_status: status.map(|s| s.0),
-        max_status: status.map(|s| s.1),
-        limit: Some(a.limit),
-        offset: a.offset,
-    };
+    let filter = AuditFilter { limit: Some(a.limit), offset: a.offset, ..a.filter.filter()? };
     let events = admin.audit(&filter).await?;
     if target.json {
         return events.iter().try_for_each(output::json);

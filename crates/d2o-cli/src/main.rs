@@ -11,6 +11,7 @@ use d2o_server::AppState;
 use d2o_server::config::{ServerConfig, config_dir};
 
 mod admin_cmd;
+mod audit_export;
 /// The catalog crate's contract suite, run here through a live server's admin API.
 #[cfg(test)]
 #[allow(clippy::expect_used, clippy::unwrap_used, unreachable_pub, dead_code)]
@@ -70,8 +71,11 @@ enum Command {
         #[command(flatten)]
         target: admin_cmd::Target,
     },
-    /// Read the audit log.
+    /// Read the audit log; export or prune it.
+    #[command(args_conflicts_with_subcommands = true)]
     Audit {
+        #[command(subcommand)]
+        command: Option<Box<admin_cmd::AuditCommand>>,
         #[command(flatten)]
         target: admin_cmd::Target,
         #[command(flatten)]
@@ -114,6 +118,13 @@ struct ServeArgs {
     /// How long the OAuth access tokens of the token endpoint live (1h, 15m, ...).
     #[arg(long, env = "D2O_ACCESS_TOKEN_TTL", default_value = "1h")]
     access_token_ttl: String,
+    /// Delete audit events older than this many days (checked at start and every hour).
+    /// Overrides the config's auditRetentionDays; without either the log is kept whole.
+    #[arg(long, env = "D2O_AUDIT_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    audit_retention_days: Option<u32>,
+    /// Do not compress JSON and NDJSON answers (by default gzip or zstd, when the client accepts it).
+    #[arg(long)]
+    no_compression: bool,
     /// Whom recipients should ask about their access (a name or an e-mail address), shown on
     /// activation pages.
     #[arg(long, env = "D2O_PROVIDER_CONTACT")]
@@ -219,7 +230,8 @@ fn run(cli: Cli) -> Result<()> {
             Command::Storage { target, command } => admin_cmd::storage(&target, command).await,
             Command::Grant { share, recipient, target } => admin_cmd::grant(&target, &share, &recipient, true).await,
             Command::Revoke { share, recipient, target } => admin_cmd::grant(&target, &share, &recipient, false).await,
-            Command::Audit { target, args } => admin_cmd::audit(&target, args).await,
+            Command::Audit { command: Some(command), .. } => admin_cmd::audit_command(*command).await,
+            Command::Audit { command: None, target, args } => admin_cmd::audit(&target, args).await,
             Command::Catalog { target, command } => admin_cmd::catalog(&target, command).await,
         }
     })
@@ -330,6 +342,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
     anyhow::ensure!((60..=86_400).contains(&ttl), "--access-token-ttl must be between 1 minute and 1 day");
     settings.access_token_ttl_secs = ttl;
     settings.provider_contact = args.provider_contact.clone();
+    if let Some(days) = args.audit_retention_days {
+        settings.audit_retention = Some(std::time::Duration::from_secs(u64::from(days) * 86_400));
+    }
+    if args.no_compression {
+        settings.compression = false;
+    }
     if let Some(files) = tls_flags {
         settings.tls = Some(d2o_server::Tls::load(files)?);
     }

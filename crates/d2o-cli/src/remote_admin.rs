@@ -267,6 +267,11 @@ impl Admin for RemoteAdmin {
             serde_json::to_value(spec).map_err(|e| CatalogError::internal_from("cannot encode the request", e))?;
         self.call(Method::POST, &format!("import?dryRun={dry_run}"), Some(body)).await
     }
+    async fn prune_audit(&self, before_ms: i64, batch: u32) -> Result<u64, CatalogError> {
+        let answer: Value =
+            self.call(Method::POST, &format!("audit/prune?before={before_ms}&batch={batch}"), None).await?;
+        Ok(answer["deleted"].as_u64().unwrap_or_default())
+    }
     async fn usage(&self, q: &UsageQuery) -> Result<Vec<UsagePoint>, CatalogError> {
         let query = {
             let mut query = url::form_urlencoded::Serializer::new(String::new());

@@ -82,6 +82,19 @@ pub fn write_tables(root: &Path, data: &Dataset, rt: &Handle) -> Result<TablePat
     Ok(paths)
 }
 
+/// Writes `batches` (one data file each, one schema) as a new Delta table at `dir`, in one
+/// commit; `dir` must not hold a table yet. Its schema is the batches' Arrow schema. For the
+/// audit log's export (`d2o audit export --format delta`); call from a blocking thread.
+pub fn write_new_table(dir: &Path, batches: Vec<RecordBatch>, rt: &Handle) -> Result<(), DemoError> {
+    use delta_kernel::engine::arrow_conversion::TryFromArrow as _;
+    let first = batches.first().ok_or_else(|| DemoError::Delta("there are no rows to write".into()))?;
+    let schema = Arc::new(StructType::try_from_arrow(first.schema().as_ref()).map_err(kernel("the table's schema"))?);
+    std::fs::create_dir_all(dir).map_err(|e| DemoError::io(dir, e))?;
+    let url = table_url(dir)?;
+    let engine = engine_for(&url)?;
+    create_with_data(&engine, rt, &url, schema, None, batches.into_iter().map(|b| (None, b)).collect())
+}
+
 fn table_url(path: &Path) -> Result<Url, DemoError> {
     let abs = std::path::absolute(path).map_err(|e| DemoError::io(path, e))?;
     Url::from_directory_path(&abs).map_err(|()| DemoError::Delta(format!("not a usable table path: {}", abs.display())))

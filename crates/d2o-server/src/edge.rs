@@ -2,7 +2,7 @@
 //! address is decided ([`crate::client_addr`]), cross-origin requests are answered (closed
 //! unless configured), and every answer, whatever produced it, gets the headers that keep
 //! browsers and caches from doing anything unexpected with it. Plus the request's log span,
-//! with URL signatures redacted.
+//! with URL signatures redacted, and the compression of JSON and NDJSON answers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +13,9 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
+use tower_http::CompressionLevel;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{Predicate, SizeAbove};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
@@ -27,6 +30,7 @@ pub(crate) fn layers(app: Router<AppState>, settings: &Settings) -> Router<AppSt
         proxies: settings.trusted_proxies.clone(),
         cors_closed: settings.cors_allowed_origins.is_empty(),
     });
+    let app = if settings.compression { app.layer(compression()) } else { app };
     app.layer(from_fn_with_state(edge, edge_middleware)).layer(TraceLayer::new_for_http().make_span_with(
         |req: &Request<Body>| tracing::debug_span!("request", method = %req.method(), uri = %redacted(req.uri())),
     ))
@@ -85,6 +89,32 @@ fn cors(origins: &[String]) -> CorsLayer {
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, name("delta-sharing-capabilities")])
         .expose_headers([name("delta-table-version"), name("delta-sharing-capabilities")])
         .max_age(std::time::Duration::from_secs(600))
+}
+
+/// gzip or zstd, as the client's `Accept-Encoding` prefers, for JSON and NDJSON answers of
+/// more than 1 KiB: the protocol's listings and the file lists of `/query` and `/changes`
+/// (a 100,000-file list is 74 MB of NDJSON, and compresses about 4x). At the fastest levels,
+/// which keep the server's CPU close to the cost of writing the lines. The body streams: each
+/// chunk is compressed as it comes. Data files (`/files`, byte ranges) are never compressed.
+fn compression() -> CompressionLayer<impl Predicate> {
+    CompressionLayer::new()
+        .no_br()
+        .no_deflate()
+        .quality(CompressionLevel::Fastest)
+        .compress_when(SizeAbove::new(1024).and(JsonLines))
+}
+
+/// Whether an answer is JSON or NDJSON (and not a range of a file).
+#[derive(Clone, Copy)]
+struct JsonLines;
+
+impl Predicate for JsonLines {
+    fn should_compress<B: http_body::Body>(&self, response: &axum::http::Response<B>) -> bool {
+        let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        (essence == "application/json" || essence == "application/x-ndjson")
+            && !response.headers().contains_key(header::CONTENT_RANGE)
+    }
 }
 
 /// A URI for logs: the value of a `sig` parameter (a URL signature, which would make a logged

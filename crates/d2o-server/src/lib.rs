@@ -32,12 +32,14 @@
 //! - `console`: the web console (`/console`): server-rendered pages over the same admin
 //!   operations, with a session cookie, CSRF tokens and a strict CSP.
 //! - `openapi`: the OpenAPI 3 document (`/openapi.json`), from the handlers' annotations.
+//! - [`retention`]: the audit log's retention (events older than N days pruned in batches).
 //! - `telemetry`: Prometheus metrics (`/metrics`), readiness (`/ready`), the access log line of
 //!   each request; [`metrics_router`] serves the first two on an address of their own.
 
 pub mod client_addr;
 pub mod config;
 pub mod error;
+pub mod retention;
 pub mod settings;
 pub mod signing;
 pub mod state;
@@ -227,7 +229,8 @@ pub async fn shutdown_signal() {
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves, within the connection limits
-/// of `state.settings` (see [`ConnectionLimits`]), over TLS when `state.settings.tls` is set.
+/// of `state.settings` (see [`ConnectionLimits`]), over TLS when `state.settings.tls` is set,
+/// pruning the audit log meanwhile when `state.settings.audit_retention` is set.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -235,7 +238,21 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let limits = state.settings.connections.clone();
     let tls = state.settings.tls.clone();
+    // Aborted when serving ends.
+    let _retention = match (&state.admin, state.settings.audit_retention) {
+        (Some(admin), Some(keep)) => Some(AbortOnDrop(tokio::spawn(retention::run(admin.clone(), keep)))),
+        _ => None,
+    };
     conn::serve_tls(listener, router(state), limits, tls, shutdown).await
+}
+
+/// A task that stops when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl AppState {
@@ -273,6 +290,8 @@ impl AppState {
                 write_timeout: Duration::from_secs(config.write_timeout_seconds),
             },
             tls: config.ssl.as_ref().and_then(|ssl| ssl.tls_files()).map(Tls::load).transpose()?,
+            compression: config.compress_responses,
+            audit_retention: config.audit_retention_days.map(|d| Duration::from_secs(u64::from(d) * 86_400)),
             ..Settings::default()
         };
         let storage = Arc::new(Storage::new(key.clone(), catalog.clone()));

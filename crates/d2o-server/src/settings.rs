@@ -35,6 +35,10 @@ pub struct Settings {
     /// TLS in the process; `None` serves plain HTTP. With it, URLs the server hands out are
     /// `https://` when `public_url` is not set.
     pub tls: Option<Tls>,
+    /// Compress JSON and NDJSON answers (gzip or zstd) for clients that accept it.
+    pub compression: bool,
+    /// Delete audit events older than this (with a catalog); `None` keeps them all.
+    pub audit_retention: Option<std::time::Duration>,
 }
 
 impl Default for Settings {
@@ -55,6 +59,8 @@ impl Default for Settings {
             access_token_ttl_secs: 3600,
             provider_contact: None,
             tls: None,
+            compression: true,
+            audit_retention: None,
         }
     }
 }

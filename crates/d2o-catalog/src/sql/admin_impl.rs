@@ -675,6 +675,19 @@ impl Admin for SqlCatalog {
             .collect()
     }
 
+    async fn prune_audit(&self, before_ms: i64, batch: u32) -> Result<u64, CatalogError> {
+        let done = sqlx::query(self.sql(
+            "DELETE FROM audit_events WHERE id IN
+             (SELECT id FROM audit_events WHERE time_ms < ? ORDER BY time_ms LIMIT ?)",
+        ))
+        .bind(before_ms)
+        .bind(i64::from(batch.max(1)))
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
     async fn usage(&self, q: &UsageQuery) -> Result<Vec<UsagePoint>, CatalogError> {
         q.validate()?;
         let (key, only_tables) = match q.by {

@@ -361,6 +361,13 @@ pub async fn audit_events_filter(c: &Subject) {
     ] {
         assert!(matches!(c.admin.usage(&bad).await, Err(CatalogError::InvalidArgument(_))), "{bad:?}");
     }
+
+    // Pruning: at most `batch` events a call, the oldest first.
+    assert_eq!(c.admin.prune_audit(base + 2, 1).await.expect("pruned"), 1);
+    assert_eq!(c.admin.prune_audit(base + 2, 10).await.expect("pruned"), 1);
+    assert_eq!(c.admin.prune_audit(base + 2, 10).await.expect("pruned"), 0);
+    let left = c.admin.audit(&AuditFilter::default()).await.expect("read");
+    assert_eq!(left.iter().map(|e| e.time_ms).collect::<Vec<_>>(), [base + 3, base + 2]);
 }
 
 /// SQL catalogs only: connecting again, as a restart or a second replica does, migrates nothing

@@ -302,6 +302,17 @@ impl Admin for AuditedAdmin {
         self.record("catalog.import", Names { detail: Some(detail), ..Names::default() }, outcome).await
     }
 
+    async fn prune_audit(&self, before_ms: i64, batch: u32) -> Result<u64, CatalogError> {
+        let outcome = self.inner.prune_audit(before_ms, batch).await;
+        let when = chrono::DateTime::from_timestamp_millis(before_ms)
+            .map_or_else(|| before_ms.to_string(), |t| t.to_rfc3339());
+        let detail = format!(
+            "before {when}: {}",
+            outcome.as_ref().map_or_else(|_| "failed".to_owned(), |n| format!("{n} events"))
+        );
+        self.record("audit.prune", Names { detail: Some(detail), ..Names::default() }, outcome).await
+    }
+
     async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsagePoint>, CatalogError> {
         self.record("usage", Names::default(), self.inner.usage(query).await).await
     }

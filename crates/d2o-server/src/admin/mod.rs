@@ -95,6 +95,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_storage, add_storage))
         .routes(routes!(show_storage, drop_storage))
         .routes(routes!(audit))
+        .routes(routes!(prune_audit))
         .routes(routes!(usage))
         .routes(routes!(import))
 }
@@ -866,6 +867,33 @@ fn time_param(params: &Params, name: &str) -> Result<Option<i64>, ApiError> {
                 .map_err(|e| ApiError::InvalidParameter(format!("invalid '{name}': {e}")))
         })
         .transpose()
+}
+
+/// `{"deleted": n}`: how many audit events a prune deleted (described only).
+#[derive(ToSchema)]
+#[allow(dead_code)] // the handler answers with `json!`
+struct Pruned {
+    deleted: u64,
+}
+
+#[utoipa::path(
+    post,
+    path = "/audit/prune",
+    tag = "admin",
+    operation_id = "adminPruneAudit",
+    summary = "Delete audit events older than a time, at most `batch` of them (repeat until fewer go)",
+    params(
+        ("before" = String, Query, description = "An ISO 8601 timestamp or ms since the epoch"),
+        ("batch" = Option<u32>, Query, description = "At most this many (1 to 100000, default 10000)")
+    ),
+    responses((status = 200, description = "How many were deleted", body = Pruned), Errors),
+    security(("admin" = []))
+)]
+async fn prune_audit(AdminCaller(admin): AdminCaller, params: Params) -> Result<Json<serde_json::Value>, ApiError> {
+    let before =
+        time_param(&params, "before")?.ok_or_else(|| ApiError::InvalidParameter("'before' is required".into()))?;
+    let batch = params.i64("batch")?.map_or(10_000, |b| b.clamp(1, 100_000) as u32);
+    Ok(Json(serde_json::json!({ "deleted": admin.prune_audit(before, batch).await? })))
 }
 
 #[utoipa::path(

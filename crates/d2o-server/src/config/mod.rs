@@ -88,6 +88,11 @@ pub struct ServerConfig {
     /// Most threads the kernel's storage I/O may block at once.
     #[serde(default = "default_storage_io_threads")]
     pub storage_io_threads: usize,
+    /// Delete audit events older than this many days (catalog mode; default: keep them all).
+    pub audit_retention_days: Option<u32>,
+    /// Compress JSON and NDJSON answers (gzip or zstd) for clients that accept it (default on).
+    #[serde(default = "yes")]
+    pub compress_responses: bool,
     /// Most connections open at once (default 4096, lowered to fit the open-file limit).
     pub max_connections: Option<usize>,
     /// Seconds a client may take to send a request's headers.
@@ -286,6 +291,9 @@ impl ServerConfig {
         }
         if self.max_connections == Some(0) {
             return Err("key 'maxConnections': must be greater than 0".into());
+        }
+        if self.audit_retention_days.is_some_and(|d| !(1..=36_500).contains(&d)) {
+            return Err("key 'auditRetentionDays': must be between 1 and 36500".into());
         }
         if let Some(ssl) = &mut self.ssl {
             ssl.validate(base_dir)?;

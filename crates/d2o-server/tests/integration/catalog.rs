@@ -468,3 +468,50 @@ async fn the_admin_api_sums_usage_and_filters_the_audit_log_by_status() {
     assert_eq!(page.json().as_array().map(Vec::len), Some(2));
     call(&f.app, Method::GET, "/admin/v1/audit?status=teapot", ADMIN_TOKEN, None).await.error(StatusCode::BAD_REQUEST);
 }
+
+/// Audit retention: `serve` with a retention deletes older events (in batches) and keeps the
+/// rest, while it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_prunes_the_audit_log_to_its_retention() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = SqlCatalog::connect(dir.path().join("d2o.db").to_str().expect("utf-8")).await.expect("catalog");
+    let now = chrono::Utc::now().timestamp_millis();
+    let day = 86_400_000;
+    for (i, age_days) in [40, 31, 29, 1].into_iter().enumerate() {
+        let event = d2o_catalog::AuditEvent {
+            time_ms: now - age_days * day,
+            principal: "partner_co".into(),
+            action: format!("query-{i}"),
+            status: 200,
+            ..Default::default()
+        };
+        catalog.append_audit(&event).await.expect("event");
+    }
+    assert_eq!(
+        d2o_server::retention::prune(&catalog, now - 35 * day, 1).await.expect("pruned"),
+        1,
+        "one batch at a time, to the end"
+    );
+    let (config, _) =
+        d2o_server::config::ServerConfig::parse("version: 1\nauditRetentionDays: 30\n", std::path::Path::new("/"))
+            .expect("config");
+    let mut state = d2o_server::AppState::from_config(&config, Arc::new(catalog.clone())).expect("state");
+    state.admin = Some(Arc::new(catalog.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(d2o_server::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let mut left = Vec::new();
+    for _ in 0..100 {
+        left = catalog.audit(&d2o_catalog::AuditFilter::default()).await.expect("read");
+        if left.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let actions: Vec<&str> = left.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["query-3", "query-2"], "events of the last 30 days stay");
+    let _ = stop.send(());
+    server.await.expect("joined").expect("served");
+}

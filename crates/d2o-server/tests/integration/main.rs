@@ -5,6 +5,7 @@
 
 mod catalog;
 mod changes;
+mod compression;
 mod console;
 mod discovery;
 mod files;
