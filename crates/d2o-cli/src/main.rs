@@ -174,6 +174,12 @@ async fn demo(args: DemoArgs) -> Result<()> {
     Ok(())
 }
 
+/// jemalloc: memory freed by one thread is reused by the others and returned to the system, so a
+/// server that scans many uncached versions does not grow (glibc's per-thread arenas kept their
+/// peaks; measured in docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A server logs what it does; a one-shot command only what went wrong. Kernel errors are

@@ -1,4 +1,5 @@
-//! A least-recently-used cache bounded by the bytes its values hold.
+//! A least-recently-used cache bounded by the bytes its values hold, and the counters of cache
+//! lookups.
 //!
 //! Entries are few (one per table version being read), so eviction scans the map instead of
 //! keeping an intrusive list.
@@ -87,6 +88,17 @@ impl<K: Eq + Hash + Clone, V: Clone> ByteLru<K, V> {
     /// Bytes held by the cached values.
     pub fn used_bytes(&self) -> usize {
         self.used
+    }
+}
+
+/// Counts a lookup in one of the caches, by name: `d2o_cache_hits_total` or
+/// `d2o_cache_misses_total`. Through the `metrics` facade: nearly free unless the process
+/// installed a recorder (the server does).
+pub(crate) fn count_lookup(cache: &'static str, hit: bool) {
+    if hit {
+        metrics::counter!("d2o_cache_hits_total", "cache" => cache).increment(1);
+    } else {
+        metrics::counter!("d2o_cache_misses_total", "cache" => cache).increment(1);
     }
 }
 

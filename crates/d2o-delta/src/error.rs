@@ -54,6 +54,20 @@ impl DeltaError {
         }
     }
 
+    /// The same error for another caller: same kind and message, without the source (which
+    /// the first caller's log reports). Callers that shared one scan each get one.
+    pub(crate) fn for_another_caller(&self) -> Self {
+        match self {
+            DeltaError::TableNotFound(m) => DeltaError::TableNotFound(m.clone()),
+            DeltaError::VersionNotFound(m) => DeltaError::VersionNotFound(m.clone()),
+            DeltaError::TimestampOutOfRange(m) => DeltaError::TimestampOutOfRange(m.clone()),
+            DeltaError::Unsupported(m) => DeltaError::Unsupported(m.clone()),
+            DeltaError::InvalidArgument(m) => DeltaError::InvalidArgument(m.clone()),
+            DeltaError::Storage { message, .. } => DeltaError::Storage { message: message.clone(), source: None },
+            DeltaError::Internal { message, .. } => DeltaError::internal(message.clone()),
+        }
+    }
+
     /// An internal failure caused by `source`, which stays in the error chain for logs.
     pub fn internal_from(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         DeltaError::Internal { message: message.into(), source: Some(Box::new(source)) }

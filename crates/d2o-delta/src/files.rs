@@ -1,9 +1,9 @@
 //! The active files of one table version, kept compactly.
 //!
-//! A [`ActiveFiles`] stores every string of every file in one arena and fixed-size records beside
-//! it, so a version with 100,000 files costs tens of megabytes and no per-file allocation. It is
-//! filled from the kernel's scan metadata batches and then served from the cache to later
-//! requests for the same version.
+//! An [`ActiveFiles`] stores every string of its files in one arena and fixed-size records beside
+//! it, so 100,000 files cost tens of megabytes and no per-file allocation. [`scan`] makes one per
+//! batch of the kernel's scan metadata; [`crate::file_lists`] shares them between the requests
+//! for a version and caches them.
 
 use std::fmt::Write as _;
 use std::ops::ControlFlow;
@@ -149,6 +149,28 @@ impl ActiveFiles {
     /// Approximate heap bytes held, for cache accounting.
     pub fn heap_bytes(&self) -> usize {
         self.text.capacity() + self.records.capacity() * std::mem::size_of::<Record>()
+    }
+
+    /// A list of files with these paths and nothing else, for tests of what holds lists.
+    #[cfg(test)]
+    pub(crate) fn with_paths<'p>(paths: impl IntoIterator<Item = &'p str>) -> Self {
+        let mut list = ActiveFiles::default();
+        for p in paths {
+            let path = list.push_str(p).expect("small");
+            let id = list.push_str(&file_id(p)).expect("small");
+            let partition_values = list.push_str("{}").expect("small");
+            list.records.push(Record {
+                path,
+                id,
+                partition_values,
+                stats: None,
+                size: 1,
+                modification_time: 0,
+                num_records: None,
+                dv: None,
+            });
+        }
+        list
     }
 
     pub(crate) fn shrink(&mut self) {
@@ -336,33 +358,29 @@ pub(crate) fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Scans the active files of `snapshot`, appending them to `list` and calling `visit` with the
-/// index of each new file. Once `visit` breaks it is not called again, but the scan continues
-/// so that `list` ends complete (and can be cached).
+/// Scans the active files of `snapshot`, handing each batch of the kernel's scan metadata to
+/// `segment` as the [`ActiveFiles`] of its selected rows, in scan order, until `segment` breaks.
+/// Batches that select no file are skipped.
 pub(crate) fn scan(
     snapshot: &TableSnapshot,
     engine: &dyn Engine,
-    list: &mut ActiveFiles,
-    visit: &mut dyn FnMut(&ActiveFiles, usize) -> ControlFlow<()>,
+    segment: &mut dyn FnMut(ActiveFiles) -> ControlFlow<()>,
 ) -> Result<(), DeltaError> {
     let scan = snapshot.inner.clone().scan_builder().build()?;
-    let mut visiting = true;
     for metadata in scan.scan_metadata(engine)? {
         let metadata = metadata?;
         let (data, selected) = metadata.scan_files.into_parts();
         let data = ArrowEngineData::try_from_engine_data(data)?;
-        let first = list.len();
-        list.append_batch(data.record_batch(), &selected)?;
-        if visiting {
-            for i in first..list.len() {
-                if visit(list, i).is_break() {
-                    visiting = false;
-                    break;
-                }
-            }
+        let mut files = ActiveFiles::default();
+        files.append_batch(data.record_batch(), &selected)?;
+        if files.is_empty() {
+            continue;
+        }
+        files.shrink();
+        if segment(files).is_break() {
+            break;
         }
     }
-    list.shrink();
     Ok(())
 }
 

@@ -12,14 +12,17 @@
 //! - [`tables`]: the service, its engine and snapshot caches.
 //! - [`snapshot`]: [`TableSnapshot`], what the protocol needs of one version (metadata, protocol,
 //!   schema facts such as column mapping).
-//! - [`files`]: [`ActiveFiles`], a compact arena of a version's active files, and the scan that
-//!   fills it.
+//! - [`files`]: [`ActiveFiles`], a compact arena of active files, and the scan that makes one
+//!   per batch of the kernel's scan metadata.
+//! - `file_lists`: a version's files for many callers: one scan shared by concurrent requests
+//!   (single flight), a cache within a byte budget, bounded memory for versions beyond it.
 //! - [`changes`]: the actions of each commit in a version range.
 //! - [`storage`]: [`StoreOpener`], the seam between a table location and its object store.
 //! - [`cache`]: a small LRU bounded by bytes.
 
 pub mod cache;
 pub mod changes;
+mod file_lists;
 pub mod files;
 mod history;
 pub mod snapshot;

@@ -13,11 +13,12 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use url::Url;
 
-use crate::cache::ByteLru;
+use crate::cache::{ByteLru, count_lookup};
+use crate::file_lists::FileLists;
 use crate::files::{FileEntry, scan};
 use crate::history::History;
 use crate::storage::{LocalStores, StoreOpener};
-use crate::{ActiveFiles, Commit, DeltaError, TableSnapshot};
+use crate::{Commit, DeltaError, TableSnapshot};
 
 /// Tuning for [`DeltaTables`].
 #[derive(Debug, Clone)]
@@ -73,7 +74,7 @@ pub struct DeltaTables {
     engines: Mutex<HashMap<String, Arc<dyn Engine>>>,
     latest: Mutex<HashMap<Url, (TableSnapshot, Instant)>>,
     pinned: Mutex<ByteLru<(Url, u64), TableSnapshot>>,
-    file_lists: Mutex<ByteLru<(Url, u64), Arc<ActiveFiles>>>,
+    file_lists: FileLists,
     histories: Mutex<HashMap<Url, Arc<History>>>,
 }
 
@@ -99,7 +100,7 @@ impl DeltaTables {
             .enable_all()
             .build()
             .map_err(|e| DeltaError::internal(format!("cannot start the storage I/O runtime: {e}")))?;
-        let file_lists = Mutex::new(ByteLru::new(options.file_list_cache_bytes));
+        let file_lists = FileLists::new(options.file_list_cache_bytes, options.file_list_versions_per_table);
         let pinned = Mutex::new(ByteLru::new(options.snapshot_cache_bytes));
         Ok(DeltaTables {
             options,
@@ -272,48 +273,21 @@ impl DeltaTables {
 
     /// Calls `visit` with each active file of `snapshot`, in a stable order, until it breaks.
     ///
-    /// Served from the per-version cache when warm; otherwise the log is scanned, `visit` is
-    /// called as files arrive (so a response can stream), and the complete list is cached if it
-    /// fits the budget. The scan runs to the end even after `visit` breaks, to fill the cache.
+    /// Served from the per-version cache when warm. Otherwise callers that ask for the same
+    /// version at once share one scan of its log, each visiting the files as they arrive (so
+    /// responses stream), and the complete list is cached if it fits the budget; a version too
+    /// large for the budget is streamed in bounded memory instead (see [`crate::file_lists`]).
     pub fn visit_files(
         &self,
         snapshot: &TableSnapshot,
         visit: &mut dyn FnMut(FileEntry<'_>) -> ControlFlow<()>,
     ) -> Result<(), DeltaError> {
-        let list = self.file_list_cached(snapshot);
-        count_lookup("file_list", list.is_some());
-        if let Some(list) = list {
-            for entry in list.iter() {
-                if visit(entry).is_break() {
-                    break;
-                }
-            }
-            return Ok(());
-        }
-        let engine = self.engine(snapshot.table_root())?;
-        let mut list = ActiveFiles::default();
-        scan(snapshot, engine.as_ref(), &mut list, &mut |list, i| match list.get(i) {
-            Some(entry) => visit(entry),
-            None => ControlFlow::Continue(()),
-        })?;
-        let bytes = list.heap_bytes();
         let root = snapshot.table_root();
-        let mut lists = self.file_lists.lock();
-        lists.insert((root.clone(), snapshot.version()), Arc::new(list), bytes);
-        // Keep the newest versions of this table only.
-        let mut versions: Vec<u64> = lists.keys().filter(|(l, _)| l == root).map(|(_, v)| *v).collect();
-        if versions.len() > self.options.file_list_versions_per_table.max(1) {
-            versions.sort_unstable_by(|a, b| b.cmp(a));
-            let oldest_kept = versions[self.options.file_list_versions_per_table.max(1) - 1];
-            lists.retain(|(l, v)| l != root || *v >= oldest_kept);
-        }
-        metrics::gauge!("d2o_file_list_cache_bytes").set(lists.used_bytes() as f64);
-        Ok(())
-    }
-
-    /// The cached file list of a snapshot, if warm.
-    pub fn file_list_cached(&self, snapshot: &TableSnapshot) -> Option<Arc<ActiveFiles>> {
-        self.file_lists.lock().get(&(snapshot.table_root().clone(), snapshot.version()))
+        let scan = Box::new(|segment: &mut dyn FnMut(crate::ActiveFiles) -> ControlFlow<()>| {
+            let engine = self.engine(root)?;
+            scan(snapshot, engine.as_ref(), segment)
+        });
+        self.file_lists.visit((root.clone(), snapshot.version()), scan, visit)
     }
 
     /// The commits `start..=end` of the table (`latest` must be at or after `end`), each with
@@ -352,22 +326,8 @@ impl DeltaTables {
     pub fn forget(&self, location: &Url) {
         self.latest.lock().remove(location);
         self.pinned.lock().retain(|(l, _)| l != location);
-        let mut lists = self.file_lists.lock();
-        lists.retain(|(l, _)| l != location);
-        metrics::gauge!("d2o_file_list_cache_bytes").set(lists.used_bytes() as f64);
-        drop(lists);
+        self.file_lists.forget(location);
         self.histories.lock().remove(location);
-    }
-}
-
-/// Counts a lookup in one of the caches, by name: `d2o_cache_hits_total` or
-/// `d2o_cache_misses_total`. Through the `metrics` facade: nearly free unless the process
-/// installed a recorder (the server does).
-fn count_lookup(cache: &'static str, hit: bool) {
-    if hit {
-        metrics::counter!("d2o_cache_hits_total", "cache" => cache).increment(1);
-    } else {
-        metrics::counter!("d2o_cache_misses_total", "cache" => cache).increment(1);
     }
 }
 
@@ -417,6 +377,39 @@ mod tests {
         std::fs::write(log.join(format!("{version:020}.json")), text).expect("write commit");
     }
 
+    /// Concurrent requests for a new version all get its whole file list, in the same order,
+    /// whether they scanned it, joined a scan in progress or found it cached.
+    #[test]
+    fn concurrent_callers_of_one_version_get_the_same_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for version in 0..=200 {
+            write_version(dir.path(), version);
+        }
+        let tables = DeltaTables::new(DeltaTablesOptions::default()).expect("runtime");
+        let url = Url::from_directory_path(dir.path()).expect("url");
+        let latest = tables.latest(&url).expect("latest");
+        let lists: Vec<Vec<String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut paths = Vec::new();
+                        tables
+                            .visit_files(&latest, &mut |e| {
+                                paths.push(e.path().to_owned());
+                                ControlFlow::Continue(())
+                            })
+                            .expect("files");
+                        paths
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("caller")).collect()
+        });
+        assert_eq!(lists[0].len(), 200);
+        assert!(lists.iter().all(|l| *l == lists[0]));
+        assert_eq!(tables.file_lists.cached().0, 1);
+    }
+
     /// Regression for the probe's finding that memory grew with every committed version: a
     /// reader following a writer for 1,000 versions keeps every per-version cache within its
     /// bounds.
@@ -447,9 +440,9 @@ mod tests {
                 // Time travel pins an older version too.
                 tables.at_version(&url, version / 2, Some(&latest)).expect("older version");
             }
-            let lists = tables.file_lists.lock();
-            assert!(lists.len() <= options.file_list_versions_per_table, "{} file lists at v{version}", lists.len());
-            assert!(lists.used_bytes() <= options.file_list_cache_bytes);
+            let (lists, bytes) = tables.file_lists.cached();
+            assert!(lists <= options.file_list_versions_per_table, "{lists} file lists at v{version}");
+            assert!(bytes <= options.file_list_cache_bytes);
             assert!(tables.pinned.lock().used_bytes() <= options.snapshot_cache_bytes);
         }
         assert!(tables.pinned.lock().len() > 1, "older versions are kept while they fit");

@@ -149,12 +149,13 @@ fn assert_linear(what: &str, mut n: usize, max_bytes: usize, make: impl Fn(usize
     assert!(large < Duration::from_secs(2), "{what}: {large:?} for {} bytes", input.len());
 }
 
-/// Asserts that `parse` handles a 1 MB input within a generous bound for a debug build.
+/// Asserts that `parse` handles a 1 MB input within a generous bound for a debug build on a
+/// loaded machine (a quadratic parse of 1 MB takes minutes; 2 s was exceeded under load).
 fn assert_fast(what: &str, input: &str, parse: impl Fn(&str)) {
     let start = Instant::now();
     parse(input);
     let took = start.elapsed();
-    assert!(took < Duration::from_secs(2), "{what}: {took:?} for {} bytes", input.len());
+    assert!(took < Duration::from_secs(10), "{what}: {took:?} for {} bytes", input.len());
 }
 
 /// `open` repeated `n` times, then `middle`, then `close` repeated `n` times.

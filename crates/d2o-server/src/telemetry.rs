@@ -110,6 +110,10 @@ fn describe() {
     describe_counter!("d2o_cache_hits_total", "Lookups answered from a cache of Delta table state, by cache");
     describe_counter!("d2o_cache_misses_total", "Lookups a cache of Delta table state could not answer, by cache");
     describe_gauge!("d2o_file_list_cache_bytes", Unit::Bytes, "Memory held by the per-version file-list cache");
+    describe_counter!(
+        "d2o_file_list_scans_joined_total",
+        "Requests that joined a running scan of the same table version instead of scanning its log"
+    );
     describe_counter!("d2o_catalog_reloads_total", "Reloads of the SQL catalog's in-memory view, by result");
     describe_histogram!("d2o_catalog_reload_seconds", Unit::Seconds, "Time to reload the SQL catalog's in-memory view");
     describe_gauge!(
