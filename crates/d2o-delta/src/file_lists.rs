@@ -27,13 +27,16 @@ use parking_lot::{Condvar, Mutex};
 use url::Url;
 
 use crate::cache::{ByteLru, count_lookup};
-use crate::{ActiveFiles, DeltaError, FileEntry};
+use crate::{ActiveFiles, DeltaError};
 
 /// A table version: its root and version number.
 pub(crate) type VersionKey = (Url, u64);
 
 /// Bytes of segments an uncacheable flight keeps for its slowest caller.
 const WINDOW_BYTES: usize = 16 << 20;
+
+/// Visits a segment of a file list; breaks to stop.
+pub type SegmentVisitor<'a> = dyn FnMut(&Arc<ActiveFiles>) -> ControlFlow<()> + 'a;
 
 /// Runs a scan, handing its segments to the given function until it breaks.
 pub(crate) type Scan<'a> = dyn FnOnce(&mut dyn FnMut(ActiveFiles) -> ControlFlow<()>) -> Result<(), DeltaError> + 'a;
@@ -55,9 +58,9 @@ struct FileList {
 }
 
 impl FileList {
-    fn visit(&self, visit: &mut dyn FnMut(FileEntry<'_>) -> ControlFlow<()>) {
-        for entry in self.segments.iter().flat_map(|s| s.iter()) {
-            if visit(entry).is_break() {
+    fn visit(&self, visit: &mut SegmentVisitor<'_>) {
+        for segment in &self.segments {
+            if visit(segment).is_break() {
                 return;
             }
         }
@@ -128,14 +131,15 @@ impl FileLists {
         }
     }
 
-    /// Calls `visit` with every active file of the version `key`, in scan order, until it
-    /// breaks; `scan` reads them when neither the cache nor a running flight has them. An error
-    /// of the scan reaches every caller of its flight (after the files scanned before it).
+    /// Calls `visit` with every segment of the active files of the version `key`, in scan
+    /// order, until it breaks; `scan` reads them when neither the cache nor a running flight has
+    /// them. An error of the scan reaches every caller of its flight (after the segments scanned
+    /// before it).
     pub(crate) fn visit(
         &self,
         key: VersionKey,
         scan: Box<Scan<'_>>,
-        visit: &mut dyn FnMut(FileEntry<'_>) -> ControlFlow<()>,
+        visit: &mut SegmentVisitor<'_>,
     ) -> Result<(), DeltaError> {
         // Bound first: the lock must not be held while the caller visits.
         let cached = self.cache.lock().get(&key);
@@ -212,7 +216,7 @@ impl Flight {
     }
 
     /// Visits the flight's segments as caller `me` until `visit` breaks or the scan has ended.
-    fn follow(&self, me: usize, visit: &mut dyn FnMut(FileEntry<'_>) -> ControlFlow<()>) -> Result<(), DeltaError> {
+    fn follow(&self, me: usize, visit: &mut SegmentVisitor<'_>) -> Result<(), DeltaError> {
         let _leave = Leave { flight: self, me };
         let mut next = 0;
         loop {
@@ -228,10 +232,8 @@ impl Flight {
                     self.changed.wait(&mut state);
                 }
             };
-            for entry in segment.iter() {
-                if visit(entry).is_break() {
-                    return Ok(());
-                }
+            if visit(&segment).is_break() {
+                return Ok(());
             }
             next += 1;
             self.state.lock().cursors[me] = Some(next);
@@ -263,11 +265,7 @@ struct Lead<'a> {
 }
 
 impl Lead<'_> {
-    fn run(
-        &mut self,
-        scan: Box<Scan<'_>>,
-        visit: &mut dyn FnMut(FileEntry<'_>) -> ControlFlow<()>,
-    ) -> Result<(), DeltaError> {
+    fn run(&mut self, scan: Box<Scan<'_>>, visit: &mut SegmentVisitor<'_>) -> Result<(), DeltaError> {
         let flight = self.flight.clone();
         let (budget, window) = (self.lists.budget, self.lists.window);
         let mut visiting = true;
@@ -282,7 +280,7 @@ impl Lead<'_> {
             }
             flight.changed.notify_all();
             if visiting {
-                visiting = segment.iter().all(|entry| visit(entry).is_continue());
+                visiting = visit(&segment).is_continue();
             }
             next += 1;
             let mut state = flight.state.lock();
@@ -383,8 +381,8 @@ mod tests {
                     scans.fetch_add(1, Ordering::SeqCst);
                     scan(sink)
                 }),
-                &mut |e| {
-                    paths.push(e.path().to_owned());
+                &mut |segment| {
+                    paths.extend(segment.iter().map(|e| e.path().to_owned()));
                     ControlFlow::Continue(())
                 },
             )
@@ -488,11 +486,9 @@ mod tests {
                 let r = lists.visit(
                     key(),
                     Box::new(|_: &mut dyn FnMut(ActiveFiles) -> ControlFlow<()>| panic!("scanned")),
-                    &mut |_| {
-                        n += 1;
-                        if n % 100 == 0 {
-                            std::thread::sleep(Duration::from_millis(1));
-                        }
+                    &mut |segment| {
+                        n += segment.len();
+                        std::thread::sleep(Duration::from_millis(1));
                         ControlFlow::Continue(())
                     },
                 );

@@ -33,6 +33,7 @@ mod error;
 
 pub use changes::{Commit, FileChange, FileChangeKind};
 pub use error::DeltaError;
+pub use file_lists::SegmentVisitor;
 pub use files::{ActiveFiles, DeletionVectorDescriptor, FileEntry, deletion_vector_path, file_id};
 pub use snapshot::TableSnapshot;
 pub use storage::{LocalStores, StoreOpener};

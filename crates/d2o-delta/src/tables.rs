@@ -18,7 +18,7 @@ use crate::file_lists::FileLists;
 use crate::files::{FileEntry, scan};
 use crate::history::History;
 use crate::storage::{LocalStores, StoreOpener};
-use crate::{Commit, DeltaError, TableSnapshot};
+use crate::{ActiveFiles, Commit, DeltaError, SegmentVisitor, TableSnapshot};
 
 /// Tuning for [`DeltaTables`].
 #[derive(Debug, Clone)]
@@ -272,18 +272,30 @@ impl DeltaTables {
     }
 
     /// Calls `visit` with each active file of `snapshot`, in a stable order, until it breaks.
-    ///
-    /// Served from the per-version cache when warm. Otherwise callers that ask for the same
-    /// version at once share one scan of its log, each visiting the files as they arrive (so
-    /// responses stream), and the complete list is cached if it fits the budget; a version too
-    /// large for the budget is streamed in bounded memory instead (see [`crate::file_lists`]).
+    /// See [`DeltaTables::visit_segments`].
     pub fn visit_files(
         &self,
         snapshot: &TableSnapshot,
         visit: &mut dyn FnMut(FileEntry<'_>) -> ControlFlow<()>,
     ) -> Result<(), DeltaError> {
+        self.visit_segments(snapshot, &mut |segment| {
+            for entry in segment.iter() {
+                visit(entry)?;
+            }
+            ControlFlow::Continue(())
+        })
+    }
+
+    /// Calls `visit` with the active files of `snapshot` a segment at a time, in a stable
+    /// order, until it breaks. A segment can be kept (to render its files on another thread).
+    ///
+    /// Served from the per-version cache when warm. Otherwise callers that ask for the same
+    /// version at once share one scan of its log, each visiting the segments as they arrive (so
+    /// responses stream), and the complete list is cached if it fits the budget; a version too
+    /// large for the budget is streamed in bounded memory instead (see the `file_lists` module).
+    pub fn visit_segments(&self, snapshot: &TableSnapshot, visit: &mut SegmentVisitor<'_>) -> Result<(), DeltaError> {
         let root = snapshot.table_root();
-        let scan = Box::new(|segment: &mut dyn FnMut(crate::ActiveFiles) -> ControlFlow<()>| {
+        let scan = Box::new(|segment: &mut dyn FnMut(ActiveFiles) -> ControlFlow<()>| {
             let engine = self.engine(root)?;
             scan(snapshot, engine.as_ref(), segment)
         });

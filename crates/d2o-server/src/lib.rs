@@ -57,6 +57,7 @@ mod limits;
 mod lines;
 mod openapi;
 mod policy;
+mod render;
 mod routes;
 mod stream;
 mod telemetry;

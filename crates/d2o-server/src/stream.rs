@@ -77,6 +77,22 @@ impl LineWriter {
         Ok(if self.buf.len() >= CHUNK { self.flush() } else { ControlFlow::Continue(()) })
     }
 
+    /// Writes rendered file lines (each with its newline): `files` files of `bytes` bytes.
+    pub(crate) fn rendered(&mut self, text: String, files: i64, bytes: i64) -> ControlFlow<()> {
+        if self.disconnected {
+            return ControlFlow::Break(());
+        }
+        if self.buf.is_empty() {
+            // Sent as it is, without a copy.
+            self.buf = text;
+        } else {
+            self.buf.push_str(&text);
+        }
+        self.pending.0 += files;
+        self.pending.1 += bytes;
+        if self.buf.len() >= CHUNK { self.flush() } else { ControlFlow::Continue(()) }
+    }
+
     /// Sends what is buffered.
     pub(crate) fn flush(&mut self) -> ControlFlow<()> {
         if self.disconnected {

@@ -198,5 +198,8 @@ async fn run_batch(pool: &AnyPool, inserts: &[Arc<str>], batch: &[Io]) -> Result
             .bind(&e.request_id)
             .bind(&e.detail);
     }
-    insert.fetch_one(pool).await.map_err(db_err)
+    // Every row, not just the first: SQLite runs its automatic checkpoint only when a statement
+    // runs to its end, and a statement reset after its first row left the journal growing.
+    let generations: Vec<i64> = insert.fetch_all(pool).await.map_err(db_err)?;
+    generations.first().copied().ok_or_else(|| CatalogError::internal("storing audit events returned no row"))
 }

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use d2o_catalog::{Principal, SharedTable};
-use d2o_delta::TableSnapshot;
+use d2o_delta::{FileEntry, TableSnapshot};
 use d2o_protocol::action::EndStreamAction;
 use d2o_protocol::action::write::LineContext;
 use d2o_protocol::capabilities::ResponseFormat;
@@ -25,13 +25,13 @@ use super::{
 };
 use crate::audit::AuditSlot;
 use crate::auth::Recipient;
-use crate::lines;
 use crate::openapi::{Errors, TablePath as TablePathParams};
 use crate::policy::{self, Access, Decision};
 use crate::storage::UrlRequest;
 use crate::stream::{LineWriter, stream_response};
 use crate::tokens::{self, Position, Scope, TokenKind};
 use crate::{ApiError, AppState};
+use crate::{lines, render};
 
 pub(crate) fn body_json<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let body = body.map_err(|e| {
@@ -282,51 +282,69 @@ fn write_snapshot(
     let snapshot = &plan.snapshot;
     let _ = w.json_line(&lines::protocol(plan.format, snapshot));
     let _ = w.json_line(&lines::metadata(plan.format, snapshot, &plan.table, plan.versioned.map(|(v, _)| v)));
-    let urls = state.storage.urls(&UrlRequest { base, who: &plan.who, table: &plan.table, expires_ms })?;
     let ctx = LineContext { version: plan.versioned, expiration_timestamp: expires_ms };
+    // One URL signer per rendering thread.
+    let renderer = || {
+        let urls = state.storage.urls(&UrlRequest { base, who: &plan.who, table: &plan.table, expires_ms })?;
+        Ok(move |entry: &FileEntry<'_>, out: &mut String| {
+            lines::write_snapshot_file(out, plan.format, entry, &urls, &ctx)
+        })
+    };
     let partition_columns = snapshot.partition_columns();
     let (page_start, page_size) = plan.page.unwrap_or((0, usize::MAX));
     let mut matched = 0usize;
     let mut rows = 0i64;
     let mut more = false;
-    let mut failure = None;
-    state.tables.visit_files(snapshot, &mut |entry| {
-        if plan.limit.is_some_and(|l| rows >= l) {
-            return ControlFlow::Break(());
-        }
-        if plan.access.is_restricted() {
-            let values = serde_json::from_str(entry.partition_values_json()).unwrap_or_default();
-            if !plan.access.permits(snapshot, &values) {
-                return ControlFlow::Continue(());
+    render::write_in_order(w, &renderer, |submit| {
+        let mut failure = None;
+        state.tables.visit_segments(snapshot, &mut |segment| {
+            // Which files of the segment to list: the same decisions, in the same order, as
+            // one file at a time.
+            let mut files = Vec::new();
+            let mut flow = ControlFlow::Continue(());
+            for (i, entry) in segment.iter().enumerate() {
+                if plan.limit.is_some_and(|l| rows >= l) {
+                    flow = ControlFlow::Break(());
+                    break;
+                }
+                if plan.access.is_restricted() {
+                    let values = serde_json::from_str(entry.partition_values_json()).unwrap_or_default();
+                    if !plan.access.permits(snapshot, &values) {
+                        continue;
+                    }
+                }
+                if let Some(p) = &plan.predicate
+                    && !may_match(p, snapshot, &partition_columns, &entry)
+                {
+                    continue;
+                }
+                let index = matched;
+                matched += 1;
+                // Rows are counted from the start of the listing, so every page sees the same cut.
+                rows += entry.live_rows().unwrap_or(0);
+                if index < page_start {
+                    continue;
+                }
+                if index >= page_start.saturating_add(page_size) {
+                    more = true;
+                    flow = ControlFlow::Break(());
+                    break;
+                }
+                match u32::try_from(i) {
+                    Ok(i) => files.push(i),
+                    Err(_) => {
+                        failure = Some(ApiError::internal("a file list segment is too large"));
+                        return ControlFlow::Break(());
+                    }
+                }
             }
-        }
-        if let Some(p) = &plan.predicate
-            && !may_match(p, snapshot, &partition_columns, &entry)
-        {
-            return ControlFlow::Continue(());
-        }
-        let index = matched;
-        matched += 1;
-        // Rows are counted from the start of the listing, so every page sees the same cut.
-        rows += entry.live_rows().unwrap_or(0);
-        if index < page_start {
-            return ControlFlow::Continue(());
-        }
-        if index >= page_start.saturating_add(page_size) {
-            more = true;
-            return ControlFlow::Break(());
-        }
-        match w.file_line(entry.size(), |out| lines::write_snapshot_file(out, plan.format, &entry, &urls, &ctx)) {
-            Ok(flow) => flow,
-            Err(e) => {
-                failure = Some(e);
-                ControlFlow::Break(())
+            for chunk in files.chunks(render::SLICE_FILES) {
+                submit(render::Slice { segment: segment.clone(), files: chunk.to_vec() })?;
             }
-        }
+            flow
+        })?;
+        failure.map_or(Ok(()), Err)
     })?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
     if plan.end_stream {
         let mut end = EndStreamAction { min_url_expiration_timestamp: Some(expires_ms), ..Default::default() };
         if more {
