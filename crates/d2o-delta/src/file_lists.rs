@@ -19,7 +19,7 @@
 //! reader slows only the callers of its own flight. A flight whose callers have all stopped
 //! visiting stops scanning as soon as it knows the list cannot be cached.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -47,7 +47,10 @@ pub(crate) struct FileLists {
     window: usize,
     versions_per_table: usize,
     cache: Mutex<ByteLru<VersionKey, Arc<FileList>>>,
-    /// Lock order: `flights`, then `cache`, then a flight's state.
+    /// Tables whose last complete scan did not fit the budget: the next version of the table
+    /// will not fit either, so its flight keeps only a window from the start.
+    too_large: Mutex<HashSet<Url>>,
+    /// Lock order: `flights`, then `cache`, then a flight's state, then `too_large`.
     flights: Mutex<HashMap<VersionKey, Arc<Flight>>>,
 }
 
@@ -127,6 +130,7 @@ impl FileLists {
             window: WINDOW_BYTES,
             versions_per_table: versions_per_table.max(1),
             cache: Mutex::new(ByteLru::new(budget)),
+            too_large: Mutex::new(HashSet::new()),
             flights: Mutex::new(HashMap::new()),
         }
     }
@@ -191,6 +195,7 @@ impl FileLists {
 
     /// Forgets the cached lists of a table.
     pub(crate) fn forget(&self, location: &Url) {
+        self.too_large.lock().remove(location);
         let mut cache = self.cache.lock();
         cache.retain(|(l, _)| l != location);
         metrics::gauge!("d2o_file_list_cache_bytes").set(cache.used_bytes() as f64);
@@ -267,8 +272,16 @@ struct Lead<'a> {
 impl Lead<'_> {
     fn run(&mut self, scan: Box<Scan<'_>>, visit: &mut SegmentVisitor<'_>) -> Result<(), DeltaError> {
         let flight = self.flight.clone();
-        let (budget, window) = (self.lists.budget, self.lists.window);
+        let window = self.lists.window;
+        // Past this many bytes the list cannot be cached: the budget, or for a table whose last
+        // version did not fit, the window (callers still join while the first window is kept).
+        let keep_all_up_to = if self.lists.too_large.lock().contains(&self.key.0) {
+            window.min(self.lists.budget)
+        } else {
+            self.lists.budget
+        };
         let mut visiting = true;
+        let mut stopped_early = false;
         let mut next = 0;
         let result = scan(&mut |segment| {
             let segment = Arc::new(segment);
@@ -285,7 +298,7 @@ impl Lead<'_> {
             next += 1;
             let mut state = flight.state.lock();
             state.cursors[0] = visiting.then_some(next);
-            if state.scanned <= budget {
+            if state.scanned <= keep_all_up_to {
                 return ControlFlow::Continue(());
             }
             // Too large to cache: keep only what the callers still need.
@@ -293,6 +306,7 @@ impl Lead<'_> {
             loop {
                 state.drop_visited();
                 if state.readers() == 0 {
+                    stopped_early = true;
                     return ControlFlow::Break(());
                 }
                 if state.held <= window || !state.lagging() {
@@ -301,17 +315,27 @@ impl Lead<'_> {
                 flight.changed.wait(&mut state);
             }
         });
-        self.end(result.as_ref().map(|_| ()).map_err(DeltaError::for_another_caller));
+        self.end(result.as_ref().map(|_| ()).map_err(DeltaError::for_another_caller), !stopped_early);
         result
     }
 
     /// Records the outcome for the other callers, caches the list when it is complete, and
     /// removes the flight (unless a newer flight of the same version replaced it).
-    fn end(&mut self, outcome: Result<(), DeltaError>) {
+    fn end(&mut self, outcome: Result<(), DeltaError>, scanned_all: bool) {
         self.ended = true;
         let mut flights = self.lists.flights.lock();
         let complete = {
             let mut state = self.flight.state.lock();
+            // Whether the next version of the table is likely to fit, judged by this one when the
+            // whole version was scanned.
+            if outcome.is_ok() && scanned_all {
+                let mut too_large = self.lists.too_large.lock();
+                if state.scanned > self.lists.budget {
+                    too_large.insert(self.key.0.clone());
+                } else {
+                    too_large.remove(&self.key.0);
+                }
+            }
             let complete = outcome.is_ok() && !state.closed;
             state.outcome = Some(outcome);
             complete.then(|| FileList { segments: state.segments.iter().cloned().collect() })
@@ -329,7 +353,7 @@ impl Lead<'_> {
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
         if !self.ended {
-            self.end(Err(DeltaError::internal("the scan of this table version stopped")));
+            self.end(Err(DeltaError::internal("the scan of this table version stopped")), false);
         }
     }
 }
@@ -501,6 +525,7 @@ mod tests {
         let most_held = most_held.load(Ordering::SeqCst);
         assert!(most_held <= 11 * one, "held {most_held} bytes, budget {} + segment", 10 * one);
         assert_eq!(lists.cached(), (0, 0), "too large to cache");
+        assert!(lists.too_large.lock().contains(&key().0), "remembered as too large");
         // The next caller scans again, and the flight stops when nobody reads any more.
         let scanned = AtomicUsize::new(0);
         let r = lists.visit(
@@ -517,7 +542,7 @@ mod tests {
             &mut |_| ControlFlow::Break(()),
         );
         r.expect("visit");
-        assert_eq!(scanned.load(Ordering::SeqCst), 11, "stopped once the list could not be cached");
+        assert_eq!(scanned.load(Ordering::SeqCst), 4, "stopped past the first window: the table is too large");
     }
 
     #[test]

@@ -43,7 +43,7 @@ impl Default for DeltaTablesOptions {
     fn default() -> Self {
         DeltaTablesOptions {
             snapshot_cache_tables: 64,
-            file_list_cache_bytes: 256 << 20,
+            file_list_cache_bytes: 96 << 20,
             file_list_versions_per_table: 4,
             snapshot_cache_bytes: 64 << 20,
             staleness: None,

@@ -189,7 +189,8 @@ fn default_table_cache_size() -> usize {
     10
 }
 fn default_file_list_cache_mib() -> usize {
-    256
+    // A version of about 150,000 files; larger versions are streamed in bounded memory.
+    96
 }
 fn default_storage_io_threads() -> usize {
     16
