@@ -3,11 +3,13 @@
 //! A listing decides which files it lists on the thread that visits the file list: filters,
 //! limits and pages, which are cheap. Rendering the chosen files' lines (a signed URL each) is
 //! most of a warm listing's CPU, so it happens in slices: alternately on that thread and on a
-//! second one, started at the second slice (a small listing never starts it). Slices are written
-//! to the response in the order they were decided, so the body is the same as one thread's.
+//! second one, started at the second slice (a small listing never starts it, and no more second
+//! threads run at once than there are cores). Slices are written to the response in the order
+//! they were decided, so the body is the same as one thread's.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use d2o_delta::{ActiveFiles, FileEntry};
@@ -29,6 +31,31 @@ pub(crate) struct Rendered {
     text: String,
     files: i64,
     bytes: i64,
+}
+
+/// Second threads running, in all listings.
+static SECOND_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// A place for one more second thread: at most one per core, whatever the number of listings
+/// (a listing without one renders all its slices itself).
+struct SecondThread;
+
+impl SecondThread {
+    fn take() -> Option<SecondThread> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        if SECOND_THREADS.fetch_add(1, Ordering::AcqRel) < cores {
+            Some(SecondThread)
+        } else {
+            SECOND_THREADS.fetch_sub(1, Ordering::AcqRel);
+            None
+        }
+    }
+}
+
+impl Drop for SecondThread {
+    fn drop(&mut self) {
+        SECOND_THREADS.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The second thread, as the first sees it: where to send slices, where their lines come back.
@@ -60,6 +87,8 @@ pub(crate) fn write_in_order<R: RenderLine>(
     list: impl FnOnce(&mut dyn FnMut(Slice) -> ControlFlow<()>) -> Result<(), ApiError>,
 ) -> Result<(), ApiError> {
     let mut own = renderer()?;
+    // Signers of object stores need the runtime the listing runs beside.
+    let runtime = tokio::runtime::Handle::try_current().ok();
     std::thread::scope(|s| {
         let mut second: Option<Second> = None;
         // Whether the second thread holds the slice before the next one.
@@ -68,11 +97,14 @@ pub(crate) fn write_in_order<R: RenderLine>(
         let mut count = 0usize;
         let mut submit = |slice: Slice| -> Result<ControlFlow<()>, ApiError> {
             count += 1;
-            if count.is_multiple_of(2) {
-                let (to, _) = second.get_or_insert_with(|| {
+            if count == 2 {
+                second = SecondThread::take().map(|place| {
                     let (to, jobs) = mpsc::sync_channel::<Slice>(1);
                     let (done, from) = mpsc::sync_channel(1);
+                    let runtime = runtime.clone();
                     s.spawn(move || {
+                        let _place = place;
+                        let _runtime = runtime.as_ref().map(tokio::runtime::Handle::enter);
                         let mut line = match renderer() {
                             Ok(line) => line,
                             Err(e) => {
@@ -88,6 +120,10 @@ pub(crate) fn write_in_order<R: RenderLine>(
                     });
                     (to, from)
                 });
+            }
+            if count.is_multiple_of(2)
+                && let Some((to, _)) = &second
+            {
                 to.send(slice).map_err(|_| ApiError::internal("the second renderer stopped"))?;
                 theirs_pending = true;
                 return Ok(ControlFlow::Continue(()));

@@ -159,39 +159,54 @@ pub(crate) fn request_finished(event: &AuditEvent, elapsed: Duration) {
     );
 }
 
-/// Signing time of one response's URLs, recorded when the response's signer is dropped.
+/// Signing time of one response's URLs, recorded when the last of the response's signers is
+/// dropped.
 #[derive(Debug)]
-pub(crate) struct SigningTime {
+pub(crate) struct SigningTime(std::sync::Arc<SigningTotals>);
+
+/// What one response's signers spent, recorded once when the last of them is dropped.
+#[derive(Debug)]
+struct SigningTotals {
     scheme: String,
-    urls: std::cell::Cell<u64>,
-    spent: std::cell::Cell<Duration>,
+    urls: std::sync::atomic::AtomicU64,
+    nanos: std::sync::atomic::AtomicU64,
 }
 
 impl SigningTime {
     pub(crate) fn new(scheme: &str) -> SigningTime {
-        SigningTime { scheme: scheme.to_owned(), urls: Default::default(), spent: Default::default() }
+        SigningTime(std::sync::Arc::new(SigningTotals {
+            scheme: scheme.to_owned(),
+            urls: Default::default(),
+            nanos: Default::default(),
+        }))
+    }
+
+    /// The same response's timing, for a signer on another thread.
+    pub(crate) fn share(&self) -> SigningTime {
+        SigningTime(self.0.clone())
     }
 
     /// Runs `sign`, adding its time to the response's.
     pub(crate) fn time<T>(&self, sign: impl FnOnce() -> T) -> T {
+        use std::sync::atomic::Ordering::Relaxed;
         let started = Instant::now();
         let out = sign();
-        self.spent.set(self.spent.get() + started.elapsed());
-        self.urls.set(self.urls.get() + 1);
+        self.0.nanos.fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
+        self.0.urls.fetch_add(1, Relaxed);
         out
     }
 }
 
-impl Drop for SigningTime {
+impl Drop for SigningTotals {
     fn drop(&mut self) {
-        let urls = self.urls.get();
+        let urls = *self.urls.get_mut();
         if urls == 0 {
             return;
         }
         // One sample per response, not per URL: a listing may sign a million URLs.
         metrics::counter!("d2o_urls_signed_total", "scheme" => self.scheme.clone()).increment(urls);
         metrics::histogram!("d2o_url_signing_seconds", "scheme" => self.scheme.clone())
-            .record(self.spent.get().as_secs_f64());
+            .record(Duration::from_nanos(*self.nanos.get_mut()).as_secs_f64());
     }
 }
 

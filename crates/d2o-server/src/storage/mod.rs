@@ -95,9 +95,19 @@ impl Storage {
 
     /// The URLs for the files of one response.
     pub(crate) fn urls<'a>(&'a self, request: &UrlRequest<'a>) -> Result<TableUrls<'a>, ApiError> {
+        self.urls_timed(request, crate::telemetry::SigningTime::new(request.table.location.scheme()))
+    }
+
+    /// The URLs for the files of one response, signed on several threads: each thread's signer
+    /// shares the response's `timing`.
+    pub(crate) fn urls_timed<'a>(
+        &'a self,
+        request: &UrlRequest<'a>,
+        timing: crate::telemetry::SigningTime,
+    ) -> Result<TableUrls<'a>, ApiError> {
         let root = &request.table.location;
         let signer = self.backend(root)?.signer(request)?;
-        Ok(TableUrls { root, signer, timing: crate::telemetry::SigningTime::new(root.scheme()) })
+        Ok(TableUrls { root, signer, timing })
     }
 }
 

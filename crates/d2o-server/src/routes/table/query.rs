@@ -283,9 +283,11 @@ fn write_snapshot(
     let _ = w.json_line(&lines::protocol(plan.format, snapshot));
     let _ = w.json_line(&lines::metadata(plan.format, snapshot, &plan.table, plan.versioned.map(|(v, _)| v)));
     let ctx = LineContext { version: plan.versioned, expiration_timestamp: expires_ms };
-    // One URL signer per rendering thread.
+    // One URL signer per rendering thread; their time is the response's.
+    let timing = crate::telemetry::SigningTime::new(plan.table.location.scheme());
     let renderer = || {
-        let urls = state.storage.urls(&UrlRequest { base, who: &plan.who, table: &plan.table, expires_ms })?;
+        let request = UrlRequest { base, who: &plan.who, table: &plan.table, expires_ms };
+        let urls = state.storage.urls_timed(&request, timing.share())?;
         Ok(move |entry: &FileEntry<'_>, out: &mut String| {
             lines::write_snapshot_file(out, plan.format, entry, &urls, &ctx)
         })
