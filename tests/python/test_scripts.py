@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,12 @@ def test_powershell_demo_script_is_well_formed():
 def test_dockerfile_builds_and_runs_d2o():
     text = (REPO_ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM rust:1\.95-slim AS builder", text, re.M)
-    assert "cargo build --release --locked -p d2o-cli" in text
+    assert "cargo build --profile dist --locked -p d2o-cli" in text
+    assert "target/dist/d2o /usr/local/bin/d2o" in text
+    # The profile it names exists, and is the release one with link-time optimisation.
+    cargo = tomllib.loads((REPO_ROOT / "Cargo.toml").read_text())
+    dist = cargo["profile"]["dist"]
+    assert dist["inherits"] == "release" and dist["lto"] == "fat" and dist["codegen-units"] == 1
     assert re.search(r"^FROM debian:bookworm-slim", text, re.M)
     assert re.search(r"^EXPOSE 8080", text, re.M)
     assert re.search(r'^ENTRYPOINT \["d2o"\]', text, re.M)

@@ -10,7 +10,9 @@
 //!   carries `errorMessage` (the protocol's way to fail a query after the 200);
 //! - otherwise the body is broken off, so the client sees a failed stream, never a short one.
 //!
-//! The audit event counts the files of the chunks handed to the response, as they are handed.
+//! The audit event counts the files of the chunks handed to the response, as they are handed:
+//! each chunk carries its count, which the response adds when it takes the chunk, so an event
+//! recorded when the client goes away counts every chunk that reached the connection.
 
 use std::io;
 use std::ops::ControlFlow;
@@ -30,14 +32,21 @@ const CHUNK: usize = 64 * 1024;
 /// Writes the lines of one response body.
 pub(crate) struct LineWriter {
     buf: String,
-    tx: mpsc::Sender<Result<Bytes, ApiError>>,
+    tx: mpsc::Sender<Result<Chunk, ApiError>>,
     /// The client went away: stop producing.
     disconnected: bool,
     /// Whether a chunk was sent (the response has started).
     started: bool,
-    /// Files and their bytes in `buf`, counted into the audit event when `buf` is sent.
+    /// Files and their bytes in `buf`, sent with it.
     pending: (i64, i64),
     audit: AuditSlot,
+}
+
+/// Part of a body, and the files (and their bytes) whose lines it holds.
+struct Chunk {
+    text: Bytes,
+    files: i64,
+    bytes: i64,
 }
 
 impl LineWriter {
@@ -101,19 +110,13 @@ impl LineWriter {
         if self.buf.is_empty() {
             return ControlFlow::Continue(());
         }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, String::with_capacity(CHUNK + 4096)));
-        if self.tx.blocking_send(Ok(chunk)).is_err() {
+        let text = Bytes::from(std::mem::replace(&mut self.buf, String::with_capacity(CHUNK + 4096)));
+        let (files, bytes) = std::mem::take(&mut self.pending);
+        if self.tx.blocking_send(Ok(Chunk { text, files, bytes })).is_err() {
             self.disconnected = true;
             return ControlFlow::Break(());
         }
         self.started = true;
-        let (files, bytes) = std::mem::take(&mut self.pending);
-        if files > 0 {
-            self.audit.update(|e| {
-                *e.files.get_or_insert(0) += files;
-                *e.bytes.get_or_insert(0) += bytes;
-            });
-        }
         ControlFlow::Continue(())
     }
 
@@ -160,7 +163,19 @@ pub(crate) async fn stream_response(
         e.files.get_or_insert(0);
         e.bytes.get_or_insert(0);
     });
-    let (tx, mut rx) = mpsc::channel::<Result<Bytes, ApiError>>(8);
+    let (tx, mut rx) = mpsc::channel::<Result<Chunk, ApiError>>(8);
+    // Counted here, where the response takes each chunk: the event never misses a chunk that
+    // went out (the writer thread could be descheduled between sending and counting).
+    let counted = audit.clone();
+    let count = move |chunk: Chunk| {
+        if chunk.files > 0 {
+            counted.update(|e| {
+                *e.files.get_or_insert(0) += chunk.files;
+                *e.bytes.get_or_insert(0) += chunk.bytes;
+            });
+        }
+        chunk.text
+    };
     let mut writer = LineWriter {
         buf: String::with_capacity(CHUNK + 4096),
         tx,
@@ -187,6 +202,41 @@ pub(crate) async fn stream_response(
     let rest = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     let body = futures::stream::once(async move { Ok(first) })
         .chain(rest)
-        .map(|item| item.map_err(|e| io::Error::other(e.public_message())));
+        .map(move |item| item.map(&count).map_err(|e| io::Error::other(e.public_message())));
     Ok(respond(Body::from_stream(body.boxed())))
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    /// The contract the audit of abandoned responses rests on: by the time a chunk reaches the
+    /// response, its files are in the event, whatever the writer thread is doing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_chunk_is_counted_before_it_reaches_the_response() {
+        let audit = AuditSlot::default();
+        let (go_on, held) = std::sync::mpsc::channel::<()>();
+        let response = stream_response(60, false, audit.clone(), Response::new, move |_, w| {
+            let _ = w.file_line(10, |out| {
+                out.push_str("{\"file\":1}");
+                Ok(())
+            })?;
+            let _ = w.flush();
+            // The writer stops here, as a thread that is descheduled would.
+            let _ = held.recv();
+            Ok(())
+        })
+        .await
+        .expect("the response starts");
+        let mut body = response.into_body();
+        let frame = body.frame().await.expect("a first chunk").expect("no error");
+        assert_eq!(frame.data_ref().map(|d| d.as_ref()), Some(&b"{\"file\":1}\n"[..]));
+        let mut counted = (None, None);
+        audit.update(|e| counted = (e.files, e.bytes));
+        assert_eq!(counted, (Some(1), Some(10)), "the files of the chunk the response took");
+        go_on.send(()).expect("the writer waits");
+        assert!(body.frame().await.is_none(), "the body ends");
+    }
 }
