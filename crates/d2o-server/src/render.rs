@@ -8,9 +8,9 @@
 //! they were decided, so the body is the same as one thread's.
 
 use std::ops::ControlFlow;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, LazyLock};
 
 use d2o_delta::{ActiveFiles, FileEntry};
 
@@ -42,8 +42,9 @@ struct SecondThread;
 
 impl SecondThread {
     fn take() -> Option<SecondThread> {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        if SECOND_THREADS.fetch_add(1, Ordering::AcqRel) < cores {
+        // Read once: on Linux the standard library reads the cgroup's files for it every time.
+        static CORES: LazyLock<usize> = LazyLock::new(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        if SECOND_THREADS.fetch_add(1, Ordering::AcqRel) < *CORES {
             Some(SecondThread)
         } else {
             SECOND_THREADS.fetch_sub(1, Ordering::AcqRel);

@@ -160,8 +160,8 @@ pub(crate) fn request_finished(event: &AuditEvent, elapsed: Duration) {
 }
 
 /// Signing time of one response's URLs, recorded when the last of the response's signers is
-/// dropped.
-#[derive(Debug)]
+/// dropped. A clone is the same response's timing, for a signer on another thread.
+#[derive(Debug, Clone)]
 pub(crate) struct SigningTime(std::sync::Arc<SigningTotals>);
 
 /// What one response's signers spent, recorded once when the last of them is dropped.
@@ -179,11 +179,6 @@ impl SigningTime {
             urls: Default::default(),
             nanos: Default::default(),
         }))
-    }
-
-    /// The same response's timing, for a signer on another thread.
-    pub(crate) fn share(&self) -> SigningTime {
-        SigningTime(self.0.clone())
     }
 
     /// Runs `sign`, adding its time to the response's.

@@ -189,8 +189,8 @@ fn default_table_cache_size() -> usize {
     10
 }
 fn default_file_list_cache_mib() -> usize {
-    // A version of about 150,000 files; larger versions are streamed in bounded memory.
-    96
+    // The library's budget (a version of about 150,000 files; larger ones are streamed).
+    d2o_delta::DeltaTablesOptions::default().file_list_cache_bytes >> 20
 }
 fn default_storage_io_threads() -> usize {
     16

@@ -287,7 +287,7 @@ fn write_snapshot(
     let timing = crate::telemetry::SigningTime::new(plan.table.location.scheme());
     let renderer = || {
         let request = UrlRequest { base, who: &plan.who, table: &plan.table, expires_ms };
-        let urls = state.storage.urls_timed(&request, timing.share())?;
+        let urls = state.storage.urls_timed(&request, timing.clone())?;
         Ok(move |entry: &FileEntry<'_>, out: &mut String| {
             lines::write_snapshot_file(out, plan.format, entry, &urls, &ctx)
         })
