@@ -9,6 +9,11 @@
 #      once read-only, and once copying their column chunks into one file without decoding
 #      (what `d2o client load` does for Parquet output where the files allow it).
 #
+# and, on the client's decoding path (every file decoded, every batch encoded), three loads
+# against the floor of the same work done locally: `--where "amount >= 500"` (half the rows)
+# to Parquet, the whole table to CSV, and the whole table to Parquet with a row limit above its
+# size (which takes the decoding path instead of the copy).
+#
 #   bench/client_bench.sh [--runs N] [--skip-python] [--skip-build]
 #
 # Environment:
@@ -90,7 +95,7 @@ measure() {
     local name="$1"
     shift
     for i in $(seq "$runs"); do
-        rm -f "$work"/*.parquet
+        rm -f "$work"/*.parquet "$work"/*.csv
         sync
         /usr/bin/time -v -o "$work/time.txt" "$@" >"$work/cmd.out" 2>"$work/cmd.err" || {
             cat "$work/cmd.err" >&2
@@ -111,6 +116,11 @@ say "d2o client load wrote $rows rows"
 measure floor-read-write "$floor" "$table" "$work/floor.parquet" 4
 measure floor-read-only "$floor" "$table" --no-write 4
 measure floor-copy-chunks "$floor" "$table" "$work/floor-copy.parquet" 4 --copy
+measure d2o-client-load-filtered "$d2o" client load "$url" --where "amount >= 500" --out "$work/out.parquet" --quiet
+measure floor-read-filter-write "$floor" "$table" "$work/floor.parquet" 4 --filter-ge amount=500
+measure d2o-client-load-csv "$d2o" client load "$url" --out "$work/out.csv" --quiet
+measure floor-read-write-csv "$floor" "$table" "$work/floor.csv" 4
+measure d2o-client-load-decoded "$d2o" client load "$url" --limit 20000000 --out "$work/out.parquet" --quiet
 if [[ $skip_python == 0 ]]; then
     runs_saved=$runs
     runs=1
@@ -129,12 +139,21 @@ for line in open(sys.argv[1]):
 best = {n: (min(w for w, _ in v), max(r for _, r in v)) for n, v in rows.items()}
 json.dump({"rows": int(sys.argv[2]), "runs": {n: v for n, v in rows.items()}, "best": best},
           open("bench/results/client.json", "w"), indent=2)
-floor = best.get("floor-read-write", (None,))[0]
-print("| reader | best wall time (s) | peak RSS (MiB) | vs floor (read+write) |")
-print("|---|---:|---:|---:|")
+# Each reader against the floor of the same work done locally.
+floors = {
+    "d2o-client-load": "floor-read-write",
+    "d2o-client-load-decoded": "floor-read-write",
+    "d2o-client-load-filtered": "floor-read-filter-write",
+    "d2o-client-load-csv": "floor-read-write-csv",
+    "python-load_as_pandas": "floor-read-write",
+    "python-load_as_pandas+to_parquet": "floor-read-write",
+}
+print("| reader | best wall time (s) | peak RSS (MiB) | floor | vs floor |")
+print("|---|---:|---:|---|---:|")
 for n, (w, r) in best.items():
-    ratio = f"{w / floor:.2f}x" if floor else "-"
-    print(f"| {n} | {w:.2f} | {r / 1024:.0f} | {ratio} |")
+    floor = floors.get(n)
+    ratio = f"{w / best[floor][0]:.2f}x" if floor in best else "-"
+    print(f"| {n} | {w:.2f} | {r / 1024:.0f} | {floor or '-'} | {ratio} |")
 if "python-load_as_pandas" in best and "d2o-client-load" in best:
     print(f"\nd2o client load is {best['python-load_as_pandas'][0] / best['d2o-client-load'][0]:.1f}x faster than load_as_pandas.")
 if "floor-copy-chunks" in best and "d2o-client-load" in best:

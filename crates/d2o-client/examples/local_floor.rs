@@ -1,12 +1,19 @@
 //! The floors of the client benchmark, from a table's Parquet files on local disk (no server,
 //! no HTTP, no protocol):
 //! - by default, read them with arrow-rs and, unless `--no-write`, write them to one Parquet file
-//!   with the settings `d2o client load` encodes with (the floor of decoding and re-encoding);
+//!   with the settings `d2o client load` encodes with (the floor of decoding and re-encoding).
+//!   An output named `*.csv` is written as CSV with arrow-rs's writer instead (the floor of
+//!   `d2o client load --out x.csv`). `--filter-ge COLUMN=VALUE` keeps only the rows whose
+//!   floating-point COLUMN is at least VALUE, filtered in the reading threads as the client's
+//!   download tasks filter (the floor of `d2o client load --where "COLUMN >= VALUE"`);
 //! - with `--copy`, read them whole and append their column chunks to one Parquet file without
 //!   decoding (the floor of the chunk copy `d2o client load` does for Parquet output).
 //!
+//! The reading threads decode in parallel; the writer, as arrow-rs's writers do, encodes on one
+//! thread.
+//!
 //! ```text
-//! cargo run --release -p d2o-client --example local_floor -- <table-dir> [out.parquet | --no-write] [threads] [--copy]
+//! cargo run --release -p d2o-client --example local_floor -- <table-dir> [out.parquet | out.csv | --no-write] [threads] [--copy | --filter-ge COLUMN=VALUE]
 //! ```
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -18,6 +25,9 @@ use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use arrow::array::Float64Array;
+use arrow::compute::filter_record_batch;
+use arrow::compute::kernels::cmp::gt_eq;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -39,9 +49,16 @@ fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+enum Writer {
+    Parquet(ArrowWriter<BufWriter<File>>),
+    Csv(arrow::csv::Writer<BufWriter<File>>),
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let dir = PathBuf::from(args.get(1).expect("usage: local_floor <table-dir> [out.parquet|--no-write] [threads]"));
+    let dir = PathBuf::from(args.get(1).expect(
+        "usage: local_floor <table-dir> [out.parquet|out.csv|--no-write] [threads] [--copy|--filter-ge COLUMN=VALUE]",
+    ));
     let out = args.get(2).filter(|a| *a != "--no-write").map(PathBuf::from);
     let threads: usize = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(4);
     let mut files = Vec::new();
@@ -52,12 +69,16 @@ fn main() {
         copy_floor(files, &out, threads);
         return;
     }
+    let filter: Option<(String, f64)> = (args.get(4).map(String::as_str) == Some("--filter-ge")).then(|| {
+        let (column, value) = args.get(5).and_then(|f| f.split_once('=')).expect("--filter-ge COLUMN=VALUE");
+        (column.to_owned(), value.parse().expect("a number"))
+    });
     let start = Instant::now();
     let queue = Arc::new(Mutex::new(files));
     let (tx, rx) = sync_channel(threads.max(2));
     let mut workers = Vec::new();
     for _ in 0..threads {
-        let (queue, tx) = (queue.clone(), tx.clone());
+        let (queue, tx, filter) = (queue.clone(), tx.clone(), filter.clone());
         workers.push(std::thread::spawn(move || {
             loop {
                 let Some(path) = queue.lock().unwrap().pop() else { break };
@@ -67,7 +88,13 @@ fn main() {
                     .build()
                     .expect("reader");
                 for batch in reader {
-                    if tx.send(batch.expect("batch")).is_err() {
+                    let mut batch = batch.expect("batch");
+                    if let Some((column, value)) = &filter {
+                        let values = batch.column_by_name(column).expect("the filter's column");
+                        let keep = gt_eq(values, &Float64Array::new_scalar(*value)).expect("a float column");
+                        batch = filter_record_batch(&batch, &keep).expect("filtered");
+                    }
+                    if tx.send(batch).is_err() {
                         return;
                     }
                 }
@@ -76,23 +103,35 @@ fn main() {
     }
     drop(tx);
     let mut rows = 0usize;
-    let mut writer: Option<ArrowWriter<BufWriter<File>>> = None;
+    let mut writer: Option<Writer> = None;
     for batch in rx {
         rows += batch.num_rows();
         if let Some(path) = &out {
             let w = writer.get_or_insert_with(|| {
+                let file = BufWriter::with_capacity(1 << 20, File::create(path).expect("create"));
+                if path.extension().is_some_and(|e| e == "csv") {
+                    return Writer::Csv(arrow::csv::WriterBuilder::new().with_header(true).build(file));
+                }
                 let props = WriterProperties::builder()
                     .set_compression(Compression::SNAPPY)
                     .set_max_row_group_row_count(Some(1 << 18))
                     .build();
-                let file = BufWriter::with_capacity(1 << 20, File::create(path).expect("create"));
-                ArrowWriter::try_new(file, batch.schema(), Some(props)).expect("writer")
+                Writer::Parquet(ArrowWriter::try_new(file, batch.schema(), Some(props)).expect("writer"))
             });
-            w.write(&batch).expect("write");
+            match w {
+                Writer::Parquet(w) => w.write(&batch).expect("write"),
+                Writer::Csv(w) => w.write(&batch).expect("write"),
+            }
         }
     }
-    if let Some(w) = writer {
-        w.close().expect("close");
+    match writer {
+        Some(Writer::Parquet(w)) => {
+            w.close().expect("close");
+        }
+        Some(Writer::Csv(w)) => {
+            w.into_inner().into_inner().expect("flush");
+        }
+        None => {}
     }
     for w in workers {
         w.join().expect("worker");

@@ -203,3 +203,45 @@ async fn run_batch(pool: &AnyPool, inserts: &[Arc<str>], batch: &[Io]) -> Result
     let generations: Vec<i64> = insert.fetch_all(pool).await.map_err(db_err)?;
     generations.first().copied().ok_or_else(|| CatalogError::internal("storing audit events returned no row"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_run_one_at_a_time_and_answer_each_item_with_its_own_batch() {
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let batcher = {
+            let (running, most) = (running.clone(), most.clone());
+            Batcher::start(4, move |items: Vec<usize>| {
+                let (running, most) = (running.clone(), most.clone());
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Ok(items)
+                }
+            })
+        };
+        let calls: Vec<_> = (0..40)
+            .map(|i| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { (i, batcher.submit(i).await) })
+            })
+            .collect();
+        let mut batches = std::collections::HashSet::new();
+        for call in calls {
+            let (i, outcome) = call.await.expect("the caller ran");
+            let batch = outcome.expect("the batch succeeded");
+            assert!(batch.contains(&i) && batch.len() <= 4, "item {i} was answered with batch {batch:?}");
+            batches.insert(batch);
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 1, "batches overlapped");
+        assert!(batches.len() < 40, "40 items queued together never shared a batch");
+    }
+}
