@@ -212,8 +212,9 @@ mod tests {
 
     use super::*;
 
-    /// The contract the audit of abandoned responses rests on: by the time a chunk reaches the
-    /// response, its files are in the event, whatever the writer thread is doing.
+    /// The contract the audit of abandoned responses rests on: a chunk's files are in the event
+    /// from the moment the response takes the chunk, and not before, whatever the writer thread
+    /// is doing.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_chunk_is_counted_before_it_reaches_the_response() {
         let audit = AuditSlot::default();
@@ -230,12 +231,18 @@ mod tests {
         })
         .await
         .expect("the response starts");
+        let counted_now = || {
+            let mut counted = (None, None);
+            audit.update(|e| counted = (e.files, e.bytes));
+            counted
+        };
+        // The writer has sent its chunk, but the response has not taken it: not counted yet
+        // (counting at the send would claim files a client that leaves now never got).
+        assert_eq!(counted_now(), (Some(0), Some(0)), "a chunk counted before the response took it");
         let mut body = response.into_body();
         let frame = body.frame().await.expect("a first chunk").expect("no error");
         assert_eq!(frame.data_ref().map(|d| d.as_ref()), Some(&b"{\"file\":1}\n"[..]));
-        let mut counted = (None, None);
-        audit.update(|e| counted = (e.files, e.bytes));
-        assert_eq!(counted, (Some(1), Some(10)), "the files of the chunk the response took");
+        assert_eq!(counted_now(), (Some(1), Some(10)), "the files of the chunk the response took");
         go_on.send(()).expect("the writer waits");
         assert!(body.frame().await.is_none(), "the body ends");
     }
