@@ -6,6 +6,7 @@
 //! for a version and caches them.
 
 use std::fmt::Write as _;
+use std::num::NonZeroU32;
 use std::ops::ControlFlow;
 
 use delta_kernel::Engine;
@@ -22,16 +23,25 @@ struct Span {
     len: u32,
 }
 
+/// The hex digits of a file id (an MD5 digest).
+const ID_LEN: usize = 32;
+
+/// One file. Its strings lie together in the arena, in this order: the path, the id
+/// ([`ID_LEN`] hex digits), the partition values and the statistics, so one offset and three
+/// lengths find them all: 56 bytes a file besides its text, where separate spans and an inline
+/// deletion vector took 120.
 #[derive(Debug, Clone)]
 struct Record {
-    path: Span,
-    id: Span,
-    partition_values: Span,
-    stats: Option<Span>,
+    start: u32,
+    path_len: u32,
+    partition_values_len: u32,
+    /// The statistics' length as a JSON string literal, which is never empty (it has its quotes).
+    stats_len: Option<NonZeroU32>,
     size: i64,
     modification_time: i64,
     num_records: Option<i64>,
-    dv: Option<DvRecord>,
+    /// The index of the file's deletion vector in [`ActiveFiles::dvs`]: few files have one.
+    dv: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +58,7 @@ struct DvRecord {
 pub struct ActiveFiles {
     text: String,
     records: Vec<Record>,
+    dvs: Vec<DvRecord>,
 }
 
 /// A deletion vector descriptor, as in the Delta log.
@@ -69,23 +80,33 @@ pub struct FileEntry<'a> {
 
 impl<'a> FileEntry<'a> {
     fn str(&self, s: Span) -> &'a str {
-        &self.list.text[s.start as usize..(s.start + s.len) as usize]
+        self.list.text(s.start as usize, s.len as usize)
+    }
+
+    /// Where the id starts: right after the path.
+    fn id_start(&self) -> usize {
+        self.record.start as usize + self.record.path_len as usize
+    }
+
+    /// Where the partition values start: right after the id.
+    fn partition_values_start(&self) -> usize {
+        self.id_start() + ID_LEN
     }
 
     /// The path as written in the Delta log: relative to the table root and URL-encoded, or an
     /// absolute URI.
     pub fn path(&self) -> &'a str {
-        self.str(self.record.path)
+        self.list.text(self.record.start as usize, self.record.path_len as usize)
     }
 
     /// A stable id for the file: the MD5 hex digest of its path (as the reference server).
     pub fn id(&self) -> &'a str {
-        self.str(self.record.id)
+        self.list.text(self.id_start(), ID_LEN)
     }
 
     /// The partition values as a JSON object text (`{"date":"2021-04-28","x":null}`).
     pub fn partition_values_json(&self) -> &'a str {
-        self.str(self.record.partition_values)
+        self.list.text(self.partition_values_start(), self.record.partition_values_len as usize)
     }
 
     /// The statistics JSON text, if the log has it.
@@ -96,7 +117,8 @@ impl<'a> FileEntry<'a> {
     /// The statistics as a JSON string literal (quoted and escaped), ready to be written into
     /// a response.
     pub fn stats_literal(&self) -> Option<&'a str> {
-        self.record.stats.map(|s| self.str(s))
+        let start = self.partition_values_start() + self.record.partition_values_len as usize;
+        self.record.stats_len.map(|len| self.list.text(start, len.get() as usize))
     }
 
     pub fn size(&self) -> i64 {
@@ -113,7 +135,7 @@ impl<'a> FileEntry<'a> {
     }
 
     pub fn deletion_vector(&self) -> Option<DeletionVectorDescriptor<'a>> {
-        self.record.dv.as_ref().map(|dv| DeletionVectorDescriptor {
+        self.dv_record().map(|dv| DeletionVectorDescriptor {
             storage_type: self.str(dv.storage_type),
             path_or_inline_dv: self.str(dv.path_or_inline_dv),
             offset: dv.offset,
@@ -124,8 +146,12 @@ impl<'a> FileEntry<'a> {
 
     /// Rows that remain visible: `numRecords` less the deletion vector's cardinality.
     pub fn live_rows(&self) -> Option<i64> {
-        let deleted = self.record.dv.as_ref().map_or(0, |dv| dv.cardinality);
+        let deleted = self.dv_record().map_or(0, |dv| dv.cardinality);
         self.record.num_records.map(|n| (n - deleted).max(0))
+    }
+
+    fn dv_record(&self) -> Option<&'a DvRecord> {
+        self.record.dv.and_then(|i| self.list.dvs.get(i as usize))
     }
 }
 
@@ -148,7 +174,14 @@ impl ActiveFiles {
 
     /// Approximate heap bytes held, for cache accounting.
     pub fn heap_bytes(&self) -> usize {
-        self.text.capacity() + self.records.capacity() * std::mem::size_of::<Record>()
+        self.text.capacity()
+            + self.records.capacity() * std::mem::size_of::<Record>()
+            + self.dvs.capacity() * std::mem::size_of::<DvRecord>()
+    }
+
+    /// `len` bytes of the arena from `start`: a span that [`ActiveFiles::append_batch`] wrote.
+    fn text(&self, start: usize, len: usize) -> &str {
+        &self.text[start..start + len]
     }
 
     /// A list of files with these paths and nothing else, for tests of what holds lists.
@@ -156,14 +189,15 @@ impl ActiveFiles {
     pub(crate) fn with_paths<'p>(paths: impl IntoIterator<Item = &'p str>) -> Self {
         let mut list = ActiveFiles::default();
         for p in paths {
+            let start = list.offset().expect("small");
             let path = list.push_str(p).expect("small");
-            let id = list.push_str(&file_id(p)).expect("small");
+            list.push_str(&file_id(p)).expect("small");
             let partition_values = list.push_str("{}").expect("small");
             list.records.push(Record {
-                path,
-                id,
-                partition_values,
-                stats: None,
+                start,
+                path_len: path.len,
+                partition_values_len: partition_values.len,
+                stats_len: None,
                 size: 1,
                 modification_time: 0,
                 num_records: None,
@@ -176,6 +210,12 @@ impl ActiveFiles {
     pub(crate) fn shrink(&mut self) {
         self.text.shrink_to_fit();
         self.records.shrink_to_fit();
+        self.dvs.shrink_to_fit();
+    }
+
+    /// The arena's length, where the next string starts.
+    fn offset(&self) -> Result<u32, DeltaError> {
+        u32::try_from(self.text.len()).map_err(|_| too_large())
     }
 
     fn push_str(&mut self, s: &str) -> Result<Span, DeltaError> {
@@ -212,16 +252,15 @@ impl ActiveFiles {
             if !selected.get(row).copied().unwrap_or(true) || paths.is_null(row) {
                 continue;
             }
+            let start = self.offset()?;
             let path = self.push_str(paths.value(row))?;
             hasher.update(paths.value(row).as_bytes());
             let digest = hasher.finalize_reset();
-            let id_start = self.text.len();
             d2o_protocol::hex::push_hex(&mut self.text, &digest);
-            let id = self.span_since(id_start)?;
             let pv_start = self.text.len();
             write_partition_values(&mut self.text, partitions, row);
             let partition_values = self.span_since(pv_start)?;
-            let (stats, num_records) = if stats.is_null(row) {
+            let (stats_len, num_records) = if stats.is_null(row) {
                 (None, None)
             } else {
                 let s = stats.value(row);
@@ -229,14 +268,21 @@ impl ActiveFiles {
                 // predicate evaluation needs it parsed.
                 let start = self.text.len();
                 push_json_string(&mut self.text, s);
-                (Some(self.span_since(start)?), num_records_of(s))
+                (NonZeroU32::new(self.span_since(start)?.len), num_records_of(s))
             };
-            let dv = if dvs.is_null(row) { None } else { Some(self.dv_record(dvs, row)?) };
+            let dv = if dvs.is_null(row) {
+                None
+            } else {
+                let record = self.dv_record(dvs, row)?;
+                let index = u32::try_from(self.dvs.len()).map_err(|_| too_large())?;
+                self.dvs.push(record);
+                Some(index)
+            };
             self.records.push(Record {
-                path,
-                id,
-                partition_values,
-                stats,
+                start,
+                path_len: path.len,
+                partition_values_len: partition_values.len,
+                stats_len,
                 size: if sizes.is_null(row) { 0 } else { sizes.value(row) },
                 modification_time: if mtimes.is_null(row) { 0 } else { mtimes.value(row) },
                 num_records,
@@ -409,6 +455,108 @@ pub fn deletion_vector_path(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{DeltaTables, DeltaTablesOptions};
+
+    /// What a test reads of one file, owned.
+    type Fields = (String, String, String, Option<String>, i64, i64, Option<i64>, Option<i64>, Option<String>);
+
+    /// Every accessor reads back what the log says of every file: with and without statistics,
+    /// partition values or a deletion vector, each file's strings beside the others'.
+    #[test]
+    fn every_field_of_every_file_reads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("_delta_log")).expect("log dir");
+        let schema = r#"{"type":"struct","fields":[{"name":"id","type":"long","nullable":true,"metadata":{}},{"name":"p","type":"string","nullable":true,"metadata":{}}]}"#;
+        let dv = serde_json::json!({"storageType": "u", "pathOrInlineDv": "ab^-aqEH.-t@S}K{vb[*k^", "offset": 4,
+            "sizeInBytes": 40, "cardinality": 2});
+        let lines = [
+            serde_json::json!({"protocol": {"minReaderVersion": 3, "minWriterVersion": 7,
+                "readerFeatures": ["deletionVectors"], "writerFeatures": ["deletionVectors"]}}),
+            serde_json::json!({"metaData": {"id": "t", "format": {"provider": "parquet", "options": {}},
+                "schemaString": schema, "partitionColumns": ["p"],
+                "configuration": {"delta.enableDeletionVectors": "true"}, "createdTime": 0}}),
+            serde_json::json!({"add": {"path": "p=x/a.parquet", "partitionValues": {"p": "x"}, "size": 10,
+                "modificationTime": 5, "dataChange": true, "stats": "{\"numRecords\":7,\"note\":\"a\\\"b\"}"}}),
+            serde_json::json!({"add": {"path": "p=y/b%20c.parquet", "partitionValues": {"p": null}, "size": 20,
+                "modificationTime": 6, "dataChange": true}}),
+            serde_json::json!({"add": {"path": "p=x/c.parquet", "partitionValues": {"p": "x"}, "size": 30,
+                "modificationTime": 7, "dataChange": true, "stats": "{\"numRecords\":9}", "deletionVector": dv}}),
+            serde_json::json!({"commitInfo": {"timestamp": 1_700_000_000_000_i64}}),
+        ];
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(dir.path().join("_delta_log/00000000000000000000.json"), text).expect("commit");
+
+        let tables = DeltaTables::new(DeltaTablesOptions::default()).expect("runtime");
+        let url = url::Url::from_directory_path(dir.path()).expect("url");
+        let latest = tables.latest(&url).expect("latest");
+        let mut read: Vec<Fields> = Vec::new();
+        tables
+            .visit_files(&latest, &mut |e| {
+                let dv = e.deletion_vector().map(|d| {
+                    format!(
+                        "{} {} {:?} {} {}",
+                        d.storage_type, d.path_or_inline_dv, d.offset, d.size_in_bytes, d.cardinality
+                    )
+                });
+                read.push((
+                    e.path().to_owned(),
+                    e.id().to_owned(),
+                    e.partition_values_json().to_owned(),
+                    e.stats_literal().map(str::to_owned),
+                    e.size(),
+                    e.modification_time(),
+                    e.num_records(),
+                    e.live_rows(),
+                    dv,
+                ));
+                ControlFlow::Continue(())
+            })
+            .expect("files");
+        read.sort();
+        let expected: Vec<Fields> = vec![
+            (
+                "p=x/a.parquet".into(),
+                file_id("p=x/a.parquet"),
+                r#"{"p":"x"}"#.into(),
+                Some(r#""{\"numRecords\":7,\"note\":\"a\\\"b\"}""#.into()),
+                10,
+                5,
+                Some(7),
+                Some(7),
+                None,
+            ),
+            (
+                "p=x/c.parquet".into(),
+                file_id("p=x/c.parquet"),
+                r#"{"p":"x"}"#.into(),
+                Some(r#""{\"numRecords\":9}""#.into()),
+                30,
+                7,
+                Some(9),
+                Some(7),
+                Some("u ab^-aqEH.-t@S}K{vb[*k^ Some(4) 40 2".into()),
+            ),
+            (
+                "p=y/b%20c.parquet".into(),
+                file_id("p=y/b%20c.parquet"),
+                r#"{"p":null}"#.into(),
+                None,
+                20,
+                6,
+                None,
+                None,
+                None,
+            ),
+        ];
+        assert_eq!(read, expected);
+        assert_eq!(read[0].1.len(), ID_LEN);
+    }
+
+    /// What a file costs besides its text: this size is the cache's budget per file.
+    #[test]
+    fn a_file_record_is_56_bytes() {
+        assert_eq!(std::mem::size_of::<Record>(), 56);
+    }
 
     #[test]
     fn finds_num_records() {
