@@ -29,6 +29,10 @@ use crate::audit::AuditSlot;
 /// Bytes buffered before a chunk is sent.
 const CHUNK: usize = 64 * 1024;
 
+/// The most bytes of rendered lines sent as one chunk. Larger pieces cost fewer hand-overs
+/// (sends, wake-ups, writes); smaller ones less memory per response waiting for a slow client.
+const PIECE: usize = 4 * CHUNK;
+
 /// Writes the lines of one response body.
 pub(crate) struct LineWriter {
     buf: String,
@@ -86,20 +90,18 @@ impl LineWriter {
         Ok(if self.buf.len() >= CHUNK { self.flush() } else { ControlFlow::Continue(()) })
     }
 
-    /// Writes rendered file lines (each with its newline): `files` files of `bytes` bytes.
+    /// Writes rendered file lines (each with its newline): `files` files of `bytes` bytes. They
+    /// go out in pieces of at most [`PIECE`] bytes that share the text's allocation, so a response
+    /// waiting for a slow client holds a few chunks rather than a few slices of lines; the files
+    /// count with the last piece, once all their lines have reached the response.
     pub(crate) fn rendered(&mut self, text: String, files: i64, bytes: i64) -> ControlFlow<()> {
-        if self.disconnected {
-            return ControlFlow::Break(());
+        self.flush()?;
+        let mut text = Bytes::from(text);
+        while text.len() > PIECE {
+            let piece = text.split_to(PIECE);
+            self.send(Chunk { text: piece, files: 0, bytes: 0 })?;
         }
-        if self.buf.is_empty() {
-            // Sent as it is, without a copy.
-            self.buf = text;
-        } else {
-            self.buf.push_str(&text);
-        }
-        self.pending.0 += files;
-        self.pending.1 += bytes;
-        if self.buf.len() >= CHUNK { self.flush() } else { ControlFlow::Continue(()) }
+        self.send(Chunk { text, files, bytes })
     }
 
     /// Sends what is buffered.
@@ -112,7 +114,14 @@ impl LineWriter {
         }
         let text = Bytes::from(std::mem::replace(&mut self.buf, String::with_capacity(CHUNK + 4096)));
         let (files, bytes) = std::mem::take(&mut self.pending);
-        if self.tx.blocking_send(Ok(Chunk { text, files, bytes })).is_err() {
+        self.send(Chunk { text, files, bytes })
+    }
+
+    fn send(&mut self, chunk: Chunk) -> ControlFlow<()> {
+        if self.disconnected {
+            return ControlFlow::Break(());
+        }
+        if self.tx.blocking_send(Ok(chunk)).is_err() {
             self.disconnected = true;
             return ControlFlow::Break(());
         }
@@ -245,5 +254,42 @@ mod tests {
         assert_eq!(counted_now(), (Some(1), Some(10)), "the files of the chunk the response took");
         go_on.send(()).expect("the writer waits");
         assert!(body.frame().await.is_none(), "the body ends");
+    }
+
+    /// Rendered lines leave in pieces of at most a chunk, in order, and their files count only
+    /// when the last piece is taken.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rendered_lines_leave_in_chunks_and_count_with_the_last() {
+        let audit = AuditSlot::default();
+        let line = format!("{{\"file\":\"{}\"}}\n", "x".repeat(1000));
+        let text = line.repeat(600);
+        let sent = text.clone();
+        let response = stream_response(60, false, audit.clone(), Response::new, move |_, w| {
+            let _ = w.line(|out| out.push_str("{\"protocol\":{}}"));
+            let _ = w.rendered(sent, 600, 6000);
+            Ok(())
+        })
+        .await
+        .expect("the response starts");
+        let counted_now = || {
+            let mut counted = (None, None);
+            audit.update(|e| counted = (e.files, e.bytes));
+            counted
+        };
+        let mut body = response.into_body();
+        let mut frames = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let data = frame.expect("no error").into_data().expect("data");
+            frames.push(data);
+            if frames.len() == 2 {
+                assert_eq!(counted_now(), (Some(0), Some(0)), "files counted before their last piece");
+            }
+        }
+        assert_eq!(&frames[0][..], b"{\"protocol\":{}}\n", "what was buffered goes first");
+        let pieces = &frames[1..];
+        assert_eq!(pieces.len(), text.len().div_ceil(PIECE));
+        assert!(pieces.iter().all(|p| p.len() <= PIECE));
+        assert_eq!(pieces.concat(), text.as_bytes());
+        assert_eq!(counted_now(), (Some(600), Some(6000)));
     }
 }
