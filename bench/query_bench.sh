@@ -9,6 +9,8 @@
 #                  is generated once into $D2O_BENCH_DATA/t<N/1000>k
 #   --skip-build   do not run cargo; use the binaries already built (or D2O_BIN / D2O_FLOOR)
 #   --no-wrk       skip the /shares throughput part (and do not try to install wrk)
+#   --reader curl  have curl read /query answers through a pipe to the script, as before
+#                  2026-12-07 (default: the script reads them from the socket itself)
 #
 # Environment:
 #   D2O_BENCH_VENV   venv with Python `deltalake` for the generator
@@ -44,7 +46,7 @@ floor="${D2O_FLOOR:-$target/release/floor}"
 
 say() { echo "query_bench.sh: $*" >&2; }
 
-# Tools: curl for /query, wrk for /shares.
+# Tools: curl for /query with --reader curl, wrk for /shares.
 tools=(curl)
 [[ "$wrk" == 1 ]] && tools+=(wrk)
 missing=()
