@@ -256,7 +256,7 @@ mod tests {
         assert!(body.frame().await.is_none(), "the body ends");
     }
 
-    /// Rendered lines leave in pieces of at most a chunk, in order, and their files count only
+    /// Rendered lines leave in pieces of at most [`PIECE`] bytes, in order, and their files count only
     /// when the last piece is taken.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rendered_lines_leave_in_chunks_and_count_with_the_last() {
