@@ -221,6 +221,13 @@ mod tests {
 
     use super::*;
 
+    /// The files and bytes the audit event counts so far.
+    fn counted(audit: &AuditSlot) -> (Option<i64>, Option<i64>) {
+        let mut counted = (None, None);
+        audit.update(|e| counted = (e.files, e.bytes));
+        counted
+    }
+
     /// The contract the audit of abandoned responses rests on: a chunk's files are in the event
     /// from the moment the response takes the chunk, and not before, whatever the writer thread
     /// is doing.
@@ -240,11 +247,7 @@ mod tests {
         })
         .await
         .expect("the response starts");
-        let counted_now = || {
-            let mut counted = (None, None);
-            audit.update(|e| counted = (e.files, e.bytes));
-            counted
-        };
+        let counted_now = || counted(&audit);
         // The writer has sent its chunk, but the response has not taken it: not counted yet
         // (counting at the send would claim files a client that leaves now never got).
         assert_eq!(counted_now(), (Some(0), Some(0)), "a chunk counted before the response took it");
@@ -256,8 +259,8 @@ mod tests {
         assert!(body.frame().await.is_none(), "the body ends");
     }
 
-    /// Rendered lines leave in pieces of at most [`PIECE`] bytes, in order, and their files count only
-    /// when the last piece is taken.
+    /// Rendered lines leave in pieces of at most [`PIECE`] bytes, in order, and their files
+    /// count only when the last piece is taken.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rendered_lines_leave_in_chunks_and_count_with_the_last() {
         let audit = AuditSlot::default();
@@ -271,11 +274,7 @@ mod tests {
         })
         .await
         .expect("the response starts");
-        let counted_now = || {
-            let mut counted = (None, None);
-            audit.update(|e| counted = (e.files, e.bytes));
-            counted
-        };
+        let counted_now = || counted(&audit);
         let mut body = response.into_body();
         let mut frames = Vec::new();
         while let Some(frame) = body.frame().await {
