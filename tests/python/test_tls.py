@@ -167,14 +167,19 @@ def served_certificate(port: int, ca: Path) -> x509.Certificate:
             return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
 
 
+# The process ends with os._exit once the answer is printed: the connector's native libraries
+# once aborted in their own teardown at interpreter exit ("terminate called without an active
+# exception", SIGABRT), after a complete read, in a CI run on a loaded machine. What this
+# reads is the test; how a third-party library's threads unwind is not.
 READ_TABLE = """
-import json, sys
+import json, os, sys
 from delta_sharing import rest_client
 original = rest_client.DataSharingRestClient.__init__
 rest_client.DataSharingRestClient.__init__ = lambda self, profile, num_retries=10: original(self, profile, 0)
 import delta_sharing
 df = delta_sharing.load_as_pandas(sys.argv[1])
-print(json.dumps({"rows": len(df), "columns": sorted(df.columns)}))
+print(json.dumps({"rows": len(df), "columns": sorted(df.columns)}), flush=True)
+os._exit(0)
 """
 
 
