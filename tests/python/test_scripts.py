@@ -97,6 +97,12 @@ def test_dockerfile_builds_and_runs_d2o():
     cargo = tomllib.loads((REPO_ROOT / "Cargo.toml").read_text())
     dist = cargo["profile"]["dist"]
     assert dist["inherits"] == "release" and dist["lto"] == "fat" and dist["codegen-units"] == 1
+    # Every crate of the recipient's SQL engine is built for size (the binary-size target rests on
+    # it): a DataFusion upgrade that adds a crate must add it to the profile too.
+    lock = tomllib.loads((REPO_ROOT / "Cargo.lock").read_text())
+    engine = {p["name"] for p in lock["package"] if p["name"].startswith(("datafusion", "sqlparser"))}
+    sized = {name for name, opts in dist.get("package", {}).items() if opts.get("opt-level") == "z"}
+    assert engine and engine <= sized, f"not built for size: {sorted(engine - sized)}"
     assert re.search(r"^FROM debian:bookworm-slim", text, re.M)
     assert re.search(r"^EXPOSE 8080", text, re.M)
     assert re.search(r'^ENTRYPOINT \["d2o"\]', text, re.M)
