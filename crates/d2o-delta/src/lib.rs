@@ -9,7 +9,8 @@
 //! table-relative file paths and leaves turning them into URLs to the caller.
 //!
 //! # Layout
-//! - [`tables`]: the service, its engine and snapshot caches.
+//! - [`tables`]: the service, its engines and snapshot caches.
+//! - `engine`: the kernel's default engine, reading local Parquet (checkpoints) a page at a time.
 //! - [`snapshot`]: [`TableSnapshot`], what the protocol needs of one version (metadata, protocol,
 //!   schema facts such as column mapping).
 //! - [`files`]: [`ActiveFiles`], a compact arena of active files, and the scan that makes one
@@ -22,6 +23,7 @@
 
 pub mod cache;
 pub mod changes;
+mod engine;
 mod file_lists;
 pub mod files;
 mod history;

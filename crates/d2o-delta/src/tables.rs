@@ -14,6 +14,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::cache::{ByteLru, count_lookup};
+use crate::engine::PagedEngine;
 use crate::file_lists::FileLists;
 use crate::files::{FileEntry, scan};
 use crate::history::History;
@@ -123,7 +124,8 @@ impl DeltaTables {
         let store = self.stores.open(location)?;
         let io = self.io.as_ref().ok_or_else(|| DeltaError::internal("the storage runtime has stopped"))?;
         let executor = Arc::new(TokioMultiThreadExecutor::new(io.handle().clone()));
-        let engine: Arc<dyn Engine> = Arc::new(DefaultEngineBuilder::new(store).with_task_executor(executor).build());
+        let engine: Arc<dyn Engine> =
+            Arc::new(PagedEngine::new(DefaultEngineBuilder::new(store).with_task_executor(executor).build()));
         self.engines.lock().insert(key, engine.clone());
         Ok(engine)
     }
