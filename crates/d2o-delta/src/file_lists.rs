@@ -18,8 +18,15 @@
 //! So a version of any size is served within the budget plus one window per flight, and a slow
 //! reader slows only the callers of its own flight. A flight whose callers have all stopped
 //! visiting stops scanning as soon as it knows the list cannot be cached.
+//!
+//! A flight expected not to fit keeps only a window from the start, so that it never holds the
+//! budget for a list it will drop. It is expected not to fit when the last complete scan of its
+//! table measured more than the budget or, for a table not scanned yet, when the version's
+//! checkpoint alone is larger than the budget (a list holds a file's path and statistics, as the
+//! checkpoint does; a checkpoint full of removed files can overstate it, which the table's first
+//! scan corrects).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -47,10 +54,10 @@ pub(crate) struct FileLists {
     window: usize,
     versions_per_table: usize,
     cache: Mutex<ByteLru<VersionKey, Arc<FileList>>>,
-    /// Tables whose last complete scan did not fit the budget: the next version of the table
-    /// will not fit either, so its flight keeps only a window from the start.
-    too_large: Mutex<HashSet<Url>>,
-    /// Lock order: `flights`, then `cache`, then a flight's state, then `too_large`.
+    /// The bytes of the last complete list of each table: what the next version of the table is
+    /// expected to need.
+    measured: Mutex<HashMap<Url, usize>>,
+    /// Lock order: `flights`, then `cache`, then a flight's state, then `measured`.
     flights: Mutex<HashMap<VersionKey, Arc<Flight>>>,
 }
 
@@ -130,18 +137,20 @@ impl FileLists {
             window: WINDOW_BYTES,
             versions_per_table: versions_per_table.max(1),
             cache: Mutex::new(ByteLru::new(budget)),
-            too_large: Mutex::new(HashSet::new()),
+            measured: Mutex::new(HashMap::new()),
             flights: Mutex::new(HashMap::new()),
         }
     }
 
     /// Calls `visit` with every segment of the active files of the version `key`, in scan
     /// order, until it breaks; `scan` reads them when neither the cache nor a running flight has
-    /// them. An error of the scan reaches every caller of its flight (after the segments scanned
-    /// before it).
+    /// them. `checkpoint_bytes` is the size of the version's checkpoint (0 without one), which
+    /// judges whether a table not scanned before can fit. An error of the scan reaches every
+    /// caller of its flight (after the segments scanned before it).
     pub(crate) fn visit(
         &self,
         key: VersionKey,
+        checkpoint_bytes: usize,
         scan: Box<Scan<'_>>,
         visit: &mut SegmentVisitor<'_>,
     ) -> Result<(), DeltaError> {
@@ -175,7 +184,7 @@ impl FileLists {
         drop(flights);
         count_lookup("file_list", false);
         let mut lead = Lead { lists: self, key, flight, ended: false };
-        lead.run(scan, visit)
+        lead.run(checkpoint_bytes, scan, visit)
     }
 
     /// Caches a complete list, keeping the newest versions of its table only.
@@ -195,7 +204,7 @@ impl FileLists {
 
     /// Forgets the cached lists of a table.
     pub(crate) fn forget(&self, location: &Url) {
-        self.too_large.lock().remove(location);
+        self.measured.lock().remove(location);
         let mut cache = self.cache.lock();
         cache.retain(|(l, _)| l != location);
         metrics::gauge!("d2o_file_list_cache_bytes").set(cache.used_bytes() as f64);
@@ -270,16 +279,19 @@ struct Lead<'a> {
 }
 
 impl Lead<'_> {
-    fn run(&mut self, scan: Box<Scan<'_>>, visit: &mut SegmentVisitor<'_>) -> Result<(), DeltaError> {
+    fn run(
+        &mut self,
+        checkpoint_bytes: usize,
+        scan: Box<Scan<'_>>,
+        visit: &mut SegmentVisitor<'_>,
+    ) -> Result<(), DeltaError> {
         let flight = self.flight.clone();
         let window = self.lists.window;
-        // Past this many bytes the list cannot be cached: the budget, or for a table whose last
-        // version did not fit, the window (callers still join while the first window is kept).
-        let keep_all_up_to = if self.lists.too_large.lock().contains(&self.key.0) {
-            window.min(self.lists.budget)
-        } else {
-            self.lists.budget
-        };
+        // Past this many bytes the list cannot be cached: the budget, or for a list expected not
+        // to fit, the window (callers still join while the first window is kept).
+        let expected = self.lists.measured.lock().get(&self.key.0).copied().unwrap_or(checkpoint_bytes);
+        let keep_all_up_to =
+            if expected > self.lists.budget { window.min(self.lists.budget) } else { self.lists.budget };
         let mut visiting = true;
         let mut stopped_early = false;
         let mut next = 0;
@@ -326,15 +338,10 @@ impl Lead<'_> {
         let mut flights = self.lists.flights.lock();
         let complete = {
             let mut state = self.flight.state.lock();
-            // Whether the next version of the table is likely to fit, judged by this one when the
-            // whole version was scanned.
+            // What the next version of the table is expected to need, when this whole version
+            // was scanned.
             if outcome.is_ok() && scanned_all {
-                let mut too_large = self.lists.too_large.lock();
-                if state.scanned > self.lists.budget {
-                    too_large.insert(self.key.0.clone());
-                } else {
-                    too_large.remove(&self.key.0);
-                }
+                self.lists.measured.lock().insert(self.key.0.clone(), state.scanned);
             }
             let complete = outcome.is_ok() && !state.closed;
             state.outcome = Some(outcome);
@@ -401,6 +408,7 @@ mod tests {
         lists
             .visit(
                 key(),
+                0,
                 Box::new(|sink: &mut dyn FnMut(ActiveFiles) -> ControlFlow<()>| {
                     scans.fetch_add(1, Ordering::SeqCst);
                     scan(sink)
@@ -465,6 +473,7 @@ mod tests {
                 lists
                     .visit(
                         key(),
+                        0,
                         Box::new(|_: &mut dyn FnMut(ActiveFiles) -> ControlFlow<()>| panic!("scanned")),
                         &mut |_| {
                             wait_until("the other reader", || other_done.load(Ordering::SeqCst));
@@ -509,6 +518,7 @@ mod tests {
                 let mut n = 0;
                 let r = lists.visit(
                     key(),
+                    0,
                     Box::new(|_: &mut dyn FnMut(ActiveFiles) -> ControlFlow<()>| panic!("scanned")),
                     &mut |segment| {
                         n += segment.len();
@@ -525,11 +535,12 @@ mod tests {
         let most_held = most_held.load(Ordering::SeqCst);
         assert!(most_held <= 11 * one, "held {most_held} bytes, budget {} + segment", 10 * one);
         assert_eq!(lists.cached(), (0, 0), "too large to cache");
-        assert!(lists.too_large.lock().contains(&key().0), "remembered as too large");
+        assert_eq!(lists.measured.lock().get(&key().0), Some(&(100 * one)), "remembered as too large");
         // The next caller scans again, and the flight stops when nobody reads any more.
         let scanned = AtomicUsize::new(0);
         let r = lists.visit(
             key(),
+            0,
             Box::new(|sink: &mut dyn FnMut(ActiveFiles) -> ControlFlow<()>| {
                 for i in 0..100 {
                     scanned.fetch_add(1, Ordering::SeqCst);
@@ -543,6 +554,51 @@ mod tests {
         );
         r.expect("visit");
         assert_eq!(scanned.load(Ordering::SeqCst), 4, "stopped past the first window: the table is too large");
+    }
+
+    /// Scans `segments` segments of version `version` of the test table with one caller,
+    /// returning the most bytes its flight held.
+    fn scan_version(lists: &FileLists, version: u64, checkpoint_bytes: usize, segments: usize) -> usize {
+        let key = (key().0, version);
+        let most_held = AtomicUsize::new(0);
+        let held = || lists.flights.lock().get(&key).map_or(0, |f| f.state.lock().held);
+        lists
+            .visit(
+                key.clone(),
+                checkpoint_bytes,
+                Box::new(|sink: &mut dyn FnMut(ActiveFiles) -> ControlFlow<()>| {
+                    for i in 0..segments {
+                        let _ = sink(segment(i));
+                        most_held.fetch_max(held(), Ordering::SeqCst);
+                    }
+                    Ok(())
+                }),
+                &mut |_| ControlFlow::Continue(()),
+            )
+            .expect("visit");
+        most_held.into_inner()
+    }
+
+    /// A table whose checkpoint is larger than the budget is streamed in a window from its first
+    /// scan, rather than held up to the budget for a list that is then dropped; once a scan has
+    /// measured that its list fits, its next version is cached whatever its checkpoint says.
+    #[test]
+    fn a_checkpoint_over_the_budget_is_streamed_from_the_start_until_a_scan_says_it_fits() {
+        let one = segment(0).heap_bytes();
+        let lists = FileLists { window: 3 * one, ..FileLists::new(10 * one, 4) };
+        let most_held = scan_version(&lists, 1, 11 * one, 20);
+        assert!(most_held <= 4 * one, "held {most_held} bytes, window {}", 3 * one);
+        assert_eq!(lists.cached(), (0, 0));
+        // Misjudged: a checkpoint larger than the budget, a list that fits.
+        scan_version(&lists, 2, 11 * one, 5);
+        assert_eq!(lists.cached(), (0, 0), "judged by the checkpoint");
+        assert_eq!(lists.measured.lock().get(&key().0), Some(&(5 * one)));
+        scan_version(&lists, 3, 11 * one, 5);
+        assert_eq!(lists.cached(), (1, 5 * one), "judged by the scan before");
+        // Without a measurement or a large checkpoint, a list is kept up to the budget.
+        lists.forget(&key().0);
+        let most_held = scan_version(&lists, 4, 0, 20);
+        assert_eq!(most_held, 10 * one, "held up to the budget");
     }
 
     #[test]

@@ -30,6 +30,8 @@ struct Facts {
     column_types: HashMap<String, String>,
     /// An estimate of the memory this version holds (see [`TableSnapshot::estimated_bytes`]).
     estimated_bytes: usize,
+    /// The size of the version's checkpoint files (0 without a checkpoint).
+    checkpoint_bytes: usize,
 }
 
 impl TableSnapshot {
@@ -61,6 +63,7 @@ impl TableSnapshot {
         let log_files = segment.end_version.saturating_sub(segment.checkpoint_version.unwrap_or(0)) + 1;
         let json_bytes = protocol.to_string().len() + metadata.to_string().len();
         let estimated_bytes = 4 * json_bytes + 512 * usize::try_from(log_files).unwrap_or(usize::MAX / 1024);
+        let checkpoint_bytes = segment.listed.checkpoint_parts.iter().map(|part| part.location.size).sum::<u64>();
         let mut facts = Facts {
             protocol,
             metadata,
@@ -71,6 +74,7 @@ impl TableSnapshot {
             physical_names: HashMap::new(),
             column_types: HashMap::new(),
             estimated_bytes,
+            checkpoint_bytes: usize::try_from(checkpoint_bytes).unwrap_or(usize::MAX),
         };
         walk_schema(&schema, "", "", &mut facts);
         Ok(TableSnapshot { inner, facts: Arc::new(facts) })
@@ -79,6 +83,12 @@ impl TableSnapshot {
     /// An estimate of the memory this version holds, for caches bounded by bytes.
     pub fn estimated_bytes(&self) -> usize {
         self.facts.estimated_bytes
+    }
+
+    /// The size of the version's checkpoint files on storage (0 without a checkpoint; a V2
+    /// checkpoint's sidecars are not counted).
+    pub(crate) fn checkpoint_bytes(&self) -> usize {
+        self.facts.checkpoint_bytes
     }
 
     /// The version of this snapshot.

@@ -301,7 +301,7 @@ impl DeltaTables {
             let engine = self.engine(root)?;
             scan(snapshot, engine.as_ref(), segment)
         });
-        self.file_lists.visit((root.clone(), snapshot.version()), scan, visit)
+        self.file_lists.visit((root.clone(), snapshot.version()), snapshot.checkpoint_bytes(), scan, visit)
     }
 
     /// The commits `start..=end` of the table (`latest` must be at or after `end`), each with
