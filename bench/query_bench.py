@@ -575,10 +575,10 @@ def main() -> None:
         },
         "burst": {
             "concurrency": args.burst if bursts else 0,
-            "wall_ms": burst_wall,
+            "wall_ms": r1(burst_wall) if bursts else None,
             "vmhwm_mb": burst_hwm,
-            "server_cpu_ms": median([b["server_cpu_ms"] for b in bursts]) if bursts else None,
-            "client_cpu_ms": median([b["client_cpu_ms"] for b in bursts]) if bursts else None,
+            "server_cpu_ms": r1(median([b["server_cpu_ms"] for b in bursts])) if bursts else None,
+            "client_cpu_ms": r1(median([b["client_cpu_ms"] for b in bursts])) if bursts else None,
             "single_cold_wall_ms": r1(cold_wall_ms),
             "single_cold_vmhwm_mb": r1(cold_hwm),
             "runs": bursts,
