@@ -3,13 +3,17 @@
 GCS (fake-gcs-server), all on 127.0.0.1.
 
     $(scripts/python-env.sh)/bin/python bench/object_store_bench.py \\
-        [--d2o target/release/d2o] [--files 100000] [--gcs-files 10000] [--rounds 5]
+        [--d2o target/release/d2o] [--files 100000] [--gcs-files 10000] [--rounds 5] [--tables s3,azure]
 
 For each copy of the table (the generator's log-only table, bench/gen_table.py): the cold
 `/query` (first one after start), the median warm `/query` over `--rounds`, the store requests
 each cost (counted by a forwarding proxy in front of every emulator), and the extra time per
 1,000 files over the local copy of the same size, which is what pre-signing costs (S3 SigV4 is
 HMAC; Azure SAS is HMAC; GCS V4 is an RSA signature per URL, hence its smaller table).
+
+`--tables` queries only the named tables (local, s3, azure, local_small, gcs), in that order; the
+server's `VmHWM` after each table's cold and warm queries is recorded, so with one table it is
+that table's peak.
 
 Prints a markdown table and writes bench/results/object_store.json. Emulators come from the
 test venv and scripts/emulators.sh (as the tests); nothing leaves 127.0.0.1.
@@ -75,6 +79,14 @@ def query(endpoint: str, token: str, table: str) -> tuple:
     return took, len(body), body.count(b'{"file":')
 
 
+def vm_hwm_mb(pid: int) -> float:
+    """The process's peak resident memory so far, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--d2o", type=Path, default=Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
@@ -82,6 +94,8 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=100_000)
     ap.add_argument("--gcs-files", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--tables", default="local,s3,azure,local_small,gcs",
+                    help="comma-separated tables to query (default: all)")
     args = ap.parse_args()
 
     big, small = table_dir(args.files), table_dir(args.gcs_files)
@@ -130,7 +144,10 @@ def main() -> None:
         if failure:
             sys.exit(f"d2o did not start: {failure}")
         rows = {}
+        wanted = args.tables.split(",")
         for name, (_, files, store) in tables.items():
+            if name not in wanted:
+                continue
             proxy = proxies.get(store)
             if proxy:
                 proxy.reset()
@@ -144,8 +161,11 @@ def main() -> None:
                 warm.append(query(endpoint, token, name)[0])
                 warm_requests.append(sum(proxy.counts().values()) if proxy else 0)
             rows[name] = {"files": files, "cold_s": cold, "warm_s": statistics.median(warm), "bytes": size,
-                          "cold_store_requests": cold_requests, "warm_store_requests": max(warm_requests)}
+                          "cold_store_requests": cold_requests, "warm_store_requests": max(warm_requests),
+                          "vmhwm_mb": vm_hwm_mb(server.pid)}
         for name, base in (("s3", "local"), ("azure", "local"), ("gcs", "local_small")):
+            if name not in rows or base not in rows:
+                continue
             r = rows[name]
             r["extra_warm_ms_per_1000_files"] = (r["warm_s"] - rows[base]["warm_s"]) * 1000 / (r["files"] / 1000)
     finally:
@@ -157,13 +177,14 @@ def main() -> None:
     out = REPO / "bench" / "results" / "object_store.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"d2o": str(args.d2o), "rounds": args.rounds, "tables": rows}, indent=2) + "\n")
-    print("| table | files | cold s | warm s (median) | store requests cold / warm | extra warm ms per 1,000 files |")
-    print("|---|---|---|---|---|---|")
+    print("| table | files | cold s | warm s (median) | store requests cold / warm | extra warm ms per 1,000 files "
+          "| server VmHWM MB |")
+    print("|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         extra = r.get("extra_warm_ms_per_1000_files")
         print(f"| {name} | {r['files']:,} | {r['cold_s']:.3f} | {r['warm_s']:.3f} | "
               f"{r['cold_store_requests']} / {r['warm_store_requests']} | "
-              f"{'-' if extra is None else f'{extra:.1f}'} |")
+              f"{'-' if extra is None else f'{extra:.1f}'} | {r['vmhwm_mb']:.0f} |")
 
 
 if __name__ == "__main__":
