@@ -267,7 +267,10 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/tls").join(name)
+        // Read when the tests run, so that a binary built in another checkout reads this one's.
+        let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+        dir.join("../../tests/data/tls").join(name)
     }
 
     fn fixture_files(certificate: &str, key: &str) -> TlsFiles {

@@ -99,8 +99,7 @@ async fn every_documented_operation_is_routed_and_every_other_method_is_refused(
 #[tokio::test]
 async fn no_route_is_registered_outside_the_document() {
     let src = |file: &str| {
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(file))
-            .expect("the server's source")
+        std::fs::read_to_string(crate::support::crate_dir().join("src").join(file)).expect("the server's source")
     };
     let admin = src("admin/mod.rs");
     assert!(!admin.contains(".route("), "admin routes are registered with routes!, not .route");

@@ -15,11 +15,18 @@ use tower::ServiceExt;
 pub const TOKEN: &str = "test-token";
 
 /// The fixture tables: the repository's copy in `tests/data/delta-tables`, or `D2O_SHARED_TABLES`.
+/// This crate's directory, read when the tests run (cargo sets it then too), so that a test
+/// binary reused from another checkout's build (one build directory shared by several checkouts)
+/// reads this checkout's files; at compile time otherwise.
+pub fn crate_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 pub fn fixtures() -> PathBuf {
     if let Ok(dir) = std::env::var("D2O_SHARED_TABLES") {
         return PathBuf::from(dir);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/delta-tables")
+    crate_dir().join("../../tests/data/delta-tables")
 }
 
 /// A fixture's table root.

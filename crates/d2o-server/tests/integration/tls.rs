@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::support::*;
 
 fn tls_fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/tls").join(name)
+    crate_dir().join("../../tests/data/tls").join(name)
 }
 
 /// Serves the fixture tables over TLS (the `ssl` section, server A's certificate) with a 1 s
